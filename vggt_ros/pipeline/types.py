@@ -1,0 +1,159 @@
+"""Plain data passed between the stages of the pipeline (no rclpy, no torch).
+
+Conventions used everywhere in vggt_ros:
+* stamps are integer nanoseconds (``stamp_ns``), as in ROS header stamps and rosbag;
+* images are HxWx3 uint8 RGB NumPy arrays;
+* poses are 4x4 float64 matrices. ``cam_from_world`` maps world points into the camera's
+  OpenCV optical frame (x right, y down, z forward; REP-103 ``*_optical_frame``);
+  ``odom_from_cam`` is its inverse once the window is placed in the odom frame;
+* "model pixels" are pixels of the preprocessed (crop/pad, 518-wide) image the network saw;
+  "original pixels" are pixels of the camera image. ``PreprocessMapping`` converts between them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PreprocessMapping:
+    """How one original image maps onto the model input: x_model = x_orig * scale - offset.
+
+    ``offset_x/offset_y`` are positive for crop (pixels removed) and negative for pad
+    (pixels added). ``valid`` is the model-pixel box (x0, y0, x1, y1) covered by real image
+    content (padding excluded).
+    """
+
+    original_size: tuple[int, int]  # (width, height) of the camera image
+    model_size: tuple[int, int]  # (width, height) of the network input
+    scale: float
+    offset_x: float
+    offset_y: float
+    valid: tuple[int, int, int, int]
+
+    def to_model(self, uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, dtype=np.float64)
+        return uv * self.scale - np.array([self.offset_x, self.offset_y])
+
+    def to_original(self, uv: np.ndarray) -> np.ndarray:
+        uv = np.asarray(uv, dtype=np.float64)
+        return (uv + np.array([self.offset_x, self.offset_y])) / self.scale
+
+    def intrinsics_to_original(self, k_model: np.ndarray) -> np.ndarray:
+        k = np.array(k_model, dtype=np.float64)
+        k[0, 0] /= self.scale
+        k[1, 1] /= self.scale
+        k[0, 2] = (k[0, 2] + self.offset_x) / self.scale
+        k[1, 2] = (k[1, 2] + self.offset_y) / self.scale
+        return k
+
+    def intrinsics_to_model(self, k_orig: np.ndarray) -> np.ndarray:
+        k = np.array(k_orig, dtype=np.float64)
+        k[0, 0] *= self.scale
+        k[1, 1] *= self.scale
+        k[0, 2] = k[0, 2] * self.scale - self.offset_x
+        k[1, 2] = k[1, 2] * self.scale - self.offset_y
+        return k
+
+
+@dataclass
+class CameraIntrinsics:
+    """A camera's calibration as given by sensor_msgs/CameraInfo (original pixels)."""
+
+    k: np.ndarray  # 3x3
+    width: int
+    height: int
+
+
+@dataclass
+class Frame:
+    """One camera image entering the pipeline."""
+
+    stamp_ns: int
+    image: np.ndarray  # HxWx3 uint8 RGB, original resolution
+    frame_id: str
+    camera_info: Optional[CameraIntrinsics] = None
+
+
+@dataclass
+class WindowPrediction:
+    """What a predictor returns for one window, in the window's own frame.
+
+    Frame 0 of the window is the world origin and the scale is arbitrary (VGGT's normalised
+    units), exactly as the network predicts it. Arrays are indexed by the window's frames.
+    """
+
+    stamps_ns: list[int]
+    cam_from_world: np.ndarray  # [S,4,4] float64
+    intrinsics: np.ndarray  # [S,3,3] float64, model pixels
+    depth: np.ndarray  # [S,h,w] float32, window units
+    depth_conf: np.ndarray  # [S,h,w] float32, >= 1 (VGGT's 1+exp) or any positive weight
+    images: np.ndarray  # [S,h,w,3] uint8, the model-resolution RGB (for colouring points)
+    mappings: list[PreprocessMapping]  # per frame
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+
+@dataclass
+class TrackPrediction:
+    """Point tracks for one window, frame order as given to the predictor."""
+
+    stamps_ns: list[int]
+    tracks_uv: np.ndarray  # [S,N,2] original pixels of each frame
+    visibility: np.ndarray  # [S,N] 0..1
+    confidence: np.ndarray  # [S,N] 0..1
+
+
+class Predictor(Protocol):
+    """Anything that turns a window of frames into geometry: the VGGT wrapper or a test double."""
+
+    def predict(self, frames: Sequence[Frame]) -> WindowPrediction: ...
+
+    def track(self, frames: Sequence[Frame], query_uv: np.ndarray) -> TrackPrediction:
+        """Track ``query_uv`` ([N,2] original pixels of frames[0]) through all frames."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Device, precision, model name: for diagnostics and summaries."""
+        ...
+
+
+@dataclass
+class ChainingStatus:
+    """How a window was placed in odom; reported in diagnostics and summaries."""
+
+    method: str  # "first" | "points" | "centres" | "previous_scale" | "reset"
+    scale: float  # Sim(3) scale applied to the window (odom units per window unit)
+    residual: float = float("nan")  # robust RMS residual of the fit, odom units
+    inlier_ratio: float = float("nan")
+    num_points: int = 0
+    warning: str = ""  # non-empty when a fallback was used or the fit looked poor
+
+
+@dataclass
+class KeyframeResult:
+    """One keyframe placed in odom: what the node publishes per keyframe."""
+
+    stamp_ns: int
+    frame_id: str
+    odom_from_cam: np.ndarray  # 4x4 float64, optical frame pose in odom (map units)
+    depth: np.ndarray  # [h,w] float32 map units, NaN where invalid or low confidence
+    confidence: np.ndarray  # [h,w] float32 (VGGT depth confidence)
+    intrinsics: np.ndarray  # 3x3, pixels of the depth image (= model pixels)
+    image: np.ndarray  # [h,w,3] uint8 RGB aligned with depth
+    mapping: PreprocessMapping
+    intrinsics_original: np.ndarray  # 3x3, original camera pixels
+
+
+@dataclass
+class WindowResult:
+    """Everything one processed window produced, already in the odom frame."""
+
+    index: int
+    stamps_ns: list[int]  # every keyframe of the window, in order
+    new_keyframes: list[KeyframeResult]  # keyframes placed for the first time by this window
+    points: np.ndarray  # [N,3] float32 confident Depth+Cam points of the window, odom
+    colors: np.ndarray  # [N,3] uint8
+    chaining: ChainingStatus
+    timings: dict[str, float] = field(default_factory=dict)
