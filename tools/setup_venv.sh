@@ -21,7 +21,9 @@ fi
 
 if ! fresh deps "$ROOT/tools/requirements.txt" "$ROOT/tools/setup_venv.sh"; then
   echo "[setup] installing Python and ROS 2 wheels (first run: a few minutes)"
-  "$V/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tools/requirements.txt"
+  # (the machine's pip config lists local mirrors that lack most packages: hide that noise)
+  "$V/bin/pip" install -q --disable-pip-version-check -r "$ROOT/tools/requirements.txt" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
   # The ROS wheels were built in manylinux and hard-code that interpreter's include dirs
   # in their exported CMake files; point them at this interpreter.
   PYINC=$("$V/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")

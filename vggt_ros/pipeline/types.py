@@ -19,11 +19,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PreprocessMapping:
-    """How one original image maps onto the model input: x_model = x_orig * scale - offset.
+    """How one original image maps onto the model input, per axis.
 
-    ``offset_x/offset_y`` are positive for crop (pixels removed) and negative for pad
-    (pixels added). ``valid`` is the model-pixel box (x0, y0, x1, y1) covered by real image
-    content (padding excluded).
+    x_model = x_orig * scale - offset_x and y_model = y_orig * scale_y - offset_y, with pixel
+    centres at integer coordinates (ROS/OpenCV). The two scales differ because the resized side
+    is rounded to a multiple of 14 (up to several model pixels over an image); ``scale_y`` None
+    means "same as ``scale``". ``offset_x/offset_y`` include the crop (positive), the padding
+    (negative) and the resampler's half-pixel term. ``valid`` is the model-pixel box
+    (x0, y0, x1, y1) covered by real image content (padding excluded).
     """
 
     original_size: tuple[int, int]  # (width, height) of the camera image
@@ -32,29 +35,32 @@ class PreprocessMapping:
     offset_x: float
     offset_y: float
     valid: tuple[int, int, int, int]
+    scale_y: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.scale <= 0 or self._scales()[1] <= 0:
+            raise ValueError(f"mapping scales must be > 0, got {self.scale}, {self.scale_y}")
+
+    def _scales(self) -> np.ndarray:
+        return np.array([self.scale, self.scale if self.scale_y is None else self.scale_y])
+
+    def _offsets(self) -> np.ndarray:
+        return np.array([self.offset_x, self.offset_y])
 
     def to_model(self, uv: np.ndarray) -> np.ndarray:
-        uv = np.asarray(uv, dtype=np.float64)
-        return uv * self.scale - np.array([self.offset_x, self.offset_y])
+        return np.asarray(uv, dtype=np.float64) * self._scales() - self._offsets()
 
     def to_original(self, uv: np.ndarray) -> np.ndarray:
-        uv = np.asarray(uv, dtype=np.float64)
-        return (uv + np.array([self.offset_x, self.offset_y])) / self.scale
+        return (np.asarray(uv, dtype=np.float64) + self._offsets()) / self._scales()
 
     def intrinsics_to_original(self, k_model: np.ndarray) -> np.ndarray:
         k = np.array(k_model, dtype=np.float64)
-        k[0, 0] /= self.scale
-        k[1, 1] /= self.scale
-        k[0, 2] = (k[0, 2] + self.offset_x) / self.scale
-        k[1, 2] = (k[1, 2] + self.offset_y) / self.scale
+        k[:2, :] = (k[:2, :] + self._offsets()[:, None] * k[2:3, :]) / self._scales()[:, None]
         return k
 
     def intrinsics_to_model(self, k_orig: np.ndarray) -> np.ndarray:
         k = np.array(k_orig, dtype=np.float64)
-        k[0, 0] *= self.scale
-        k[1, 1] *= self.scale
-        k[0, 2] = k[0, 2] * self.scale - self.offset_x
-        k[1, 2] = k[1, 2] * self.scale - self.offset_y
+        k[:2, :] = k[:2, :] * self._scales()[:, None] - self._offsets()[:, None] * k[2:3, :]
         return k
 
 

@@ -1,0 +1,218 @@
+"""Run VGGT on a list of camera images and return NumPy geometry in both pixel systems.
+
+Everything downstream (live node, offline mapper, track service) goes through ``run_vggt``;
+``VGGTPredictor`` only adapts it to the ``Predictor`` protocol of ``vggt_ros.pipeline.types``,
+so preprocessing, precision handling and the mapping back to camera pixels exist once.
+
+Precision follows the upstream recommendation (ARCHITECTURE.md §9): on CUDA the trunk runs
+under bf16 (fp16 before Ampere) autocast while the model keeps its camera/depth heads in fp32;
+on CPU everything is fp32, because CPU autocast would also lower LayerNorm and attention.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from vggt_ros.geometry.camera import to_homogeneous, unproject_depth
+from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
+from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
+from vggt_ros.preprocessing import MODES, preprocess_images, to_uint8_images
+from vggt_ros.runtime import resolve_device
+
+__all__ = ["PRECISIONS", "InferenceResult", "resolve_precision", "run_vggt", "VGGTPredictor"]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class InferenceResult:
+    """One forward pass, frame order as given. Geometry fields are None when not requested."""
+
+    mappings: list[PreprocessMapping]
+    images: np.ndarray  # [S,h,w,3] uint8, what the network saw
+    cam_from_world: Optional[np.ndarray] = None  # [S,4,4] float64, world = frame-0 camera
+    intrinsics: Optional[np.ndarray] = None  # [S,3,3] float64, model pixels
+    intrinsics_original: Optional[np.ndarray] = None  # [S,3,3] float64, original pixels
+    depth: Optional[np.ndarray] = None  # [S,h,w] float32
+    depth_conf: Optional[np.ndarray] = None  # [S,h,w] float32
+    tracks_uv: Optional[np.ndarray] = None  # [S,N,2] original pixels of each frame
+    track_visibility: Optional[np.ndarray] = None  # [S,N]
+    track_confidence: Optional[np.ndarray] = None  # [S,N]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @functools.cached_property
+    def world_points(self) -> np.ndarray:
+        """[S,h,w,3] float64 points unprojected from depth (computed on first use: it is large)."""
+        if self.depth is None:
+            raise ValueError("world_points need the depth and camera predictions "
+                             "(run_vggt was called with geometry=False)")
+        return unproject_depth(self.depth, self.cam_from_world, self.intrinsics)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> bf16 on Ampere+ CUDA, fp16 on older CUDA, fp32 on CPU; rejects CPU bf16/fp16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if device.type != "cuda":
+        if precision in _AUTOCAST_DTYPES:
+            raise ValueError(f"precision {precision} needs a CUDA device (got {device}); "
+                             f"use fp32 or auto on CPU")
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
+    return precision
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration as err:
+        raise ValueError("the model has no parameters; cannot tell its device") from err
+
+
+def _check_images(images: Sequence[np.ndarray]) -> None:
+    if len(images) == 0:
+        raise ValueError("run_vggt needs at least one image")
+    shapes = {np.shape(img) for img in images}
+    if len(shapes) > 1:
+        raise ValueError(f"all images of one call must have the same size, got shapes "
+                         f"{sorted(shapes)}; resize them before inference")
+
+
+def _in_pixel_box(uv: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Which points lie on the pixels [x0, x1) x [y0, y1) (pixel centres at integers)."""
+    x0, y0, x1, y1 = box
+    return (np.isfinite(uv).all(1) & (uv[:, 0] >= x0 - 0.5) & (uv[:, 0] <= x1 - 0.5)
+            & (uv[:, 1] >= y0 - 0.5) & (uv[:, 1] <= y1 - 0.5))
+
+
+def _model_queries(query_uv: np.ndarray, mapping: PreprocessMapping) -> np.ndarray:
+    """Original frame-0 pixels [N,2] -> model pixels, rejecting points the network never sees."""
+    query_uv = np.asarray(query_uv, dtype=np.float64)
+    if query_uv.ndim != 2 or query_uv.shape[1] != 2 or len(query_uv) == 0:
+        raise ValueError(f"query_uv must be [N,2] pixels (x, y) with N >= 1, got {query_uv.shape}")
+    width, height = mapping.original_size
+    inside = _in_pixel_box(query_uv, (0, 0, width, height))
+    if not inside.all():
+        raise ValueError(f"query points {np.flatnonzero(~inside).tolist()} lie outside the "
+                         f"{width}x{height} image of frame 0")
+    model_uv = mapping.to_model(query_uv)
+    seen = _in_pixel_box(model_uv, mapping.valid)
+    if not seen.all():
+        raise ValueError(f"query points {np.flatnonzero(~seen).tolist()} fall in the part of "
+                         f"frame 0 that the crop preprocessing removes; use preprocess_mode pad")
+    return model_uv
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
+             query_uv: Optional[np.ndarray] = None, *, precision: str = "auto",
+             preprocess_mode: str = "crop", image_size: int = 518,
+             geometry: bool = True) -> InferenceResult:
+    """Preprocess ``images`` (same-size HxWx3/4 uint8), run ``model`` on its current device and
+    convert the outputs to NumPy, with intrinsics and tracks also in original pixels.
+
+    ``query_uv`` ([N,2] original pixels of images[0]) adds point tracks; ``geometry=False``
+    skips the camera and depth heads when only tracks are wanted. The model must be in eval
+    mode; it is not modified.
+    """
+    if model.training:
+        raise ValueError("the model is in training mode; call model.eval() before inference")
+    if not geometry and query_uv is None:
+        raise ValueError("nothing to compute: geometry=False and no query_uv")
+    _check_images(images)
+    device = _model_device(model)
+    precision = resolve_precision(precision, device)
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    batch, mappings = preprocess_images(images, preprocess_mode, image_size)
+    heads = ("camera", "depth") if geometry else ()
+    queries = None
+    if query_uv is not None:
+        queries = torch.from_numpy(_model_queries(query_uv, mappings[0])).float().to(device)
+        heads += ("track",)
+    tensor = torch.from_numpy(batch).to(device)
+    timings["preprocess"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    autocast = (torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
+                if precision in _AUTOCAST_DTYPES else contextlib.nullcontext())
+    with torch.inference_mode(), autocast:
+        out = model(tensor, query_points=queries, heads=heads)
+    _sync(device)
+    timings["inference"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = InferenceResult(mappings=mappings, images=to_uint8_images(batch), timings=timings)
+    if geometry:
+        height, width = batch.shape[-2:]
+        extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(),
+                                                              (height, width))
+        result.cam_from_world = to_homogeneous(extrinsics.cpu().numpy().astype(np.float64))
+        result.intrinsics = intrinsics.cpu().numpy().astype(np.float64)
+        result.intrinsics_original = np.stack(
+            [m.intrinsics_to_original(k) for m, k in zip(mappings, result.intrinsics)])
+        result.depth = out["depth"][0, ..., 0].float().cpu().numpy()
+        result.depth_conf = out["depth_conf"][0].float().cpu().numpy()
+    if queries is not None:
+        tracks = out["track"][0].float().cpu().numpy().astype(np.float64)  # [S,N,2] model px
+        result.tracks_uv = np.stack([m.to_original(t) for m, t in zip(mappings, tracks)])
+        result.track_visibility = out["vis"][0].float().cpu().numpy()
+        result.track_confidence = out["conf"][0].float().cpu().numpy()
+    timings["postprocess"] = time.perf_counter() - start
+    return result
+
+
+class VGGTPredictor:
+    """The ``Predictor`` used by the pipeline: a VGGT model on one device with fixed settings."""
+
+    def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "auto",
+                 precision: str = "auto", preprocess_mode: str = "crop", image_size: int = 518,
+                 name: str = "vggt") -> None:
+        if preprocess_mode not in MODES:
+            raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
+        self.device = resolve_device(str(device))
+        self.precision = resolve_precision(precision, self.device)
+        self.preprocess_mode = preprocess_mode
+        self.image_size = image_size
+        self.name = name
+        self.model = model.to(self.device).eval()
+
+    def _run(self, frames: Sequence[Frame], query_uv: Optional[np.ndarray],
+             geometry: bool) -> InferenceResult:
+        if len(frames) == 0:
+            raise ValueError("a window needs at least one frame")
+        return run_vggt(self.model, [f.image for f in frames], query_uv,
+                        precision=self.precision, preprocess_mode=self.preprocess_mode,
+                        image_size=self.image_size, geometry=geometry)
+
+    def predict(self, frames: Sequence[Frame]) -> WindowPrediction:
+        result = self._run(frames, None, geometry=True)
+        return WindowPrediction(
+            stamps_ns=[f.stamp_ns for f in frames], cam_from_world=result.cam_from_world,
+            intrinsics=result.intrinsics, depth=result.depth, depth_conf=result.depth_conf,
+            images=result.images, mappings=result.mappings, timings=result.timings)
+
+    def track(self, frames: Sequence[Frame], query_uv: np.ndarray) -> TrackPrediction:
+        result = self._run(frames, query_uv, geometry=False)
+        return TrackPrediction(
+            stamps_ns=[f.stamp_ns for f in frames], tracks_uv=result.tracks_uv,
+            visibility=result.track_visibility, confidence=result.track_confidence)
+
+    def describe(self) -> dict[str, str]:
+        params = sum(p.numel() for p in self.model.parameters())
+        return {"name": self.name, "device": str(self.device), "precision": self.precision,
+                "preprocess_mode": self.preprocess_mode, "image_size": str(self.image_size),
+                "parameters": f"{params / 1e6:.1f}M"}

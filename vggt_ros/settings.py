@@ -1,0 +1,111 @@
+"""The user-facing settings of vggt_ros, defined once.
+
+The live node declares each entry as a ROS parameter (with its description and range), the
+offline mapper exposes each as a ``--name`` command-line option, and ``config/vggt.yaml``
+lists them all; tests check the three agree. ``group`` says which object consumes a setting:
+``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` -> runtime.build_predictor,
+``ros`` -> only the live node (frames, topics, publishing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    description: str
+    group: str  # "pipeline" | "predictor" | "ros"
+    min: Optional[float] = None
+    max: Optional[float] = None
+    choices: tuple = ()
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def check(self, value: Any) -> Optional[str]:
+        """Return why ``value`` is not acceptable, or None if it is."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            return f"{self.name} must be a {self.type.__name__}, got {value!r}"
+        if self.choices and value not in self.choices:
+            return f"{self.name} must be one of {list(self.choices)}, got {value!r}"
+        if self.min is not None and value < self.min:
+            return f"{self.name} must be >= {self.min}, got {value!r}"
+        if self.max is not None and value > self.max:
+            return f"{self.name} must be <= {self.max}, got {value!r}"
+        return None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # Model and inference.
+    Setting("checkpoint", "", "Path to the VGGT weights (.pt or .safetensors, e.g. the official "
+            "model.pt). Empty: the small demo model shipped with the package. Never downloaded.",
+            "predictor"),
+    Setting("device", "auto", "Inference device: auto (CUDA if available), cpu, cuda, cuda:N.",
+            "predictor"),
+    Setting("precision", "auto", "auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16.",
+            "predictor", choices=("auto", "fp32", "bf16", "fp16")),
+    Setting("preprocess_mode", "crop", "How frames become model input: crop (518 wide, centre "
+            "crop of tall images) or pad (whole image, white padding), as the official code.",
+            "predictor", choices=("crop", "pad")),
+    Setting("image_size", 518, "Model input width in pixels (multiple of 14; 518 for VGGT-1B).",
+            "predictor", min=14, max=1036),
+    # Windowing and keyframes.
+    Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
+    Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
+            "must be smaller than window_size).", "pipeline", min=1, max=255),
+    Setting("keyframe_stride", 1, "Use every N-th input frame as a keyframe candidate.",
+            "pipeline", min=1, max=1000),
+    Setting("keyframe_min_motion", 0.0, "Minimum image change (0..1, mean absolute grey-level "
+            "difference to the last keyframe) for a candidate to become a keyframe; 0 = off.",
+            "pipeline", min=0.0, max=1.0),
+    # Depth / map filtering.
+    Setting("conf_threshold", 1.5, "Depth confidence below which pixels are invalid (NaN in "
+            "depth, left out of clouds). VGGT confidences are >= 1.", "pipeline", min=0.0),
+    Setting("conf_percentile", 20.0, "Also drop this percentage of the least confident pixels "
+            "of each frame.", "pipeline", min=0.0, max=100.0),
+    Setting("voxel_size", 0.02, "Voxel edge of the accumulated map, in map units.", "pipeline",
+            min=1e-6, max=100.0),
+    Setting("max_map_points", 2_000_000, "Upper bound on points kept in the accumulated map.",
+            "pipeline", min=1000),
+    Setting("metric_scale", 0.0, "Known metres per VGGT unit for the first window; 0 = "
+            "non-metric output (reported as such in diagnostics).", "pipeline", min=0.0),
+    Setting("max_track_points", 256, "Most query points one track_points request may carry.",
+            "pipeline", min=1, max=4096),
+    # ROS frames and outputs.
+    Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105).", "ros"),
+    Setting("base_frame", "", "If set, publish odom -> base_frame using the static base_frame -> "
+            "camera optical transform from /tf_static; else odom -> camera optical frame.", "ros"),
+    Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
+            "ros"),
+    Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),
+    Setting("publish_depth", True, "Publish depth, depth/camera_info, depth/confidence.", "ros"),
+    Setting("publish_points", True, "Publish each window's cloud on points.", "ros"),
+    Setting("publish_map", True, "Publish the accumulated voxel map on map_points.", "ros"),
+    Setting("map_publish_period", 2.0, "Seconds between map_points messages.", "ros",
+            min=0.1, max=3600.0),
+    Setting("queue_size", 8, "Input frames buffered for the worker; the oldest are dropped "
+            "(and counted) when it is full.", "ros", min=1, max=1000),
+    Setting("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", "ros",
+            min=0.1, max=60.0),
+)
+
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def defaults(group: Optional[str] = None) -> dict[str, Any]:
+    return {s.name: s.default for s in SETTINGS if group is None or s.group == group}
+
+
+def validate(values: dict[str, Any]) -> list[str]:
+    """Check known settings; returns the reasons of every rejected value (empty = all fine)."""
+    problems = [f"unknown setting {k!r}" for k in values if k not in BY_NAME]
+    problems += [r for k, v in values.items() if k in BY_NAME and (r := BY_NAME[k].check(v))]
+    if values.get("overlap", 0) >= values.get("window_size", 1 << 30):
+        problems.append("overlap must be smaller than window_size")
+    return problems
