@@ -1,0 +1,202 @@
+"""vggt_synth bags and vggt_ros.bagio: round trips through rosbags, TUM files, clear errors."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from rosbags.rosbag2 import Reader, Writer
+from scipy.spatial.transform import Rotation
+
+from vggt_ros.bagio import (IMAGE_TYPE, BagError, BagWriter, build_message, header,
+                            list_topics, read_image_stream, read_messages, read_tum,
+                            typestore, write_tum)
+from vggt_ros.synth import make_sequence
+from vggt_ros.synth.cli import main
+
+FRAMES, W, H, SEED = 10, 64, 48, 4
+ARGS = ["--frames", str(FRAMES), "--width", str(W), "--height", str(H), "--seed", str(SEED)]
+IMAGE, INFO, TF = "/camera/image_raw", "/camera/camera_info", "/tf"
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return make_sequence(FRAMES, W, H, seed=SEED, trajectory="loop")
+
+
+@pytest.fixture(scope="module", params=["mcap", "sqlite3"])
+def synth_dir(request, tmp_path_factory):
+    out = tmp_path_factory.mktemp(f"synth_{request.param}")
+    assert main([str(out), *ARGS, "--storage", request.param]) == 0
+    return out
+
+
+def test_bag_contents_read_with_rosbags(synth_dir, expected):
+    bag = synth_dir / "bag"
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == 9
+    assert not [p for p in synth_dir.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    ts = typestore()
+    counts, stamps = {}, {}
+    with Reader(bag) as reader:
+        for conn, log_time, raw in reader.messages():
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            counts[conn.topic] = counts.get(conn.topic, 0) + 1
+            if conn.topic == TF:
+                tf = msg.transforms[0]
+                assert (tf.header.frame_id, tf.child_frame_id) == ("world", "camera_optical_frame")
+                head = tf.header
+            else:
+                head = msg.header
+                assert head.frame_id == "camera_optical_frame"
+            stamp = head.stamp.sec * 10**9 + head.stamp.nanosec
+            assert stamp == log_time
+            stamps.setdefault(conn.topic, []).append(stamp)
+    assert counts == {IMAGE: FRAMES, INFO: FRAMES, TF: FRAMES}
+    for topic_stamps in stamps.values():
+        np.testing.assert_array_equal(topic_stamps, expected.stamps_ns)
+    assert list_topics(bag) == {IMAGE: IMAGE_TYPE, INFO: "sensor_msgs/msg/CameraInfo",
+                                TF: "tf2_msgs/msg/TFMessage"}
+
+
+def test_image_stream_matches_rendered_frames(synth_dir, expected):
+    records = list(read_image_stream(synth_dir / "bag", IMAGE, INFO))
+    assert len(records) == FRAMES
+    for i in (0, FRAMES - 1):
+        rec = records[i]
+        assert rec.stamp_ns == expected.stamps_ns[i]
+        assert (rec.encoding, rec.width, rec.height, rec.step) == ("rgb8", W, H, 3 * W)
+        assert rec.frame_id == "camera_optical_frame" and not rec.is_bigendian
+        np.testing.assert_array_equal(rec.data.reshape(H, W, 3), expected.render(i)[0])
+        np.testing.assert_allclose(rec.camera_info.k, expected.K)
+        assert (rec.camera_info.width, rec.camera_info.height) == (W, H)
+    _, info = next(read_messages(synth_dir / "bag", INFO))
+    assert info.distortion_model == "plumb_bob" and not np.any(info.d)
+    np.testing.assert_allclose(np.asarray(info.p).reshape(3, 4)[:, :3], expected.K)
+    np.testing.assert_array_equal(np.asarray(info.r).reshape(3, 3), np.eye(3))
+    assert all(r.camera_info is None for r in read_image_stream(synth_dir / "bag", IMAGE))
+
+
+def test_tum_file_and_tf_match_ground_truth(synth_dir, expected):
+    lines = [line for line in (synth_dir / "groundtruth_tum.txt").read_text().splitlines()
+             if not line.startswith("#")]
+    assert len(lines) == FRAMES and all(len(line.split()) == 8 for line in lines)
+    assert lines[1].split()[0] == "1.100000000"
+    stamps, poses = read_tum(synth_dir / "groundtruth_tum.txt")
+    np.testing.assert_array_equal(stamps, expected.stamps_ns)
+    np.testing.assert_allclose(poses, expected.world_from_cam, atol=1e-8)
+    for i, (_, msg) in enumerate(read_messages(synth_dir / "bag", TF)):
+        tr = msg.transforms[0].transform
+        np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z],
+                                   expected.world_from_cam[i][:3, 3], atol=1e-12)
+        quat = [tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w]
+        np.testing.assert_allclose(Rotation.from_quat(quat).as_matrix(),
+                                   expected.world_from_cam[i][:3, :3], atol=1e-12)
+
+
+def test_console_script_and_existing_bag_refused(tmp_path, capsys):
+    script = Path(sys.executable).with_name("vggt_synth")
+    out = tmp_path / "run"
+    done = subprocess.run([str(script), str(out), "--frames", "2", "--width", "32",
+                           "--height", "24", "--storage", "sqlite3"],
+                          capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert done.returncode == 0, done.stderr
+    assert list_topics(out / "bag")
+    assert main([str(out), "--frames", "2", "--width", "32", "--height", "24"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_and_non_bag_paths(tmp_path):
+    with pytest.raises(BagError, match="not found"):
+        list_topics(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BagError, match="not a readable rosbag2"):
+        list_topics(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(BagError, match="not a readable rosbag2"):
+        next(read_image_stream(tmp_path / "notes.txt", IMAGE))
+
+
+def test_missing_topic_and_wrong_type(synth_dir):
+    with pytest.raises(BagError, match="'/camera/left' not in bag"):
+        next(read_image_stream(synth_dir / "bag", "/camera/left"))
+    with pytest.raises(BagError, match="expected sensor_msgs/msg/Image"):
+        next(read_image_stream(synth_dir / "bag", TF))
+    with pytest.raises(BagError, match="expected sensor_msgs/msg/CameraInfo"):
+        next(read_image_stream(synth_dir / "bag", IMAGE, IMAGE))
+
+
+def test_truncated_bag_file_raises(synth_dir, tmp_path):
+    bag = _copy(synth_dir / "bag", tmp_path / "bag")
+    data_file = next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+    raw = data_file.read_bytes()
+    data_file.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(BagError, match="corrupt|truncated|not a readable"):
+        list(read_image_stream(bag, IMAGE))
+
+
+def test_corrupt_message_payload_raises(tmp_path):
+    with Writer(tmp_path / "garbage", version=9) as writer:
+        conn = writer.add_connection(IMAGE, IMAGE_TYPE, typestore=typestore())
+        writer.write(conn, 1, b"\x00\x01\x00\x00\x07\x00")
+    with pytest.raises(BagError, match="message 0 on /camera/image_raw .* truncated or corrupt"):
+        next(read_image_stream(tmp_path / "garbage", IMAGE))
+
+
+def test_truncated_image_payload_raises(tmp_path):
+    with BagWriter(tmp_path / "short", storage="mcap") as bag:
+        bag.write(IMAGE, IMAGE_TYPE, {"header": header(5, "cam"), "height": 4, "width": 4,
+                                      "encoding": "rgb8", "step": 12,
+                                      "data": np.zeros(40, np.uint8)}, 5)
+    with pytest.raises(BagError, match="truncated: 40 bytes < step\\*height = 48"):
+        next(read_image_stream(tmp_path / "short", IMAGE))
+
+
+def test_bag_writer_is_atomic_and_validates(tmp_path):
+    target = tmp_path / "bag"
+    with pytest.raises(RuntimeError, match="boom"):
+        with BagWriter(target) as bag:
+            bag.write(TF, "tf2_msgs/msg/TFMessage", {"transforms": [{}]}, 1)
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []  # neither the bag nor its temporary directory
+    with BagWriter(target, storage="sqlite3") as bag:
+        bag.write(TF, "tf2_msgs/msg/TFMessage", {"transforms": [{"child_frame_id": "a"}]}, 1)
+        with pytest.raises(BagError, match="already carries"):
+            bag.write(TF, IMAGE_TYPE, {}, 2)
+    (_, msg), = read_messages(target, TF)
+    assert msg.transforms[0].child_frame_id == "a" and msg.transforms[0].transform.rotation.w == 0
+    with pytest.raises(BagError, match="already exists"):
+        BagWriter(target).__enter__()
+    with pytest.raises(BagError, match="unknown storage"):
+        BagWriter(tmp_path / "x", storage="rosbag1")
+    with pytest.raises(ValueError, match="no field"):
+        build_message("geometry_msgs/msg/Point", {"x": 1.0, "w": 2.0})
+    with pytest.raises(ValueError, match="exactly 9"):
+        build_message("sensor_msgs/msg/CameraInfo", {"k": np.eye(2)})
+
+
+def test_tum_round_trip_exact_stamps_and_errors(tmp_path):
+    stamps = np.array([1_700_000_000_123_456_789, 1_700_000_000_223_456_789], dtype=np.int64)
+    poses = np.tile(np.eye(4), (2, 1, 1))
+    poses[1, :3, :3] = Rotation.from_euler("xyz", [0.3, -1.2, 2.5]).as_matrix()
+    poses[1, :3, 3] = [1.5, -2.25, 0.125]
+    write_tum(tmp_path / "t.txt", stamps, poses)
+    got_stamps, got_poses = read_tum(tmp_path / "t.txt")
+    np.testing.assert_array_equal(got_stamps, stamps)
+    np.testing.assert_allclose(got_poses, poses, atol=1e-8)
+    (tmp_path / "bad.txt").write_text("1.0 0 0 0 0 0 1\n")
+    with pytest.raises(ValueError, match="bad.txt:1: expected 8 columns, got 7"):
+        read_tum(tmp_path / "bad.txt")
+    (tmp_path / "zero.txt").write_text("1.0 0 0 0 0 0 0 0\n")
+    with pytest.raises(ValueError, match="zero quaternion"):
+        read_tum(tmp_path / "zero.txt")
+    with pytest.raises(ValueError, match="N stamps and N poses"):
+        write_tum(tmp_path / "x.txt", stamps[:1], poses)
