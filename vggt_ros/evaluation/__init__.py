@@ -1,0 +1,1 @@
+"""Trajectory and map evaluation against ground truth (no rclpy, no torch)."""

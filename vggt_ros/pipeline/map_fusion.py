@@ -1,0 +1,131 @@
+"""A bounded, coloured voxel map of the odom frame, built from confident window points.
+
+Each occupied voxel keeps the running mean position and colour of the points that fell into it,
+so overlapping windows refine rather than duplicate the cloud. Voxels are hashed into one int64
+key (21 bits per axis, i.e. +-2^20 voxels around the origin) and kept sorted, so an insertion is
+one ``np.unique`` over the new points plus a ``searchsorted`` merge: no Python loop per point.
+
+Memory is bounded by ``max_points`` voxels. When an insertion goes past it, the voxels that were
+updated longest ago are dropped (a rolling map around the recent trajectory), because a live
+robot cares most about where it is now and old areas are re-added when they are seen again.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+_BITS = 21
+_OFFSET = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+
+
+def confidence_mask(conf: np.ndarray, threshold: float = 0.0, percentile: float = 0.0,
+                    valid: np.ndarray | None = None) -> np.ndarray:
+    """Pixels to keep: ``valid`` and conf >= threshold and conf >= the ``percentile``-th
+    percentile of the confidences passing those first tests (drops the least confident
+    ``percentile`` % of what is left).
+
+    Both are used because VGGT's absolute confidence varies between scenes (the percentile
+    adapts) while a hard floor stops a uniformly bad window from contributing its "best" points.
+    """
+    conf = np.asarray(conf)
+    if not 0.0 <= percentile < 100.0:
+        raise ValueError(f"percentile must be in [0, 100), got {percentile}")
+    keep = np.isfinite(conf)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != conf.shape:
+            raise ValueError(f"valid mask shape {valid.shape} != confidence shape {conf.shape}")
+        keep &= valid
+    keep &= conf >= threshold
+    if percentile > 0.0 and keep.any():
+        keep &= conf >= np.percentile(conf[keep], percentile)
+    return keep
+
+
+class VoxelMap:
+    """Voxel-hashed coloured point map with bounded size (see module docstring)."""
+
+    def __init__(self, voxel_size: float, max_points: int) -> None:
+        if not (np.isfinite(voxel_size) and voxel_size > 0):
+            raise ValueError(f"voxel_size must be a positive number, got {voxel_size}")
+        if max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {max_points}")
+        self.voxel_size = float(voxel_size)
+        self.max_points = int(max_points)
+        self.dropped_out_of_range = 0  # points beyond +-2^20 voxels (runaway scale), not stored
+        self.clear()
+
+    def clear(self) -> None:
+        self._keys = np.zeros(0, dtype=np.int64)  # sorted
+        self._sum_xyz = np.zeros((0, 3), dtype=np.float64)
+        self._sum_rgb = np.zeros((0, 3), dtype=np.float64)
+        self._count = np.zeros(0, dtype=np.int64)
+        self._updated = np.zeros(0, dtype=np.int64)  # insertion counter of the last update
+        self._insertions = 0
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def insert(self, points: np.ndarray, colors: np.ndarray) -> None:
+        """Add points [N,3] (map units, finite) with colours [N,3] uint8."""
+        points = np.asarray(points, dtype=np.float64)
+        colors = np.asarray(colors)
+        if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape:
+            raise ValueError(f"points and colors must both be [N,3], got {points.shape} and "
+                             f"{colors.shape}")
+        if not np.isfinite(points).all():
+            raise ValueError("points contain NaN or inf: filter invalid depth before inserting")
+        self._insertions += 1
+        cells = np.floor(points / self.voxel_size).astype(np.int64) + _OFFSET
+        in_range = ((cells >= 0) & (cells <= _MASK)).all(axis=1)
+        self.dropped_out_of_range += int((~in_range).sum())
+        cells, points, colors = cells[in_range], points[in_range], colors[in_range]
+        if len(points) == 0:
+            return
+        keys = (cells[:, 0] << (2 * _BITS)) | (cells[:, 1] << _BITS) | cells[:, 2]
+        new_keys, inverse = np.unique(keys, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        sum_xyz = np.zeros((len(new_keys), 3))
+        sum_rgb = np.zeros((len(new_keys), 3))
+        np.add.at(sum_xyz, inverse, points)
+        np.add.at(sum_rgb, inverse, colors.astype(np.float64))
+        count = np.bincount(inverse, minlength=len(new_keys)).astype(np.int64)
+
+        pos = np.searchsorted(self._keys, new_keys)
+        found = pos < len(self._keys)
+        found[found] = self._keys[pos[found]] == new_keys[found]
+        hit = pos[found]
+        self._sum_xyz[hit] += sum_xyz[found]
+        self._sum_rgb[hit] += sum_rgb[found]
+        self._count[hit] += count[found]
+        self._updated[hit] = self._insertions
+        miss = ~found
+        at = pos[miss]
+        self._keys = np.insert(self._keys, at, new_keys[miss])
+        self._sum_xyz = np.insert(self._sum_xyz, at, sum_xyz[miss], axis=0)
+        self._sum_rgb = np.insert(self._sum_rgb, at, sum_rgb[miss], axis=0)
+        self._count = np.insert(self._count, at, count[miss])
+        self._updated = np.insert(self._updated, at, self._insertions)
+        self._enforce_bound()
+
+    def _enforce_bound(self) -> None:
+        excess = len(self._keys) - self.max_points
+        if excess <= 0:
+            return
+        # Stable sort by last update: among equally old voxels the drop order is deterministic.
+        oldest = np.argsort(self._updated, kind="stable")[:excess]
+        keep = np.ones(len(self._keys), dtype=bool)
+        keep[oldest] = False
+        self._keys = self._keys[keep]
+        self._sum_xyz = self._sum_xyz[keep]
+        self._sum_rgb = self._sum_rgb[keep]
+        self._count = self._count[keep]
+        self._updated = self._updated[keep]
+
+    def points(self) -> np.ndarray:
+        """[M,3] float32 mean position of each voxel's points."""
+        return (self._sum_xyz / self._count[:, None]).astype(np.float32)
+
+    def colors(self) -> np.ndarray:
+        """[M,3] uint8 mean colour of each voxel's points."""
+        return np.clip(np.rint(self._sum_rgb / self._count[:, None]), 0, 255).astype(np.uint8)

@@ -1,0 +1,360 @@
+"""The frame-in, odom-out core shared by the live ROS node and the offline bag mapper.
+
+``Pipeline.add_frame`` validates a frame, selects keyframes, and when a window of keyframes is
+complete runs the predictor synchronously, chains the window into odom and fuses its points into
+the voxel map. Nothing here imports rclpy or torch: the predictor is injected.
+
+Threading: the node calls ``add_frame``/``flush``/``reset`` from ONE worker thread and ``track``
+from a service thread. The worker holds ``_lock`` while it processes; after each window it swaps
+in an immutable snapshot (the window's frames and its keyframes' first placements) under a short
+``_snapshot_lock``. ``track`` only takes that short lock, so a tracking request never waits for
+a window that is being predicted. If the predictor is not safe to call from two threads at once
+(one GPU), the predictor serialises its own calls.
+
+Stream rules (why): a bag played in a loop restarts its stamps, so stamps going backwards start
+a new trajectory (reset, counted) instead of corrupting the current one; a camera whose
+resolution changes mid-stream is more often a glitch than a new camera, so frames of a new size
+are rejected until ``size_change_reset_frames`` consecutive frames confirm it, then the pipeline
+resets to the new size; a CameraInfo with NaN/inf or non-positive focal length rejects the frame
+(``bad_camera_info``), because publishing depth or points against a broken calibration would be
+silently wrong.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, fields
+from typing import Optional
+
+import numpy as np
+
+from vggt_ros.pipeline.chaining import Chainer
+from vggt_ros.pipeline.map_fusion import VoxelMap
+from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, Predictor,
+                                     WindowResult)
+from vggt_ros.pipeline.window import WindowManager
+
+REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "bad_image", "bad_camera_info")
+
+
+@dataclass
+class PipelineConfig:
+    """Pipeline settings; ``validate()`` names the offending field."""
+
+    window_size: int = 8
+    overlap: int = 2
+    keyframe_stride: int = 1
+    keyframe_min_motion: float = 0.0  # mean abs. thumbnail difference, 0..1 (0 = off)
+    min_window_frames: int = 0  # shortest final window flush() emits; 0 = overlap + 1
+    conf_threshold: float = 1.0  # absolute (VGGT confidence is >= 1)
+    conf_percentile: float = 20.0  # drop the least confident X % of each window
+    voxel_size: float = 0.02  # map units
+    max_map_points: int = 2_000_000
+    max_window_points: int = 200_000
+    metric_scale: float = 0.0  # map units per first-window unit; 0 = non-metric (1.0)
+    huber_delta: float = 0.1  # relative to the overlap's median depth
+    irls_iters: int = 5
+    max_scale_jump: float = 3.0
+    size_change_reset_frames: int = 5
+    max_track_points: int = 256
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+                    value):
+                raise ValueError(f"PipelineConfig.{f.name} must be a finite number, got {value!r}")
+        checks = [
+            ("window_size", self.window_size >= 2, ">= 2"),
+            ("overlap", 1 <= self.overlap < self.window_size, "in [1, window_size - 1]"),
+            ("keyframe_stride", self.keyframe_stride >= 1, ">= 1"),
+            ("keyframe_min_motion", 0.0 <= self.keyframe_min_motion <= 1.0, "in [0, 1]"),
+            ("min_window_frames", self.min_window_frames == 0
+             or self.overlap < self.min_window_frames <= self.window_size,
+             "0 (auto) or in [overlap + 1, window_size]"),
+            ("conf_threshold", self.conf_threshold >= 0.0, ">= 0"),
+            ("conf_percentile", 0.0 <= self.conf_percentile < 100.0, "in [0, 100)"),
+            ("voxel_size", self.voxel_size > 0.0, "> 0"),
+            ("max_map_points", self.max_map_points >= 1, ">= 1"),
+            ("max_window_points", self.max_window_points >= 1, ">= 1"),
+            ("metric_scale", self.metric_scale >= 0.0, ">= 0 (0 = non-metric)"),
+            ("huber_delta", self.huber_delta > 0.0, "> 0"),
+            ("irls_iters", self.irls_iters >= 1, ">= 1"),
+            ("max_scale_jump", self.max_scale_jump > 1.0, "> 1"),
+            ("size_change_reset_frames", self.size_change_reset_frames >= 1, ">= 1"),
+            ("max_track_points", self.max_track_points >= 1, ">= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"PipelineConfig.{name} must be {rule}, got "
+                                 f"{getattr(self, name)!r}")
+
+
+class FrameRejected(Exception):
+    """A frame the pipeline refused; ``kind`` is one of REJECTION_KINDS."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class TrackRequestError(Exception):
+    """A tracking request that cannot be answered (unknown stamp, bad points, no window)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class TrackAnswer:
+    stamps_ns: list[int]  # the window's keyframes, in window order
+    query_index: int  # which of them the queries were given on
+    tracks_uv: np.ndarray  # [S,N,2] original pixels, window order
+    visibility: np.ndarray  # [S,N]
+    confidence: np.ndarray  # [S,N]
+    points_odom: np.ndarray  # [N,3] the queries' surface points in odom (NaN where unknown)
+    points_valid: np.ndarray  # [N] bool
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The last processed window, as track() needs it; never mutated after creation."""
+
+    frames: tuple[Frame, ...]
+    keyframes: dict[int, KeyframeResult]  # first placements, by stamp
+
+
+class Pipeline:
+    """Frames in, odom-placed windows out (see module docstring)."""
+
+    def __init__(self, predictor: Predictor, config: PipelineConfig) -> None:
+        config.validate()
+        self.predictor = predictor
+        self.config = config
+        self.map = VoxelMap(config.voxel_size, config.max_map_points)
+        self._windows = WindowManager(
+            config.window_size, config.overlap, config.keyframe_stride,
+            config.keyframe_min_motion, config.min_window_frames or config.overlap + 1)
+        self._chainer = Chainer(config.conf_threshold, config.conf_percentile,
+                                config.metric_scale, config.huber_delta, config.irls_iters,
+                                config.max_scale_jump, config.max_window_points)
+        self._lock = threading.RLock()  # worker-side state
+        self._snapshot_lock = threading.Lock()
+        self._snapshot: Optional[_Snapshot] = None
+        self._frames_in = 0
+        self._windows_done = 0
+        self._rejected: Counter[str] = Counter()
+        self._resets = 0
+        self._last_reset_reason = ""
+        self._last_chaining: Optional[ChainingStatus] = None
+        self._timings: dict[str, float] = {}
+        self._clear_stream()
+
+    def _clear_stream(self) -> None:
+        self._size: Optional[tuple[int, int]] = None  # (width, height)
+        self._frame_id: Optional[str] = None
+        self._last_stamp: Optional[int] = None
+        self._new_size: Optional[tuple[int, int]] = None
+        self._new_size_count = 0
+
+    # ----------------------------------------------------------------------------- frames in
+    def add_frame(self, frame: Frame) -> list[WindowResult]:
+        """Offer one frame; returns the windows it completed (0 or 1). Raises FrameRejected."""
+        with self._lock:
+            self._frames_in += 1
+            try:
+                self._accept(frame)
+            except FrameRejected as rejection:
+                self._rejected[rejection.kind] += 1
+                raise
+            window = self._windows.add(frame)
+            return [self._process(window)] if window is not None else []
+
+    def flush(self) -> list[WindowResult]:
+        """End of stream: process the remaining keyframes as a final, shorter window."""
+        with self._lock:
+            window = self._windows.flush()
+            return [self._process(window)] if window is not None else []
+
+    def reset(self, reason: str) -> None:
+        """Start a new trajectory: buffered keyframes, odom, map and track snapshot are dropped."""
+        with self._lock:
+            self._windows.reset()
+            self._chainer.reset(reason)
+            self.map.clear()
+            self._clear_stream()
+            with self._snapshot_lock:
+                self._snapshot = None
+            self._resets += 1
+            self._last_reset_reason = reason
+
+    def map_cloud(self) -> tuple[np.ndarray, np.ndarray]:
+        """(points [M,3] float32, colours [M,3] uint8) of the map, consistent with each other."""
+        with self._lock:
+            return self.map.points(), self.map.colors()
+
+    def _accept(self, frame: Frame) -> None:
+        """Validate ``frame`` against the stream; may reset (bag loop, confirmed new size)."""
+        image = frame.image
+        if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+                and image.dtype == np.uint8 and image.shape[0] > 0 and image.shape[1] > 0):
+            desc = (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray)
+                    else type(image).__name__)
+            raise FrameRejected("bad_image", f"need a non-empty HxWx3 uint8 RGB image, got {desc}")
+        height, width = image.shape[:2]
+        if self._frame_id is not None and frame.frame_id != self._frame_id:
+            raise FrameRejected("frame_id", f"frame_id {frame.frame_id!r} differs from the "
+                                            f"stream's {self._frame_id!r}")
+        _check_camera_info(frame, width, height)
+        stamp = int(frame.stamp_ns)
+        if self._last_stamp is not None and stamp == self._last_stamp:
+            raise FrameRejected("duplicate_stamp", f"stamp {stamp} ns was already received")
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self.reset(f"stamps went backwards ({stamp} < {self._last_stamp} ns): "
+                       f"new trajectory (bag loop?)")
+        if self._size is not None and (width, height) != self._size:
+            if self._new_size != (width, height):
+                self._new_size, self._new_size_count = (width, height), 0
+            self._new_size_count += 1
+            if self._new_size_count < self.config.size_change_reset_frames:
+                raise FrameRejected(
+                    "size_change", f"image is {width}x{height}, stream is "
+                    f"{self._size[0]}x{self._size[1]} ({self._new_size_count}/"
+                    f"{self.config.size_change_reset_frames} frames before resetting to it)")
+            self.reset(f"image size changed to {width}x{height}")
+        self._new_size, self._new_size_count = None, 0
+        self._size = (width, height)
+        self._frame_id = frame.frame_id
+        self._last_stamp = stamp
+
+    def _process(self, window: list[Frame]) -> WindowResult:
+        t0 = time.perf_counter()
+        prediction = self.predictor.predict(window)
+        t1 = time.perf_counter()
+        result = self._chainer.place(prediction, window, index=self._windows_done)
+        t2 = time.perf_counter()
+        self.map.insert(result.points, result.colors)
+        t3 = time.perf_counter()
+        timings = {"predict": t1 - t0, "chain": t2 - t1, "fuse": t3 - t2}
+        timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
+        result.timings = timings
+        self._windows_done += 1
+        snapshot = _Snapshot(frames=tuple(window), keyframes=self._chainer.keyframes())
+        with self._snapshot_lock:
+            self._snapshot = snapshot
+            self._last_chaining = result.chaining
+            self._timings = timings
+        return result
+
+    # ----------------------------------------------------------------------------- tracking
+    def track(self, stamp_ns: int, query_uv: np.ndarray) -> TrackAnswer:
+        """Track ``query_uv`` ([N,2] original pixels of keyframe ``stamp_ns``; 0 = the newest
+        keyframe) through the last processed window, and place the queries in odom."""
+        with self._snapshot_lock:
+            snap = self._snapshot
+        if snap is None:
+            raise TrackRequestError("no window has been processed yet")
+        stamps = [f.stamp_ns for f in snap.frames]
+        if stamp_ns == 0:
+            q = len(stamps) - 1
+        elif stamp_ns in stamps:
+            q = stamps.index(stamp_ns)
+        else:
+            raise TrackRequestError(f"stamp {stamp_ns} ns is not a keyframe of the last window "
+                                    f"({stamps[0]}..{stamps[-1]} ns, {len(stamps)} keyframes)")
+        height, width = snap.frames[q].image.shape[:2]
+        query_uv = self._check_queries(query_uv, width, height)
+        order = [q] + [i for i in range(len(stamps)) if i != q]  # the track head queries frame 0
+        pred = self.predictor.track([snap.frames[i] for i in order], query_uv)
+        shape = (len(stamps), len(query_uv))
+        if (np.shape(pred.tracks_uv) != shape + (2,) or np.shape(pred.visibility) != shape
+                or np.shape(pred.confidence) != shape):
+            raise RuntimeError(f"predictor.track returned shapes {np.shape(pred.tracks_uv)}, "
+                               f"{np.shape(pred.visibility)}, {np.shape(pred.confidence)}; "
+                               f"expected {shape + (2,)}, {shape}, {shape}")
+        tracks = np.empty(shape + (2,))
+        visibility = np.empty(shape)
+        confidence = np.empty(shape)
+        tracks[order], visibility[order], confidence[order] = (
+            pred.tracks_uv, pred.visibility, pred.confidence)
+        points, valid = _query_points(snap.keyframes[stamps[q]], query_uv)
+        return TrackAnswer(stamps_ns=stamps, query_index=q, tracks_uv=tracks,
+                           visibility=visibility, confidence=confidence, points_odom=points,
+                           points_valid=valid)
+
+    def _check_queries(self, query_uv: np.ndarray, width: int, height: int) -> np.ndarray:
+        try:
+            query_uv = np.asarray(query_uv, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise TrackRequestError(f"query points are not numeric: {err}") from None
+        if query_uv.ndim != 2 or query_uv.shape[1] != 2 or len(query_uv) == 0:
+            raise TrackRequestError(f"query points must be a non-empty [N,2] array, got "
+                                    f"shape {query_uv.shape}")
+        if len(query_uv) > self.config.max_track_points:
+            raise TrackRequestError(f"{len(query_uv)} query points, at most "
+                                    f"{self.config.max_track_points} allowed")
+        if not np.isfinite(query_uv).all():
+            raise TrackRequestError("query points contain NaN or inf")
+        outside = ((query_uv < 0).any(axis=1) | (query_uv[:, 0] > width - 1)
+                   | (query_uv[:, 1] > height - 1))
+        if outside.any():
+            raise TrackRequestError(f"query points {np.flatnonzero(outside).tolist()} lie outside "
+                                    f"the {width}x{height} image")
+        return query_uv
+
+    # ----------------------------------------------------------------------------- diagnostics
+    @property
+    def stats(self) -> dict:
+        """Counters and last-window facts for diagnostics (a fresh dict)."""
+        with self._snapshot_lock:
+            last_chaining, timings = self._last_chaining, dict(self._timings)
+        out = {
+            "frames_in": self._frames_in,
+            "keyframes": self._windows.keyframes,
+            "dropped_non_keyframes": self._windows.dropped_non_keyframes,
+            "windows": self._windows_done,
+            "resets": self._resets,
+            "last_reset_reason": self._last_reset_reason,
+            "last_chaining": last_chaining,
+            "timings": timings,
+            "map_points": len(self.map),
+            "scale_status": (f"metric (scale {self.config.metric_scale:g})"
+                             if self.config.metric_scale > 0 else "non-metric"),
+        }
+        out.update({f"rejected_{kind}": self._rejected[kind] for kind in REJECTION_KINDS})
+        return out
+
+
+def _check_camera_info(frame: Frame, width: int, height: int) -> None:
+    info = frame.camera_info
+    if info is None:
+        return
+    k = np.asarray(info.k, dtype=np.float64)
+    if k.shape != (3, 3) or not np.isfinite(k).all():
+        raise FrameRejected("bad_camera_info", f"K must be a finite 3x3 matrix, got shape "
+                                               f"{k.shape}")
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise FrameRejected("bad_camera_info", f"focal lengths must be positive, got fx={k[0, 0]}"
+                                               f", fy={k[1, 1]}")
+    if (info.width, info.height) != (width, height):
+        raise FrameRejected("bad_camera_info", f"CameraInfo is {info.width}x{info.height}, "
+                                               f"image is {width}x{height}")
+
+
+def _query_points(keyframe: KeyframeResult, query_uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Odom points of query pixels from the keyframe's published depth and pose (NaN where the
+    depth is unknown or the pixel falls outside the model image)."""
+    uv = keyframe.mapping.to_model(query_uv)
+    height, width = keyframe.depth.shape
+    pix = np.rint(uv).astype(int)
+    inside = (pix[:, 0] >= 0) & (pix[:, 0] < width) & (pix[:, 1] >= 0) & (pix[:, 1] < height)
+    depth = np.full(len(uv), np.nan)
+    depth[inside] = keyframe.depth[pix[inside, 1], pix[inside, 0]]
+    rays = np.column_stack([uv, np.ones(len(uv))]) @ np.linalg.inv(keyframe.intrinsics).T
+    cam = rays * depth[:, None]
+    odom = cam @ keyframe.odom_from_cam[:3, :3].T + keyframe.odom_from_cam[:3, 3]
+    return odom, np.isfinite(depth)

@@ -1,0 +1,131 @@
+"""Keyframe selection and overlapping windows of keyframes.
+
+Keyframes: a frame becomes a keyframe when at least ``keyframe_stride`` frames have passed
+since the last keyframe AND (if ``keyframe_min_motion`` > 0) its image differs enough from the
+last keyframe's. Image change is the mean absolute difference of block-averaged grayscale
+thumbnails (about 32 px wide), in [0, 1] (1 = black vs white everywhere): one vectorised
+subtraction per frame, cheap enough for a camera callback, and it rises with camera motion
+because the image content moves. VGGT-Long's authors report that dense low-motion input makes
+drift grow, which is what the motion test prevents.
+
+Non-keyframes are dropped and counted, never queued: a live node must not build a backlog.
+
+Windows: every ``window_size`` keyframes form a window; the next window starts with the last
+``overlap`` keyframes of the previous one (they carry the chaining correspondences). At the end
+of a stream ``flush()`` emits the remaining keyframes as a shorter final window when it holds at
+least ``min_window_frames`` keyframes and at least one keyframe not yet in any window.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from vggt_ros.pipeline.types import Frame
+
+THUMB_WIDTH = 32
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """Grayscale thumbnail (float32, 0..1) about THUMB_WIDTH px wide by block averaging."""
+    gray = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32) / 255.0
+    block = max(1, gray.shape[1] // THUMB_WIDTH)
+    h, w = gray.shape[0] // block, gray.shape[1] // block
+    if h == 0:
+        block, h, w = 1, gray.shape[0], gray.shape[1]
+    return gray[:h * block, :w * block].reshape(h, block, w, block).mean(axis=(1, 3))
+
+
+def image_change(thumb_a: np.ndarray, thumb_b: np.ndarray) -> float:
+    """Mean absolute difference of two thumbnails (0 = identical, 1 = maximal)."""
+    if thumb_a.shape != thumb_b.shape:
+        return 1.0  # different image sizes: certainly a change
+    return float(np.mean(np.abs(thumb_a - thumb_b)))
+
+
+class WindowManager:
+    """Buffers keyframes and hands out complete, overlapping windows (see module docstring)."""
+
+    def __init__(self, window_size: int, overlap: int, keyframe_stride: int = 1,
+                 keyframe_min_motion: float = 0.0, min_window_frames: Optional[int] = None
+                 ) -> None:
+        if min_window_frames is None:
+            min_window_frames = overlap + 1
+        if window_size < 2:
+            raise ValueError(f"window_size must be >= 2, got {window_size}")
+        if not 1 <= overlap < window_size:
+            raise ValueError(f"overlap must be in [1, window_size-1], got {overlap}")
+        if keyframe_stride < 1:
+            raise ValueError(f"keyframe_stride must be >= 1, got {keyframe_stride}")
+        if not keyframe_min_motion >= 0.0:
+            raise ValueError(f"keyframe_min_motion must be >= 0, got {keyframe_min_motion}")
+        if not overlap < min_window_frames <= window_size:
+            raise ValueError(f"min_window_frames must be in [overlap+1, window_size], "
+                             f"got {min_window_frames}")
+        self.window_size = window_size
+        self.overlap = overlap
+        self.keyframe_stride = keyframe_stride
+        self.keyframe_min_motion = keyframe_min_motion
+        self.min_window_frames = min_window_frames
+        self.frames_in = 0
+        self.keyframes = 0
+        self.dropped_non_keyframes = 0
+        self.windows = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget buffered keyframes (new trajectory); counters keep running."""
+        self._buffer: list[Frame] = []
+        self._new_in_buffer = 0  # keyframes in the buffer not yet part of an emitted window
+        self._since_keyframe: Optional[int] = None  # None: no keyframe yet
+        self._last_thumb: Optional[np.ndarray] = None
+
+    @property
+    def pending(self) -> int:
+        """Keyframes waiting for a window (including the carried-over overlap)."""
+        return len(self._buffer)
+
+    def is_keyframe(self, frame: Frame) -> bool:
+        """Decide (and remember) whether ``frame`` is a keyframe; counts it either way.
+
+        The first frame after a reset is always a keyframe.
+        """
+        self.frames_in += 1
+        first = self._since_keyframe is None
+        if not first:
+            self._since_keyframe += 1
+            if self._since_keyframe < self.keyframe_stride:
+                self.dropped_non_keyframes += 1
+                return False
+        if self.keyframe_min_motion > 0.0:
+            thumb = thumbnail(frame.image)
+            if not first and image_change(thumb, self._last_thumb) < self.keyframe_min_motion:
+                self.dropped_non_keyframes += 1
+                return False
+            self._last_thumb = thumb
+        self._since_keyframe = 0
+        self.keyframes += 1
+        return True
+
+    def add(self, frame: Frame) -> Optional[list[Frame]]:
+        """Offer a frame; returns a complete window when this keyframe fills one, else None."""
+        if not self.is_keyframe(frame):
+            return None
+        self._buffer.append(frame)
+        self._new_in_buffer += 1
+        if len(self._buffer) < self.window_size:
+            return None
+        return self._emit()
+
+    def flush(self) -> Optional[list[Frame]]:
+        """End of stream: the remaining keyframes as a final, possibly shorter window."""
+        if self._new_in_buffer == 0 or len(self._buffer) < self.min_window_frames:
+            return None
+        return self._emit()
+
+    def _emit(self) -> list[Frame]:
+        window = list(self._buffer)
+        self._buffer = window[-self.overlap:]
+        self._new_in_buffer = 0
+        self.windows += 1
+        return window
