@@ -8,7 +8,7 @@ import pytest
 from vggt_ros.geometry.camera import project_points, se3_inverse
 from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.pipeline import (FrameRejected, Pipeline, PipelineConfig,
-                                        TrackRequestError)
+                                        TrackRequestError, WindowFailed)
 from vggt_ros.pipeline.types import CameraIntrinsics
 from vggt_ros.synth import make_sequence
 
@@ -222,3 +222,43 @@ def test_config_validation_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"PipelineConfig.{field}"):
         replace(PipelineConfig(), **{field: value}).validate()
     PipelineConfig().validate()
+
+
+class _FailingOnce:
+    """Wraps a predictor and makes its second predict() call fail like a CUDA OOM would."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls = 0
+
+    def predict(self, frames):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner.predict(frames)
+
+    def track(self, frames, query_uv):
+        return self.inner.track(frames, query_uv)
+
+    def describe(self):
+        return self.inner.describe()
+
+
+def test_failed_window_is_counted_and_the_pipeline_keeps_running():
+    seq = make_sequence(num_frames=20, width=48, height=36, seed=3)
+    pipeline = Pipeline(_FailingOnce(GroundTruthPredictor(seq)),
+                        PipelineConfig(window_size=4, overlap=1))
+    results, failures = [], []
+    for i in range(len(seq)):
+        try:
+            results += pipeline.add_frame(seq.frame(i))
+        except WindowFailed as err:
+            failures.append(err.reason)
+    assert len(failures) == 1 and "out of memory" in failures[0]
+    stats = pipeline.stats
+    assert stats["failed_windows"] == 1 and "out of memory" in stats["last_error"]
+    assert stats["resets"] == 1
+    # After the failure the trajectory restarts and later windows are placed again.
+    assert results[-1].index > results[0].index
+    assert any(r.chaining.method == "reset" for r in results)
+    assert all(np.isfinite(k.odom_from_cam).all() for r in results for k in r.new_keyframes)

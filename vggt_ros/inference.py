@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
@@ -189,14 +190,18 @@ class VGGTPredictor:
         self.image_size = image_size
         self.name = name
         self.model = model.to(self.device).eval()
+        # The pipeline may call track() from a service thread while predict() runs in the
+        # worker: one model, one device, so calls take turns.
+        self._lock = threading.Lock()
 
     def _run(self, frames: Sequence[Frame], query_uv: Optional[np.ndarray],
              geometry: bool) -> InferenceResult:
         if len(frames) == 0:
             raise ValueError("a window needs at least one frame")
-        return run_vggt(self.model, [f.image for f in frames], query_uv,
-                        precision=self.precision, preprocess_mode=self.preprocess_mode,
-                        image_size=self.image_size, geometry=geometry)
+        with self._lock:
+            return run_vggt(self.model, [f.image for f in frames], query_uv,
+                            precision=self.precision, preprocess_mode=self.preprocess_mode,
+                            image_size=self.image_size, geometry=geometry)
 
     def predict(self, frames: Sequence[Frame]) -> WindowPrediction:
         result = self._run(frames, None, geometry=True)

@@ -35,6 +35,11 @@ from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, Predictor,
                                      WindowResult)
 from vggt_ros.pipeline.window import WindowManager
+from vggt_ros.settings import BY_NAME
+
+def _default(name: str):
+    return BY_NAME[name].default
+
 
 REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "bad_image", "bad_camera_info")
 
@@ -43,22 +48,31 @@ REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "bad_image", "b
 class PipelineConfig:
     """Pipeline settings; ``validate()`` names the offending field."""
 
-    window_size: int = 8
-    overlap: int = 2
-    keyframe_stride: int = 1
-    keyframe_min_motion: float = 0.0  # mean abs. thumbnail difference, 0..1 (0 = off)
+    # User-facing fields take their defaults from vggt_ros.settings (the one table shared by
+    # the node's parameters, vggt_map's options and config/vggt.yaml); the rest are internal.
+    window_size: int = _default("window_size")
+    overlap: int = _default("overlap")
+    keyframe_stride: int = _default("keyframe_stride")
+    keyframe_min_motion: float = _default("keyframe_min_motion")  # mean abs. thumbnail diff
     min_window_frames: int = 0  # shortest final window flush() emits; 0 = overlap + 1
-    conf_threshold: float = 1.0  # absolute (VGGT confidence is >= 1)
-    conf_percentile: float = 20.0  # drop the least confident X % of each window
-    voxel_size: float = 0.02  # map units
-    max_map_points: int = 2_000_000
+    conf_threshold: float = _default("conf_threshold")  # absolute (VGGT confidence is >= 1)
+    conf_percentile: float = _default("conf_percentile")  # drop the least confident X %
+    voxel_size: float = _default("voxel_size")  # map units
+    max_map_points: int = _default("max_map_points")
     max_window_points: int = 200_000
-    metric_scale: float = 0.0  # map units per first-window unit; 0 = non-metric (1.0)
+    metric_scale: float = _default("metric_scale")  # map units per first-window unit; 0 = 1.0
     huber_delta: float = 0.1  # relative to the overlap's median depth
     irls_iters: int = 5
     max_scale_jump: float = 3.0
     size_change_reset_frames: int = 5
-    max_track_points: int = 256
+    max_track_points: int = _default("max_track_points")
+
+    @classmethod
+    def from_settings(cls, values: dict) -> "PipelineConfig":
+        """The config for a dict of user settings (node parameters, CLI options): every key
+        that names a field is used, the others (device, frames, ...) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
     def validate(self) -> None:
         for f in fields(self):
@@ -98,6 +112,20 @@ class FrameRejected(Exception):
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
+        self.reason = reason
+
+
+class WindowFailed(Exception):
+    """A window the predictor or the chaining could not handle (out of memory, NaN poses, ...).
+
+    The pipeline has already recovered when this is raised: the failure is counted and, because
+    the next window's overlap keyframes were never placed, the trajectory is reset (odom, map and
+    buffered keyframes; counted as a reset with this reason) and restarts with the next window.
+    The caller only logs it and keeps going.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
         self.reason = reason
 
 
@@ -150,6 +178,8 @@ class Pipeline:
         self._rejected: Counter[str] = Counter()
         self._resets = 0
         self._last_reset_reason = ""
+        self._failed_windows = 0
+        self._last_error = ""
         self._last_chaining: Optional[ChainingStatus] = None
         self._timings: dict[str, float] = {}
         self._clear_stream()
@@ -233,9 +263,17 @@ class Pipeline:
 
     def _process(self, window: list[Frame]) -> WindowResult:
         t0 = time.perf_counter()
-        prediction = self.predictor.predict(window)
-        t1 = time.perf_counter()
-        result = self._chainer.place(prediction, window, index=self._windows_done)
+        try:
+            prediction = self.predictor.predict(window)
+            t1 = time.perf_counter()
+            result = self._chainer.place(prediction, window, index=self._windows_done)
+        except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
+            reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
+                      f"failed: {type(err).__name__}: {err}")
+            self._failed_windows += 1
+            self._last_error = reason
+            self.reset(reason)
+            raise WindowFailed(reason) from err
         t2 = time.perf_counter()
         self.map.insert(result.points, result.colors)
         t3 = time.perf_counter()
@@ -318,6 +356,8 @@ class Pipeline:
             "dropped_non_keyframes": self._windows.dropped_non_keyframes,
             "windows": self._windows_done,
             "resets": self._resets,
+            "failed_windows": self._failed_windows,
+            "last_error": self._last_error,
             "last_reset_reason": self._last_reset_reason,
             "last_chaining": last_chaining,
             "timings": timings,

@@ -1,0 +1,248 @@
+"""End to end: vggt_synth bag -> offline mapper -> output files and metrics.
+
+The ground-truth predictor double makes the expected result exact (the trajectory must
+reproduce ground truth up to one similarity); the tiny fixture checkpoint checks the real model
+path through the ``vggt_map`` command line; the error cases check that bad input ends with one
+clear line and exit code 2.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plyfile import PlyData
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+
+from vggt_ros.bagio import BagError, BagWriter, read_tum
+from vggt_ros.evaluation.depth import synthetic_depth_source
+from vggt_ros.mapping import MappingError, run_offline_mapping
+from vggt_ros.pipeline.gt_double import GroundTruthPredictor
+from vggt_ros.pipeline.pipeline import PipelineConfig
+from vggt_ros.synth import make_sequence
+from vggt_ros.synth.cli import IMAGE_TOPIC, image_message
+from vggt_ros.synth.cli import main as synth_main
+
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+FRAMES, WIDTH, HEIGHT, SEED = 40, 64, 48, 1
+OUTPUT_FILES = ["colmap", "map.ply", "outputs.mcap", "report.png", "summary.json",
+                "trajectory_tum.txt"]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
+                       str(HEIGHT), "--seed", str(SEED)]) == 0
+    return out
+
+
+def _config(**overrides) -> PipelineConfig:
+    values = dict(window_size=8, overlap=2, conf_threshold=1.5)
+    values.update(overrides)
+    return PipelineConfig(**values)
+
+
+def _gt_predictor(frames: int = FRAMES, width: int = WIDTH, height: int = HEIGHT,
+                  seed: int = SEED) -> GroundTruthPredictor:
+    return GroundTruthPredictor(make_sequence(frames, width, height, seed), seed=7)
+
+
+def test_ground_truth_double_reproduces_ground_truth(synth_dir, tmp_path):
+    out = tmp_path / "map"
+    summary = run_offline_mapping(
+        synth_dir / "bag", IMAGE_TOPIC, out, _gt_predictor(), _config(),
+        camera_info_topic=CAMERA_INFO_TOPIC, gt_tum=synth_dir / "groundtruth_tum.txt",
+        progress=False, gt_depth=synthetic_depth_source(FRAMES, WIDTH, HEIGHT, SEED))
+    assert sorted(p.name for p in out.iterdir()) == OUTPUT_FILES
+    assert summary["frames_read"] == FRAMES and summary["keyframes"] == FRAMES
+    assert summary["windows"] >= 6 and summary["skipped_messages"] == {}
+    assert summary["chaining"]["methods"].get("first") == 1
+    ate = summary["metrics"]["trajectory"]["ate"]
+    assert summary["metrics"]["trajectory"]["associated"] == FRAMES
+    assert ate["rmse_percent_of_path"] <= 0.5
+    # Windows come back at random scales (0.3..3) yet the chained map has ONE scale.
+    assert summary["metrics"]["trajectory"]["rpe"]["trans_rmse"] <= 0.005 * ate["path_length"]
+    assert summary["metrics"]["depth"]["abs_rel"] < 1e-3
+    assert summary["metrics"]["depth"]["frames"] == FRAMES
+    for stage in ("read", "decode", "predict", "chain", "fuse", "write"):
+        assert summary["stage_timings_s"][stage] >= 0.0
+    assert summary["predictor"]["model"] == "ground-truth double"
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["metrics"]["trajectory"]["ate"]["rmse"] == pytest.approx(ate["rmse"])
+    stamps, poses = read_tum(out / "trajectory_tum.txt")
+    gt_stamps, _ = read_tum(synth_dir / "groundtruth_tum.txt")
+    np.testing.assert_array_equal(stamps, gt_stamps)
+    assert PlyData.read(str(out / "map.ply"))["vertex"].count == summary["map_points"] > 0
+
+
+def test_undecodable_images_are_skipped_and_counted(tmp_path):
+    seq = make_sequence(12, 32, 24, 3)
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as writer:
+        for i, stamp in enumerate(int(s) for s in seq.stamps_ns):
+            msg = image_message(seq.render(i)[0], stamp)
+            if i in (4, 5):
+                msg["encoding"] = "yuv422_yuy2"  # not supported by the decoder
+            writer.write(IMAGE_TOPIC, "sensor_msgs/msg/Image", msg, stamp)
+    summary = run_offline_mapping(bag, IMAGE_TOPIC, tmp_path / "out",
+                                  GroundTruthPredictor(seq), _config(window_size=4, overlap=1),
+                                  progress=False)
+    assert summary["frames_read"] == 12 and summary["keyframes"] == 10
+    assert summary["skipped_messages"] == {"unsupported_encoding": 2}
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped_messages"] == {
+        "unsupported_encoding": 2}
+
+
+def test_bag_corrupt_midway_keeps_complete_outputs(synth_dir, tmp_path):
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    (bag / "metadata.yaml").write_bytes((synth_dir / "bag" / "metadata.yaml").read_bytes())
+    data = bytearray((synth_dir / "bag" / "bag.mcap").read_bytes())
+    # Break the CDR of image 20: its encoding string length becomes absurd.
+    hits = [i for i in range(len(data) - 5) if data[i:i + 5] == b"rgb8\x00"]
+    assert len(hits) == FRAMES
+    data[hits[20] - 4:hits[20]] = b"\xff\xff\xff\x7f"
+    (bag / "bag.mcap").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    with pytest.raises(BagError, match="corrupt"):
+        run_offline_mapping(bag, IMAGE_TOPIC, out, _gt_predictor(), _config(), progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_read"] == 20 and "corrupt" in summary["error"]
+    assert sorted(p.name for p in out.iterdir()) == OUTPUT_FILES  # no temporaries left
+    stamps, _ = read_tum(out / "trajectory_tum.txt")
+    assert len(stamps) == summary["keyframes"] == 20
+    with Reader(out / "outputs.mcap") as reader:
+        assert reader.message_count > 0
+
+
+def test_empty_image_topic_raises(tmp_path):
+    bag = tmp_path / "empty"
+    writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image",
+                          typestore=get_typestore(Stores.ROS2_KILTED))
+    writer.close()
+    with pytest.raises(MappingError, match="no decodable image"):
+        run_offline_mapping(bag, IMAGE_TOPIC, tmp_path / "out", _gt_predictor(), _config(),
+                            progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the vggt_map command line
+
+def _vggt_map(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the CLI in a child that inherits conftest's environment."""
+    return subprocess.run([sys.executable, "-m", "vggt_ros.tools.mapper_cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory) -> Path:
+    """Eight frames for the tiny fixture model (seed 2 keeps its random-weight focal lengths
+    finite at 70 px; other scenes make it predict infinite focal lengths)."""
+    out = tmp_path_factory.mktemp("small")
+    assert synth_main([str(out), "--frames", "8", "--width", "64", "--height", "48",
+                       "--seed", "2"]) == 0
+    return out
+
+
+def test_cli_with_fixture_checkpoint_writes_parseable_outputs(small_bag, fixtures_dir, tmp_path):
+    out = tmp_path / "map"
+    proc = _vggt_map(str(small_bag / "bag"), "--image-topic", IMAGE_TOPIC,
+                     "--camera-info-topic", CAMERA_INFO_TOPIC, "--out", str(out),
+                     "--gt", str(small_bag / "groundtruth_tum.txt"), "--no-progress",
+                     "--checkpoint", str(fixtures_dir / "small_model.safetensors"),
+                     "--device", "cpu", "--image-size", "70", "--window-size", "4",
+                     "--overlap", "1", "--voxel_size", "0.05",
+                     "--gt-synth", "frames=8,width=64,height=48,seed=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == OUTPUT_FILES
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames_read"] == 8 and summary["keyframes"] == 8
+    assert summary["pipeline_config"]["window_size"] == 4
+    assert summary["pipeline_config"]["voxel_size"] == 0.05
+    assert "ate" in summary["metrics"]["trajectory"]
+    assert summary["metrics"]["depth"]["frames"] == 8  # model grid 70x56 vs camera 64x48
+    assert 0 <= summary["metrics"]["depth"]["delta_1_25"] <= 1
+    assert "small_model.safetensors" in json.dumps(summary["predictor"])
+    rows = [r.split() for r in (out / "trajectory_tum.txt").read_text().splitlines()
+            if not r.startswith("#")]
+    assert len(rows) == 8 and all(len(r) == 8 for r in rows)
+    assert PlyData.read(str(out / "map.ply"))["vertex"].count == summary["map_points"]
+    images = [r for r in (out / "colmap" / "images.txt").read_text().split("\n")[:-1]
+              if not r.startswith("#")]
+    assert len(images) == 16
+    with Reader(out / "outputs.mcap") as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/vggt/depth"] == counts["/tf"] == 8
+    assert counts["/vggt/points"] == summary["windows"]
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("vggt_map: error: ") and "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_error_cases_exit_2_with_one_line(small_bag, tmp_path):
+    bag = str(small_bag / "bag")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", "/nope"), "'/nope'", "available")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--camera-info-topic",
+                                     "/tf"), "'/tf'", "expected sensor_msgs/msg/CameraInfo")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", CAMERA_INFO_TOPIC),
+                           "CameraInfo", "expected sensor_msgs/msg/Image")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--window_size", "1"),
+                           "window_size must be >= 2")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--overlap", "abc"),
+                           "invalid int value")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--precision", "fp64"),
+                           "precision must be one of")
+    _assert_one_line_error(_vggt_map(str(tmp_path / "missing"), "--image-topic", IMAGE_TOPIC),
+                           "bag not found")
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    (truncated / "metadata.yaml").write_bytes((small_bag / "bag" / "metadata.yaml").read_bytes())
+    data = (small_bag / "bag" / "bag.mcap").read_bytes()
+    (truncated / "bag.mcap").write_bytes(data[: len(data) // 2])
+    _assert_one_line_error(_vggt_map(str(truncated), "--image-topic", IMAGE_TOPIC),
+                           "truncated")
+    empty = tmp_path / "empty"
+    writer = Writer(empty, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image",
+                          typestore=get_typestore(Stores.ROS2_KILTED))
+    writer.close()
+    _assert_one_line_error(_vggt_map(str(empty), "--image-topic", IMAGE_TOPIC),
+                           "has no messages")
+    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--checkpoint",
+                                     str(tmp_path / "no_weights.safetensors")),
+                           "cannot load the model")
+
+
+def test_cli_has_an_option_for_every_pipeline_and_predictor_setting():
+    from vggt_ros import settings
+    from vggt_ros.tools.mapper_cli import build_parser
+
+    parser = build_parser()
+    by_dest = {a.dest: a for a in parser._actions}
+    offline = [s for s in settings.SETTINGS if s.group in ("pipeline", "predictor")]
+    assert offline
+    for setting in offline:
+        action = by_dest[setting.name]
+        assert f"--{setting.name}" in action.option_strings
+        assert action.default == setting.default and action.help.startswith(setting.description)
+    for setting in settings.SETTINGS:
+        if setting.group == "ros":
+            assert setting.name not in by_dest
+    # Values arrive with the setting's type (what settings.validate checks).
+    args = parser.parse_args(["bag", "--image-topic", "/i", "--conf-threshold", "2",
+                              "--window_size", "5"])
+    assert args.conf_threshold == 2.0 and isinstance(args.conf_threshold, float)
+    assert args.window_size == 5

@@ -1,0 +1,152 @@
+"""Collects the WindowResults of a mapping run and writes every output file.
+
+Kept apart from the run loop (``vggt_ros.mapping``) so the same writer serves any source of
+WindowResults and can be tested without a predictor. Large per-keyframe data (depth,
+confidence) is streamed into the output bag as it arrives; only poses, calibration and a few
+samples for the report are held until the end.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from vggt_ros.bagio import write_tum
+from vggt_ros.evaluation.metrics import aligned_positions
+from vggt_ros.export.colmap import write_colmap
+from vggt_ros.export.ply import write_ply
+from vggt_ros.export.report import write_report
+from vggt_ros.export.rosbag_out import OutputBagWriter
+from vggt_ros.export.summary import write_json
+from vggt_ros.pipeline.types import KeyframeResult, WindowResult
+
+FILES = {
+    "trajectory": "trajectory_tum.txt",
+    "map": "map.ply",
+    "colmap": "colmap",
+    "bag": "outputs.mcap",
+    "report": "report.png",
+    "summary": "summary.json",
+}
+REPORT_SAMPLES = 4
+CONF_SAMPLES_PER_KEYFRAME = 512
+CONF_SAMPLES_MAX = 200_000
+
+
+@dataclass
+class KeyframeRecord:
+    """What the end-of-run writers need of one keyframe (no images or depth)."""
+
+    stamp_ns: int
+    frame_id: str
+    odom_from_cam: np.ndarray
+    intrinsics_original: np.ndarray
+    original_size: tuple[int, int]  # (width, height)
+
+
+@dataclass
+class _Samples:
+    """Evenly spread keyframes for the report: keep every ``stride``-th; when the list
+    overflows, drop every other one and double the stride (memory stays bounded)."""
+
+    stride: int = 1
+    seen: int = 0
+    items: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def offer(self, kf: KeyframeResult) -> None:
+        if self.seen % self.stride == 0:
+            self.items.append((kf.stamp_ns, kf.image.copy(), kf.depth.copy()))
+            if len(self.items) > 2 * REPORT_SAMPLES:
+                self.items = self.items[::2]
+                self.stride *= 2
+        self.seen += 1
+
+    def pick(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        if len(self.items) <= REPORT_SAMPLES:
+            return self.items
+        idx = np.linspace(0, len(self.items) - 1, REPORT_SAMPLES).round().astype(int)
+        return [self.items[i] for i in idx]
+
+
+class MapOutputs:
+    """``add`` each WindowResult as it comes, then ``finish`` once with the fused map."""
+
+    def __init__(self, out_dir: Path, odom_frame: str = "odom", seed: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.keyframes: list[KeyframeRecord] = []
+        self._samples = _Samples()
+        self._conf: list[np.ndarray] = []
+        self._conf_count = 0
+        self._rng = np.random.default_rng(seed)
+        self._bag = OutputBagWriter(self.out_dir / FILES["bag"], odom_frame)
+
+    def add(self, result: WindowResult) -> None:
+        self._bag.write_window(result)
+        for kf in result.new_keyframes:
+            self.keyframes.append(KeyframeRecord(
+                kf.stamp_ns, kf.frame_id, np.array(kf.odom_from_cam, dtype=np.float64),
+                np.array(kf.intrinsics_original, dtype=np.float64),
+                tuple(int(v) for v in kf.mapping.original_size)))
+            self._samples.offer(kf)
+            self._sample_confidence(kf.confidence)
+
+    def _sample_confidence(self, conf: np.ndarray) -> None:
+        if self._conf_count >= CONF_SAMPLES_MAX:
+            return
+        flat = np.asarray(conf, dtype=np.float32).ravel()
+        flat = flat[np.isfinite(flat)]
+        if flat.size > CONF_SAMPLES_PER_KEYFRAME:
+            flat = self._rng.choice(flat, CONF_SAMPLES_PER_KEYFRAME, replace=False)
+        self._conf.append(flat)
+        self._conf_count += flat.size
+
+    @property
+    def stamps_ns(self) -> np.ndarray:
+        return np.array([k.stamp_ns for k in self.keyframes], dtype=np.int64)
+
+    @property
+    def poses(self) -> np.ndarray:
+        """[N,4,4] odom_from_cam of every keyframe in the order placed."""
+        return (np.stack([k.odom_from_cam for k in self.keyframes]) if self.keyframes
+                else np.zeros((0, 4, 4)))
+
+    def finish(self, points: np.ndarray, colors: np.ndarray,
+               gt_pairs: Optional[tuple[np.ndarray, np.ndarray]] = None,
+               title: str = "") -> dict[str, Path]:
+        """Write trajectory, map, COLMAP model, bag and report. ``gt_pairs`` = (keyframe
+        indices, their associated ground-truth poses [K,4,4]) overlays the ground truth on the
+        report's trajectory, the estimate Sim(3)-aligned to it."""
+        written: dict[str, Path] = {}
+        written["bag"] = self._bag.close()
+        path = self.out_dir / FILES["trajectory"]
+        write_tum(path, self.stamps_ns, self.poses)
+        written["trajectory"] = path
+        written["map"] = write_ply(self.out_dir / FILES["map"], points, colors)
+        written["colmap"] = write_colmap(
+            self.out_dir / FILES["colmap"], self.stamps_ns.tolist(), self.poses,
+            np.stack([k.intrinsics_original for k in self.keyframes]) if self.keyframes
+            else np.zeros((0, 3, 3)),
+            np.array([k.original_size for k in self.keyframes], dtype=np.int64).reshape(-1, 2),
+            points, colors)
+        positions, gt_positions = self.poses[:, :3, 3], None
+        if gt_pairs is not None:
+            index, gt_poses = gt_pairs
+            try:
+                positions = aligned_positions(self.poses[index], gt_poses)
+                gt_positions = np.asarray(gt_poses)[:, :3, 3]
+            except ValueError:  # too few / degenerate poses: plot the estimate alone
+                positions = self.poses[:, :3, 3]
+        confidences = np.concatenate(self._conf) if self._conf else np.zeros(0)
+        written["report"] = write_report(self.out_dir / FILES["report"], positions,
+                                         self._samples.pick(), confidences, gt_positions, title)
+        return written
+
+    def abort(self) -> None:
+        """Drop the partial output bag (nothing else is written before ``finish``)."""
+        self._bag.abort()
+
+    def write_summary(self, summary: dict[str, Any]) -> Path:
+        return write_json(self.out_dir / FILES["summary"], summary)

@@ -1,0 +1,260 @@
+"""Offline mapping: a recorded bag through the SAME pipeline object the live node runs.
+
+Reading, decoding and output writing are the only things done here; keyframe selection,
+prediction, chaining and fusion all happen inside :class:`vggt_ros.pipeline.pipeline.Pipeline`,
+so a map built from a bag is the map the robot would have built live from the same images
+(minus the frames a live node drops when inference is slower than the camera).
+
+Failure policy: problems with single messages (undecodable image, frame rejected by the
+pipeline) are skipped, counted by reason and warned about once per reason; problems with the
+bag itself (missing topic, corrupt or truncated file) raise :class:`BagError`. A bag that
+breaks after some images still yields complete output files for what was read, and then the
+error is raised.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from vggt_ros.bagio import BagError, read_image_stream, read_tum
+from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
+from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
+                                         depth_metrics, evaluate_trajectory)
+from vggt_ros.export.outputs import FILES, MapOutputs
+from vggt_ros.imaging import ImageDecodeError, decode_image
+from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
+from vggt_ros.pipeline.types import Frame, Predictor, WindowResult
+
+_LOG = logging.getLogger(__name__)
+GT_MAX_DIFF_NS = 20_000_000  # stamp tolerance when associating with ground truth (TUM's 20 ms)
+
+
+class MappingError(RuntimeError):
+    """The bag holds nothing that can be mapped (message says why)."""
+
+
+class OfflineMapper:
+    """One mapping run: ``run`` reads the bag, feeds the pipeline, writes ``out_dir``.
+
+    ``gt_tum`` adds trajectory metrics (ATE/RPE after Sim(3) alignment) and ``gt_depth`` (a
+    stamp -> camera-grid depth lookup, e.g. ``synthetic_depth_source``) depth metrics to
+    summary.json.
+    """
+
+    def __init__(self, predictor: Predictor, pipeline_config: PipelineConfig,
+                 progress: bool = True, odom_frame: str = "odom") -> None:
+        self.predictor = predictor
+        self.config = pipeline_config
+        self.progress = progress
+        self.odom_frame = odom_frame
+        self.pipeline = Pipeline(predictor, pipeline_config)
+        self.timings: dict[str, float] = defaultdict(float)
+        self.skipped: Counter[str] = Counter()
+        self.chaining: list[dict[str, Any]] = []
+        self.frames_read = 0
+        self.frames_decoded = 0
+        self._depth_eval: list[dict[str, float]] = []
+        self._depth_problem = ""
+
+    # ------------------------------------------------------------------ reading
+    def _frames(self, bag: Path, image_topic: str,
+                camera_info_topic: Optional[str]) -> Iterator[Frame]:
+        """Decoded frames in bag order; bad images are skipped and counted."""
+        stream = read_image_stream(bag, image_topic, camera_info_topic)
+        while True:
+            start = time.perf_counter()
+            record = next(stream, None)
+            self.timings["read"] += time.perf_counter() - start
+            if record is None:
+                return
+            self.frames_read += 1
+            start = time.perf_counter()
+            try:
+                image = decode_image(record.encoding, record.height, record.width,
+                                     record.step, record.data, record.is_bigendian)
+            except ImageDecodeError as exc:
+                self._skip(exc.kind, f"image at {record.stamp_ns} ns: {exc}")
+                continue
+            finally:
+                self.timings["decode"] += time.perf_counter() - start
+            yield Frame(stamp_ns=record.stamp_ns, image=image, frame_id=record.frame_id,
+                        camera_info=record.camera_info)
+
+    def _skip(self, kind: str, message: str) -> None:
+        if self.skipped[kind] == 0:  # once per reason: a bad bag must not flood the terminal
+            _LOG.warning("skipping %s (further '%s' skips are only counted)", message, kind)
+        self.skipped[kind] += 1
+
+    # ------------------------------------------------------------------ running
+    def _consume(self, results: list[WindowResult], outputs: MapOutputs,
+                 gt_depth: Optional[DepthSource]) -> None:
+        for result in results:
+            for stage, seconds in result.timings.items():
+                self.timings[stage] += seconds
+            status = result.chaining
+            self.chaining.append({"window": result.index, "method": status.method,
+                                  "scale": status.scale, "residual": status.residual,
+                                  "inlier_ratio": status.inlier_ratio,
+                                  "warning": status.warning})
+            if status.warning:
+                _LOG.warning("window %d chained by %s: %s", result.index, status.method,
+                             status.warning)
+            start = time.perf_counter()
+            outputs.add(result)
+            self.timings["write"] += time.perf_counter() - start
+            if gt_depth is not None:
+                self._evaluate_depth(result, gt_depth)
+
+    def _evaluate_depth(self, result: WindowResult, gt_depth: DepthSource) -> None:
+        for kf in result.new_keyframes:
+            gt = gt_depth(kf.stamp_ns) if not self._depth_problem else None
+            if gt is None:
+                continue
+            try:
+                self._depth_eval.append(depth_metrics(kf.depth,
+                                                      depth_in_model_pixels(gt, kf.mapping)))
+            except MetricsError:
+                self._depth_eval.append({"frames": 0, "frames_without_valid_pixels": 1})
+            except ValueError as exc:  # ground truth of another image size: not this bag's
+                self._depth_problem = f"depth not evaluated: {exc}"
+                _LOG.warning(self._depth_problem)
+
+    def run(self, bag: str | Path, image_topic: str, out_dir: str | Path,
+            camera_info_topic: Optional[str] = None, gt_tum: Optional[str | Path] = None,
+            gt_depth: Optional[DepthSource] = None) -> dict[str, Any]:
+        """Map the bag; returns the summary (also written as summary.json)."""
+        bag, out_dir = Path(bag), Path(out_dir)
+        gt = read_tum(gt_tum) if gt_tum is not None else None  # fail before the long run
+        wall_start = time.perf_counter()
+        frames = self._frames(bag, image_topic, camera_info_topic)
+        first = next(frames, None)  # opens the bag: topic and format errors surface here
+        if first is None:
+            raise MappingError(f"no decodable image on {image_topic} in {bag} "
+                               f"({self.frames_read} messages read, skipped: "
+                               f"{dict(self.skipped) or 'none'})")
+        outputs = MapOutputs(out_dir, self.odom_frame)
+        error: Optional[BagError] = None
+        try:
+            bar = tqdm(desc="vggt_map", unit="frame", disable=not self.progress, leave=False)
+            with bar:
+                frame: Optional[Frame] = first
+                while frame is not None:
+                    self.frames_decoded += 1
+                    start = time.perf_counter()
+                    try:
+                        results = self.pipeline.add_frame(frame)
+                    except FrameRejected as exc:
+                        self._skip(exc.kind, f"frame at {frame.stamp_ns} ns: {exc.reason}")
+                        results = []
+                    except WindowFailed as exc:
+                        self._skip("failed_window", exc.reason)
+                        results = []
+                    self.timings["pipeline"] += time.perf_counter() - start
+                    self._consume(results, outputs, gt_depth)
+                    bar.update(1)
+                    bar.set_postfix(keyframes=len(outputs.keyframes), windows=len(self.chaining))
+                    try:
+                        frame = next(frames, None)
+                    except BagError as exc:  # truncated/corrupt part: keep what was mapped
+                        error = exc
+                        frame = None
+            start = time.perf_counter()
+            try:
+                results = self.pipeline.flush()
+            except WindowFailed as exc:
+                self._skip("failed_window", exc.reason)
+                results = []
+            self.timings["pipeline"] += time.perf_counter() - start
+            self._consume(results, outputs, gt_depth)
+            metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
+            start = time.perf_counter()
+            outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(), gt_pairs,
+                           title=f"{bag.name} {image_topic}")
+            self.timings["write"] += time.perf_counter() - start
+        except BaseException:
+            outputs.abort()
+            raise
+        if self._depth_problem:
+            metrics["depth_error"] = self._depth_problem
+        elif self._depth_eval:
+            try:
+                metrics["depth"] = combine_depth_metrics(self._depth_eval)
+            except MetricsError as exc:
+                metrics["depth_error"] = str(exc)
+        summary = self._summary(bag, image_topic, camera_info_topic, out_dir, outputs, metrics,
+                                time.perf_counter() - wall_start, error)
+        outputs.write_summary(summary)
+        if error is not None:
+            raise error
+        return summary
+
+    def _evaluate_trajectory(self, outputs: MapOutputs, gt: Optional[tuple[np.ndarray,
+                             np.ndarray]]) -> tuple[dict[str, Any], Optional[tuple]]:
+        if gt is None:
+            return {}, None
+        gt_stamps, gt_poses = gt
+        try:
+            trajectory = evaluate_trajectory(outputs.stamps_ns, outputs.poses, gt_stamps,
+                                             gt_poses, GT_MAX_DIFF_NS)
+        except (MetricsError, ValueError) as exc:
+            _LOG.warning("trajectory not evaluated: %s", exc)
+            return {"trajectory_error": str(exc)}, None
+        ie, ig = associate(outputs.stamps_ns, gt_stamps, GT_MAX_DIFF_NS)
+        return {"trajectory": trajectory}, (ie, gt_poses[ig])
+
+    def _summary(self, bag: Path, image_topic: str, camera_info_topic: Optional[str],
+                 out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any], wall: float,
+                 error: Optional[BagError]) -> dict[str, Any]:
+        methods = Counter(c["method"] for c in self.chaining)
+        return {
+            "bag": str(bag),
+            "image_topic": image_topic,
+            "camera_info_topic": camera_info_topic,
+            "frames_read": self.frames_read,
+            "frames_decoded": self.frames_decoded,
+            "keyframes": len(outputs.keyframes),
+            "windows": len(self.chaining),
+            "map_points": int(len(self.pipeline.map.points())),
+            "wall_time_s": wall,
+            "frames_per_second": self.frames_read / wall if wall > 0 else None,
+            "stage_timings_s": dict(self.timings),
+            "skipped_messages": dict(self.skipped),
+            "chaining": {"methods": dict(methods),
+                         "warnings": [c for c in self.chaining if c["warning"]],
+                         "windows": self.chaining},
+            "pipeline_stats": self.pipeline.stats,
+            "pipeline_config": asdict(self.config),
+            "predictor": self.predictor.describe(),
+            "metrics": metrics,
+            "outputs": {key: str(out_dir / name) for key, name in FILES.items()},
+            "error": str(error) if error is not None else None,
+        }
+
+
+def check_bag(bag: str | Path, image_topic: str, camera_info_topic: Optional[str] = None) -> None:
+    """Fail fast (before a model is loaded) unless the bag opens and ``image_topic`` holds at
+    least one Image message; raises BagError or MappingError naming the problem."""
+    stream = read_image_stream(Path(bag), image_topic, camera_info_topic)
+    try:
+        if next(stream, None) is None:
+            raise MappingError(f"topic {image_topic} in {bag} has no messages")
+    finally:
+        stream.close()
+
+
+def run_offline_mapping(bag: str | Path, image_topic: str, out_dir: str | Path,
+                        predictor: Predictor, pipeline_config: PipelineConfig,
+                        camera_info_topic: Optional[str] = None,
+                        gt_tum: Optional[str | Path] = None, progress: bool = True,
+                        gt_depth: Optional[DepthSource] = None) -> dict[str, Any]:
+    """Map ``bag`` into ``out_dir`` (trajectory_tum.txt, map.ply, colmap/, outputs.mcap,
+    report.png, summary.json) and return the summary."""
+    mapper = OfflineMapper(predictor, pipeline_config, progress)
+    return mapper.run(bag, image_topic, out_dir, camera_info_topic, gt_tum, gt_depth)

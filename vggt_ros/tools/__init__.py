@@ -1,0 +1,1 @@
+"""Command-line tools that need no ROS runtime (``vggt_map``)."""

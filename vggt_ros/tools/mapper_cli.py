@@ -1,0 +1,180 @@
+"""``vggt_map BAG --image-topic T``: build a map offline from a recorded bag.
+
+Every ``pipeline`` and ``predictor`` setting of ``vggt_ros.settings`` is an option of the same
+name (``--window_size`` or ``--window-size``), with the same default, help text and validation
+as the live node's ROS parameter, so a map tuned offline transfers to the robot unchanged.
+
+Exit codes: 0 success, 2 unusable input (bad option, bag, topic, checkpoint), 130 interrupted.
+Errors are one line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from vggt_ros import settings
+from vggt_ros.bagio import BagError, read_tum
+from vggt_ros.evaluation.depth import synthetic_depth_source
+from vggt_ros.mapping import MappingError, check_bag, run_offline_mapping
+from vggt_ros.pipeline.pipeline import PipelineConfig
+
+PROG = "vggt_map"
+GROUPS = ("pipeline", "predictor")
+# --gt-synth key -> (synthetic_depth_source argument, type)
+SYNTH_KEYS = {"frames": ("num_frames", int), "width": ("width", int),
+              "height": ("height", int), "seed": ("seed", int), "trajectory": ("trajectory", str)}
+
+
+class UsageError(Exception):
+    """A run that cannot start or go on (the message is the one line shown to the user)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse would print usage + exit itself
+        raise UsageError(message)
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _converter(setting: settings.Setting) -> Callable[[str], Any]:
+    """str -> the setting's type; argparse reports a failure as "invalid int value: 'x'"."""
+    return _parse_bool if setting.type is bool else setting.type
+
+
+def _help(setting: settings.Setting) -> str:
+    limits = []
+    if setting.choices:
+        limits.append("one of " + ", ".join(map(str, setting.choices)))
+    if setting.min is not None:
+        limits.append(f">= {setting.min:g}")
+    if setting.max is not None:
+        limits.append(f"<= {setting.max:g}")
+    extra = f"; {', '.join(limits)}" if limits else ""
+    return f"{setting.description} (default: {setting.default!r}{extra})".replace("%", "%%")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Build a map (trajectory, PLY cloud, COLMAP model, "
+                     "output bag, report, summary) offline from a ROS 2 bag, with the same "
+                     "pipeline and settings as the live vggt node.")
+    parser.add_argument("bag", type=Path, help="rosbag2 directory or .mcap/.db3 file")
+    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image topic")
+    parser.add_argument("--camera-info-topic", default=None,
+                        help="sensor_msgs/CameraInfo topic (optional; checks the calibration)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: BAG name + '_map' beside the bag)")
+    parser.add_argument("--gt", type=Path, default=None,
+                        help="ground-truth TUM trajectory: adds ATE/RPE to summary.json")
+    parser.add_argument("--gt-synth", default=None, metavar="frames=N,width=W,height=H,seed=S",
+                        help="the vggt_synth arguments the bag was made with (trajectory=... "
+                        "optional): re-renders ground-truth depth and adds AbsRel/delta<1.25")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for group in GROUPS:
+        options = parser.add_argument_group(f"{group} settings (as the live node's parameters)")
+        for setting in settings.SETTINGS:
+            if setting.group != group:
+                continue
+            names = [f"--{setting.name}"]
+            if "_" in setting.name:
+                names.append(f"--{setting.name.replace('_', '-')}")
+            options.add_argument(*names, dest=setting.name, type=_converter(setting),
+                                 default=setting.default, metavar=setting.type.__name__.upper(),
+                                 help=_help(setting))
+    return parser
+
+
+def _synth_arguments(text: str) -> dict[str, Any]:
+    """"frames=40,width=64,height=48,seed=1" -> synthetic_depth_source keyword arguments."""
+    values: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or key not in SYNTH_KEYS:
+            raise UsageError(f"--gt-synth: expected key=value pairs with keys "
+                             f"{sorted(SYNTH_KEYS)}, got {item!r}")
+        name, kind = SYNTH_KEYS[key]
+        try:
+            values[name] = kind(value)
+        except ValueError:
+            raise UsageError(f"--gt-synth: {key} must be an integer, got {value!r}") from None
+    missing = sorted(k for k, (name, _) in SYNTH_KEYS.items()
+                     if name not in values and k != "trajectory")
+    if missing:
+        raise UsageError(f"--gt-synth: missing {', '.join(missing)}")
+    return values
+
+
+def _check_inputs(args: argparse.Namespace) -> None:
+    """Cheap checks before the (slow) model load: the bag opens, the topics exist with the
+    right types and the image topic is not empty, the ground-truth file parses."""
+    check_bag(args.bag, args.image_topic, args.camera_info_topic)
+    if args.gt is not None:
+        read_tum(args.gt)
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    values = {s.name: getattr(args, s.name) for s in settings.SETTINGS if s.group in GROUPS}
+    problems = settings.validate(values)
+    config = PipelineConfig.from_settings(values)
+    if not problems:
+        try:
+            config.validate()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UsageError("; ".join(problems))
+    gt_depth = (synthetic_depth_source(**_synth_arguments(args.gt_synth)) if args.gt_synth
+                else None)
+    _check_inputs(args)
+    out = args.out or args.bag.with_name(args.bag.name.removesuffix(".mcap") + "_map")
+
+    # torch is imported only once the input is known to be good.
+    from vggt_ros.model.loading import CheckpointError
+    from vggt_ros.runtime import ModelUnavailableError, build_predictor
+
+    try:
+        predictor = build_predictor(
+            **{s.name: values[s.name] for s in settings.SETTINGS if s.group == "predictor"},
+            log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    except (ModelUnavailableError, CheckpointError) as exc:
+        raise UsageError(f"cannot load the model: {exc}") from None
+    summary = run_offline_mapping(args.bag, args.image_topic, out, predictor, config,
+                                  args.camera_info_topic, args.gt, not args.no_progress,
+                                  gt_depth)
+    line = (f"{PROG}: {summary['frames_read']} frames, {summary['keyframes']} keyframes, "
+            f"{summary['windows']} windows in {summary['wall_time_s']:.1f} s "
+            f"({summary['frames_per_second']:.1f} frames/s) -> {out}")
+    ate = summary["metrics"].get("trajectory", {}).get("ate")
+    if ate:
+        line += (f"; ATE {ate['rmse']:.4g} ({ate['rmse_percent_of_path']:.3g} % of "
+                 f"{ate['path_length']:.3g} path)")
+    print(line)
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    try:
+        return _run(argv)
+    except (UsageError, BagError, MappingError, ValueError, OSError) as exc:
+        # ValueError/OSError: unreadable ground-truth file, unwritable output directory.
+        message = " ".join(str(exc).split())  # one line, whatever the message holds
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; files already written are complete", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
