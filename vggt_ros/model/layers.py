@@ -1,0 +1,169 @@
+"""Transformer building blocks shared by DINO, the aggregator and the camera head.
+
+Everything here follows ARCHITECTURE.md §3.5/§10 to the op: a fused ``qkv`` Linear,
+``F.scaled_dot_product_attention`` with its default scale, LayerScale as a plain multiply and
+residuals written ``x + gamma * branch``. Mathematically equal rewrites (three Linears, a manual
+softmax, ...) change the last bits and break parity with the reference fixtures.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact (erf) GELU -> fc2; the output width defaults to the input width."""
+
+    def __init__(self, dim: int, hidden_dim: int, out_dim: Optional[int] = None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim if out_dim is None else out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class LayerScale(nn.Module):
+    """Per-channel learned residual scale (parameter name ``gamma`` as in the checkpoint)."""
+
+    def __init__(self, dim: int, init_values: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class RopePositions(NamedTuple):
+    """Integer (y, x) token positions plus the RoPE table length they need.
+
+    Carrying ``table_len`` (max position + 1) next to the positions lets the RoPE module pick its
+    cached table without reading ``positions.max()`` back from the device on every call.
+    """
+
+    yx: Tensor  # [B or 1, N, 2] int64
+    table_len: int
+
+    def repeat_tokens(self, times: int) -> "RopePositions":
+        """Positions for ``times`` frames concatenated along the token axis (global attention)."""
+        return RopePositions(self.yx.repeat(1, times, 1), self.table_len)
+
+
+def patch_positions(h: int, w: int, num_special: int, device: torch.device) -> RopePositions:
+    """Per-frame token positions: special tokens at (0, 0), patch (i, j) at (i + 1, j + 1).
+
+    The +1 offset keeps every patch distinct from the special tokens, which get no rotation.
+    Row-major order matches the patch flattening of the conv embedding.
+    """
+    ys = torch.arange(h, device=device, dtype=torch.long) + 1
+    xs = torch.arange(w, device=device, dtype=torch.long) + 1
+    grid = torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(h * w, 2)
+    special = torch.zeros(num_special, 2, device=device, dtype=torch.long)
+    yx = torch.cat([special, grid], dim=0).unsqueeze(0)
+    return RopePositions(yx, max(h, w) + 1)
+
+
+class RotaryPositionEmbedding2D(nn.Module):
+    """2D rotary embedding: first half of each head rotated by y, second half by x.
+
+    Tables are built exactly as ARCHITECTURE.md §3.4 describes (float32 ``1/base**e``, an einsum
+    outer product, duplicated, cast, then cos/sin) so rotations match the reference bit for bit.
+    The einsum is deliberately kept: under CUDA autocast it rounds the angles to bf16 like the
+    reference does. The cache key therefore includes the autocast state (the reference keys by
+    dtype only, so its first call decides the angles for all later ones, §9) and inference mode
+    (inference tensors cannot be reused by a later autograd forward).
+    """
+
+    def __init__(self, frequency: float = 100.0) -> None:
+        super().__init__()
+        self.base = float(frequency)
+        self._tables: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def _table(self, dim: int, length: int, device: torch.device,
+               dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        key = (dim, length, device, dtype, torch.is_autocast_enabled(device.type),
+               torch.is_inference_mode_enabled())
+        table = self._tables.get(key)
+        if table is None:
+            exponents = torch.arange(0, dim, 2, device=device).float() / dim
+            inv_freq = 1.0 / (self.base ** exponents)
+            steps = torch.arange(length, device=device, dtype=inv_freq.dtype)
+            angles = torch.einsum("i,j->ij", steps, inv_freq).to(dtype)
+            angles = torch.cat((angles, angles), dim=-1)
+            table = (angles.cos().to(dtype), angles.sin().to(dtype))
+            self._tables[key] = table
+        return table
+
+    @staticmethod
+    def _rotate_half(t: Tensor) -> Tensor:
+        half = t.shape[-1] // 2
+        return torch.cat((-t[..., half:], t[..., :half]), dim=-1)
+
+    def _rotate(self, t: Tensor, pos: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        cos_p = F.embedding(pos, cos)[:, None]
+        sin_p = F.embedding(pos, sin)[:, None]
+        return (t * cos_p) + (self._rotate_half(t) * sin_p)
+
+    def forward(self, tokens: Tensor, positions: RopePositions) -> Tensor:
+        """Rotate ``tokens`` [B, heads, N, D] by ``positions.yx`` [B or 1, N, 2]."""
+        axis_dim = tokens.shape[-1] // 2
+        cos, sin = self._table(axis_dim, positions.table_len, tokens.device, tokens.dtype)
+        t_y, t_x = tokens.chunk(2, dim=-1)
+        t_y = self._rotate(t_y, positions.yx[..., 0], cos, sin)
+        t_x = self._rotate(t_x, positions.yx[..., 1], cos, sin)
+        return torch.cat((t_y, t_x), dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with a fused qkv projection, optional qk-norm and RoPE."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False,
+                 rope: Optional[RotaryPositionEmbedding2D] = None) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        self.rope = rope
+
+    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None and pos is not None:
+            q = self.rope(q, pos)
+            k = self.rope(k, pos)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with LayerScale on both residual branches.
+
+    ``rope`` (aggregator only) is one instance shared by all blocks, so its table cache is
+    built once per grid; it has no parameters, hence no checkpoint keys.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False,
+                 rope: Optional[RotaryPositionEmbedding2D] = None, norm_eps: float = 1e-5,
+                 init_values: float = 0.01) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm, rope=rope)
+        self.ls1 = LayerScale(dim, init_values)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, init_values)
+
+    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), pos))
+        return x + self.ls2(self.mlp(self.norm2(x)))
