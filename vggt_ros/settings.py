@@ -21,6 +21,7 @@ class Setting:
     min: Optional[float] = None
     max: Optional[float] = None
     choices: tuple = ()
+    multiple_of: Optional[int] = None
 
     @property
     def type(self) -> type:
@@ -38,6 +39,8 @@ class Setting:
             return f"{self.name} must be >= {self.min}, got {value!r}"
         if self.max is not None and value > self.max:
             return f"{self.name} must be <= {self.max}, got {value!r}"
+        if self.multiple_of and value % self.multiple_of:
+            return f"{self.name} must be a multiple of {self.multiple_of}, got {value!r}"
         return None
 
 
@@ -54,7 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
             "crop of tall images) or pad (whole image, white padding), as the official code.",
             "predictor", choices=("crop", "pad")),
     Setting("image_size", 518, "Model input width in pixels (multiple of 14; 518 for VGGT-1B).",
-            "predictor", min=14, max=1036),
+            "predictor", min=14, max=1036, multiple_of=14),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "

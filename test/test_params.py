@@ -1,0 +1,133 @@
+"""Node parameters: yaml <-> declarations agree; invalid values are refused with a reason."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import rclpy
+import yaml
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from vggt_ros import settings
+from vggt_ros.nodes import params
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).resolve().parents[1]
+YAML = REPO / "config" / "vggt.yaml"
+
+
+@pytest.fixture()
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _node(context, **overrides) -> Node:
+    return Node("vggt_params_test", context=context,
+                parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+
+
+def test_yaml_lists_every_parameter_with_its_default():
+    doc = yaml.safe_load(YAML.read_text())
+    values = doc["/**"]["ros__parameters"]
+    assert set(values) == {s.name for s in settings.SETTINGS}
+    for s in settings.SETTINGS:
+        assert values[s.name] == s.default and type(values[s.name]) is s.type, s.name
+    # Every entry carries a comment (the yaml is the user's reference card).
+    for line in YAML.read_text().splitlines():
+        key = line.strip().split(":")[0]
+        if key in values:
+            assert "#" in line, f"no comment for {key}"
+
+
+def test_declarations_match_settings_with_descriptions_and_ranges(context):
+    node = _node(context)
+    try:
+        values = params.declare_and_read(node)
+        assert values == settings.defaults()
+        declared = set(node._parameters) - {"use_sim_time", "start_type_description_service"}
+        assert declared == {s.name for s in settings.SETTINGS}
+        for s in settings.SETTINGS:
+            d = node.describe_parameter(s.name)
+            assert d.description == s.description
+            if s.min is not None and s.type is int:
+                assert d.integer_range[0].from_value == s.min
+            if s.max is not None and s.type is float:
+                assert d.floating_point_range[0].to_value == s.max
+        assert params.check(values) == []
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    ({"window_size": 1}, "window_size"),          # below the declared IntegerRange
+    ({"metric_scale": 1}, "metric_scale"),        # int given for a double
+    ({"queue_size": "big"}, "queue_size"),        # wrong type
+])
+def test_bad_startup_overrides_raise_parameter_error(context, overrides, needle):
+    node = _node(context, **overrides)
+    try:
+        with pytest.raises(params.ParameterError, match=needle):
+            params.declare_and_read(node)
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"overlap": 8}, "overlap"),                   # cross-parameter rule (settings)
+    ({"preprocess_mode": "stretch"}, "preprocess_mode"),  # choices
+    ({"precision": "int8"}, "precision"),
+    ({"image_size": 100}, "multiple of 14"),
+    ({"conf_percentile": 100.0}, "conf_percentile"),  # only PipelineConfig.validate knows < 100
+])
+def test_check_reports_reasons(change, needle):
+    values = settings.defaults() | change
+    problems = params.check(values)
+    assert problems and any(needle in p for p in problems), problems
+
+
+def test_pipeline_config_carries_the_pipeline_group():
+    values = settings.defaults() | {"window_size": 6, "overlap": 3, "voxel_size": 0.5}
+    config = params.pipeline_config(values)
+    assert (config.window_size, config.overlap, config.voxel_size) == (6, 3, 0.5)
+
+
+def test_runtime_changes_validated(context):
+    node = _node(context)
+    try:
+        values = params.declare_and_read(node)
+        node.add_on_set_parameters_callback(params.on_set_callback(lambda: values))
+        ok = node.set_parameters([Parameter("publish_tf", value=False),
+                                  Parameter("map_publish_period", value=5.0)])
+        assert all(r.successful for r in ok)
+        live_only = node.set_parameters([Parameter("window_size", value=12)])[0]
+        assert not live_only.successful and "startup" in live_only.reason
+        out_of_range = node.set_parameters([Parameter("diagnostics_period", value=0.0)])[0]
+        assert not out_of_range.successful and out_of_range.reason
+        assert node.get_parameter("window_size").value == 8
+        assert node.get_parameter("diagnostics_period").value == 1.0
+        # Same value for a startup-only parameter is not a change: accepted.
+        assert node.set_parameters([Parameter("window_size", value=8)])[0].successful
+    finally:
+        node.destroy_node()
+
+
+def test_node_process_exits_nonzero_with_the_reason():
+    """A user starting the node with invalid parameters gets the reason and exit status 2."""
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "vggt_node"), "--ros-args", "--params-file", str(YAML),
+         "-p", "overlap:=8", "-p", "device:=cpu"],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "overlap must be smaller than window_size" in result.stdout + result.stderr
+
+
+def test_readme_parameter_table_lists_every_setting():
+    """The README's parameter table is the user's reference: it must not fall behind."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [s.name for s in settings.SETTINGS if f"| `{s.name}` |" not in readme]
+    assert not missing, f"README parameter table lacks {missing}"

@@ -1,0 +1,141 @@
+"""Raw ROS image buffers <-> NumPy arrays (no rclpy, so the offline tools can use it too).
+
+``decode_image`` turns the fields of a ``sensor_msgs/Image`` into the HxWx3 uint8 RGB array the
+pipeline expects. It validates the buffer first (a camera driver or a bag can hand us anything)
+and raises :class:`ImageDecodeError` with a machine-readable ``kind`` so the node can count and
+throttle each failure class separately. When the bytes already are unpadded rgb8 the result is a
+view of the message buffer (no copy); every other encoding costs exactly one conversion.
+"""
+from __future__ import annotations
+
+from array import array
+from typing import Union
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "ImageDecodeError",
+    "SUPPORTED_ENCODINGS",
+    "decode_image",
+    "decode_32fc1",
+    "encode_32fc1",
+    "encode_rgb8",
+]
+
+Buffer = Union[bytes, bytearray, memoryview, np.ndarray, array]
+
+# encoding -> (channels, bytes per channel). Bytes per pixel decides the minimum row step.
+_LAYOUT: dict[str, tuple[int, int]] = {
+    "rgb8": (3, 1),
+    "bgr8": (3, 1),
+    "rgba8": (4, 1),
+    "bgra8": (4, 1),
+    "mono8": (1, 1),
+    "mono16": (1, 2),
+    "bayer_rggb8": (1, 1),
+    "bayer_bggr8": (1, 1),
+    "bayer_gbrg8": (1, 1),
+    "bayer_grbg8": (1, 1),
+}
+
+# OpenCV names a Bayer pattern by the second row's 2nd/3rd pixels, so ROS "rggb" is OpenCV "BG"
+# (checked against synthetic mosaics in test/test_imaging.py). The classic names exist in every
+# OpenCV 4.x/5.x, unlike the newer explicit COLOR_BayerRGGB2RGB aliases.
+_BAYER_TO_RGB: dict[str, int] = {
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
+
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
+
+
+class ImageDecodeError(ValueError):
+    """A buffer that cannot be read as an image. ``kind`` is one of
+    ``unsupported_encoding``, ``zero_size``, ``bad_step``, ``short_data``."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def _rows(height: int, width: int, step: int, data: Buffer, channels: int,
+          itemsize: int, encoding: str) -> np.ndarray:
+    """Validate the geometry and return the [height, width*bytes_per_pixel] byte view."""
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError("zero_size", f"{encoding} image has zero size ({width}x{height})")
+    row_bytes = width * channels * itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(
+            "bad_step", f"{encoding} image step {step} < width*bytes_per_pixel = {width}*"
+            f"{channels * itemsize} = {row_bytes}")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size < height * step:
+        raise ImageDecodeError(
+            "short_data", f"{encoding} image data has {buf.size} bytes, needs height*step = "
+            f"{height}*{step} = {height * step}")
+    return buf[: height * step].reshape(height, step)[:, :row_bytes]
+
+
+def decode_image(encoding: str, height: int, width: int, step: int, data: Buffer,
+                 is_bigendian: bool = False) -> np.ndarray:
+    """Image fields -> C-contiguous HxWx3 uint8 RGB.
+
+    mono16 is scaled to 8 bit by keeping the high byte (the full 16-bit range maps onto 0..255,
+    as an image viewer would show it). The result may share memory with ``data`` (unpadded
+    rgb8) and is then read-only when ``data`` is immutable; callers must not write into it.
+    """
+    layout = _LAYOUT.get(encoding)
+    if layout is None:
+        raise ImageDecodeError(
+            "unsupported_encoding",
+            f"unsupported image encoding '{encoding}' "
+            f"(supported: {', '.join(SUPPORTED_ENCODINGS)})")
+    channels, itemsize = layout
+    rows = _rows(int(height), int(width), int(step), data, channels, itemsize, encoding)
+    if encoding == "mono16":
+        dtype = np.dtype(">u2" if is_bigendian else "<u2")
+        gray = (np.ascontiguousarray(rows).view(dtype) >> 8).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if encoding in _BAYER_TO_RGB:
+        return cv2.cvtColor(np.ascontiguousarray(rows), _BAYER_TO_RGB[encoding])
+    pixels = rows.reshape(rows.shape[0], int(width), channels)
+    if encoding == "rgb8":
+        return np.ascontiguousarray(pixels)
+    if encoding == "mono8":
+        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    if encoding in ("bgr8", "bgra8"):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return np.ascontiguousarray(pixels[:, :, :3])  # rgba8
+
+
+def encode_rgb8(image: np.ndarray) -> bytes:
+    """HxWx3 uint8 RGB -> the ``data`` of an unpadded rgb8 image (step = 3*width)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"rgb8 needs an HxWx3 uint8 array, got {image.shape} {image.dtype}")
+    return np.ascontiguousarray(image).tobytes()
+
+
+def encode_32fc1(image: np.ndarray) -> bytes:
+    """HxW float image (depth, confidence) -> little-endian float32 bytes, step = 4*width.
+
+    Always little-endian so the message's ``is_bigendian`` can be a constant False.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2 or 0 in image.shape:
+        raise ValueError(f"32FC1 needs a non-empty HxW array, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"32FC1 needs a floating-point array, got {image.dtype}")
+    return np.ascontiguousarray(image, dtype="<f4").tobytes()
+
+
+def decode_32fc1(height: int, width: int, step: int, data: Buffer,
+                 is_bigendian: bool = False) -> np.ndarray:
+    """32FC1 image fields -> HxW float32 (native byte order), e.g. to read depth back."""
+    rows = _rows(int(height), int(width), int(step), data, 1, 4, "32FC1")
+    dtype = np.dtype(">f4" if is_bigendian else "<f4")
+    return np.ascontiguousarray(rows).view(dtype).astype(np.float32, copy=False)

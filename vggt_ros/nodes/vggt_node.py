@@ -1,0 +1,505 @@
+"""The live ROS 2 node ``vggt``: camera images in; poses on TF, depth, clouds, tracks out.
+
+Threading (why it looks like this): camera callbacks must never wait for the GPU, so they only
+decode the image and push a Frame into a bounded queue (oldest dropped and counted when full).
+ONE worker thread owns the pipeline and publishes what each window produced. The track_points
+service and the timers run in their own callback groups of a MultiThreadedExecutor, so a long
+window never blocks them (the pipeline answers tracking from a snapshot of the last window).
+Every publish is wrapped: under load DDS can refuse a sample, and a dropped message
+must not kill the node. Bad input (undecodable images, rejected frames, broken CameraInfo) is
+counted per kind, logged once per kind (then at most every LOG_PERIOD_S), and reported in
+/diagnostics; the node keeps running.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from nav_msgs.msg import Odometry, Path
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import runtime
+from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.imaging import ImageDecodeError
+from vggt_ros.model import CheckpointError
+from vggt_ros.nodes import conversions as conv
+from vggt_ros.nodes import params
+from vggt_ros.nodes.static_tf import StaticTransforms
+from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
+from vggt_ros.pipeline.types import CameraIntrinsics, Frame, KeyframeResult, Predictor, WindowResult
+from vggt_ros.msg import PointTrack
+from vggt_ros.srv import TrackPoints
+
+__all__ = ["VGGTNode", "DropOldestQueue", "main"]
+
+NODE_NAME = "vggt"
+LOG_PERIOD_S = 10.0  # repeat a per-kind warning at most this often
+
+_TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+_TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+
+
+class DropOldestQueue:
+    """Bounded FIFO between callbacks and the worker: a full queue drops its OLDEST item,
+    because for live perception the newest image is the valuable one."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._items: deque = deque(maxlen=maxlen)
+        self._cond = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if len(self._items) == self._items.maxlen:
+                self.dropped += 1
+            self._items.append(item)
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Optional[Any]:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class VGGTNode(Node):
+    """See the module docstring. ``predictor`` injects a model (tests); otherwise it is built
+    from the ``checkpoint``/``device``/... parameters. Raises ``params.ParameterError`` (and
+    model loading errors) when it cannot start."""
+
+    def __init__(self, predictor: Optional[Predictor] = None, node_name: str = NODE_NAME,
+                 **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self.values = params.declare_and_read(self)
+        problems = params.check(self.values)
+        if problems:
+            raise params.ParameterError("; ".join(problems))
+        if predictor is None:
+            predictor = runtime.build_predictor(
+                self.values["checkpoint"], self.values["device"], self.values["precision"],
+                self.values["preprocess_mode"], self.values["image_size"],
+                log=self.get_logger().info)
+        self.predictor = predictor
+        self.pipeline = Pipeline(predictor, params.pipeline_config(self.values))
+        self.add_on_set_parameters_callback(params.on_set_callback(lambda: self.values))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+        # State shared between callbacks, the worker and the timers (guarded by _state_lock).
+        self._state_lock = threading.Lock()
+        self.rejected: Counter = Counter()  # input problem kind -> count
+        self.output_errors: Counter = Counter()  # bad_output / publish_failed / failed_window / internal_error
+        self._last_logged: dict[str, float] = {}
+        self._resets_seen = 0
+        self._camera_info: Optional[CameraIntrinsics] = None
+        self._static_tf = StaticTransforms()
+        self._base_tf_missing_logged = False
+        self._path = Path()
+        self._frames_in = 0
+        self._keyframes_out = 0
+        self._windows = 0
+        self._window_latency_s = float("nan")
+        self._last_window: Optional[WindowResult] = None
+        self._map_dirty = False
+        self._rate_mark = (time.monotonic(), 0, 0)  # (time, frames_in, keyframes_out)
+        self._queue = DropOldestQueue(self.values["queue_size"])
+
+        self._make_interfaces()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: listening on {self.resolve_topic_name('image')}, window "
+            f"{self.values['window_size']} / overlap {self.values['overlap']}, scale "
+            f"{self.pipeline.stats['scale_status']}, model {predictor.describe()}")
+
+    # --- setup --------------------------------------------------------------------------
+
+    def _make_interfaces(self) -> None:
+        inputs = MutuallyExclusiveCallbackGroup()
+        service_group = MutuallyExclusiveCallbackGroup()
+        self.image_sub = self.create_subscription(Image, "image", self._on_image,
+                                                  qos_profile_sensor_data, callback_group=inputs)
+        self.camera_info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+            callback_group=inputs)
+        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, _TF_STATIC_QOS,
+                                 callback_group=inputs)
+        self._pub_depth = self.create_publisher(Image, "depth", _OUTPUT_QOS)
+        self._pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", _OUTPUT_QOS)
+        self._pub_conf = self.create_publisher(Image, "depth/confidence", _OUTPUT_QOS)
+        self._pub_points = self.create_publisher(PointCloud2, "points", _OUTPUT_QOS)
+        self._pub_odom = self.create_publisher(Odometry, "odometry", _OUTPUT_QOS)
+        self._pub_path = self.create_publisher(Path, "path", _LATCHED_QOS)
+        self._pub_map = self.create_publisher(PointCloud2, "map_points", _LATCHED_QOS)
+        self._pub_tf = self.create_publisher(TFMessage, "/tf", _TF_QOS)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(TrackPoints, "track_points", self._on_track_points,
+                            callback_group=service_group)
+        self._diag_timer = self.create_timer(self.values["diagnostics_period"],
+                                             self._publish_diagnostics,
+                                             callback_group=MutuallyExclusiveCallbackGroup())
+        # Own group: copying the map waits for a window in progress; diagnostics must not.
+        self._map_timer = self.create_timer(self.values["map_publish_period"],
+                                            self._publish_map,
+                                            callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _apply_parameters(self, changed: Sequence[Parameter]) -> None:
+        """Post-set: the on-set validator already accepted these (live parameters only)."""
+        for p in changed:
+            if p.name in self.values:
+                self.values[p.name] = p.value
+            if p.name == "diagnostics_period":
+                self._diag_timer.timer_period_ns = int(p.value * 1e9)
+            elif p.name == "map_publish_period":
+                self._map_timer.timer_period_ns = int(p.value * 1e9)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _count(self, counter: Counter, kind: str, what: str, reason: str) -> None:
+        """Count a problem; warn on its first occurrence and then every LOG_PERIOD_S."""
+        now = time.monotonic()
+        with self._state_lock:
+            counter[kind] += 1
+            count = counter[kind]
+            due = now - self._last_logged.get(kind, -np.inf) >= LOG_PERIOD_S
+            if due:
+                self._last_logged[kind] = now
+        if due:
+            self.get_logger().warning(f"{what} ({kind}, {count} so far): {reason}")
+
+    def _reject(self, kind: str, reason: str) -> None:
+        self._count(self.rejected, kind, "input rejected", reason)
+
+    def _output_error(self, kind: str, reason: str) -> None:
+        self._count(self.output_errors, kind, "output skipped", reason)
+
+    def _emit(self, publisher: Any, build: Callable[..., Any], *args: Any) -> None:
+        """Build and publish one message. A value no message can carry (e.g. a non-finite
+        predicted K) skips only this message; DDS refusing a sample under load is counted too."""
+        try:
+            msg = build(*args)
+        except ValueError as err:
+            self._output_error("bad_output", f"{publisher.topic_name}: {err}")
+            return
+        try:
+            publisher.publish(msg)
+        except Exception as err:  # noqa: BLE001 - never let a refused publish stop the node
+            self._output_error("publish_failed", f"{publisher.topic_name}: {err}")
+
+    # --- input callbacks (never block on the model) ---------------------------------------
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            info = conv.camera_info_to_intrinsics(msg)
+        except conv.CameraInfoError as err:
+            self._reject("bad_camera_info", f"{err}; keeping the last valid CameraInfo")
+            return
+        if len(msg.d) and np.any(np.asarray(msg.d) != 0):
+            self.get_logger().warning(
+                "CameraInfo has distortion coefficients but VGGT assumes a pinhole camera: "
+                "feed rectified images (image_rect)", once=True)
+        with self._state_lock:
+            self._camera_info = info
+
+    def _on_tf_static(self, msg: TFMessage) -> None:
+        with self._state_lock:
+            self._static_tf.add(msg.transforms)
+
+    def _on_image(self, msg: Image) -> None:
+        with self._state_lock:
+            self._frames_in += 1
+            info = self._camera_info
+        try:
+            rgb = conv.image_to_rgb(msg)
+        except ImageDecodeError as err:
+            self._reject(err.kind, str(err))
+            return
+        frame_id = self.values["camera_frame"] or msg.header.frame_id
+        if not frame_id:
+            self._reject("missing_frame_id", "image header has no frame_id and the "
+                         "camera_frame parameter is empty")
+            return
+        self._queue.put(Frame(stamp_ns=conv.time_to_ns(msg.header.stamp), image=rgb,
+                              frame_id=frame_id, camera_info=info))
+
+    # --- worker ---------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            frame = self._queue.get(timeout=0.1)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception:  # noqa: BLE001 - a bug must not stop the camera processing
+                self._output_error("internal_error", traceback.format_exc())
+
+    def _process(self, frame: Frame) -> None:
+        started = time.monotonic()
+        try:
+            results = self.pipeline.add_frame(frame)
+        except FrameRejected as err:
+            self._reject(err.kind, err.reason)
+            return
+        except WindowFailed as err:  # e.g. out of GPU memory: counted, trajectory restarts
+            self._output_error("failed_window", err.reason)
+            return
+        finally:
+            self._note_resets()
+        if results:
+            self._window_latency_s = time.monotonic() - started
+        for result in results:
+            self._publish_window(result)
+
+    def _note_resets(self) -> None:
+        """The pipeline starts a new trajectory on stamps going backwards (bag loop) or a
+        confirmed image size change; the path restarts with it."""
+        stats = self.pipeline.stats
+        if stats["resets"] == self._resets_seen:
+            return
+        self._resets_seen = stats["resets"]
+        with self._state_lock:
+            self._path = Path()
+        self.get_logger().warning(f"trajectory reset: {stats['last_reset_reason']}")
+
+    # --- outputs --------------------------------------------------------------------------
+
+    def _child_pose(self, kf: KeyframeResult) -> Optional[tuple[str, np.ndarray]]:
+        """(frame, odom_from_frame) for TF/odometry: base_frame when set, else the optical
+        frame; None while base_frame -> optical is not known from /tf_static."""
+        base = self.values["base_frame"]
+        if not base:
+            return kf.frame_id, kf.odom_from_cam
+        with self._state_lock:
+            base_from_cam = self._static_tf.lookup(base, kf.frame_id)
+        if base_from_cam is None:
+            if not self._base_tf_missing_logged:
+                self._base_tf_missing_logged = True
+                self.get_logger().warning(
+                    f"no static transform {base} -> {kf.frame_id} on /tf_static yet: not "
+                    f"publishing odom -> {base} until it arrives (publish the camera mount, "
+                    f"e.g. robot_state_publisher, or leave base_frame empty)")
+            return None
+        return base, kf.odom_from_cam @ se3_inverse(base_from_cam)
+
+    def _publish_keyframe(self, kf: KeyframeResult) -> Optional[tuple[str, np.ndarray]]:
+        """Depth outputs and TF of one keyframe; returns (frame, odom_from_frame) for the
+        odometry/path, or None when no pose can be published for it."""
+        odom = self.values["odom_frame"]
+        if self.values["publish_depth"]:
+            h, w = kf.depth.shape
+            self._emit(self._pub_depth, conv.float_image, kf.depth, kf.stamp_ns, kf.frame_id)
+            self._emit(self._pub_depth_info, conv.camera_info_from_k, kf.intrinsics, w, h,
+                       kf.stamp_ns, kf.frame_id)
+            self._emit(self._pub_conf, conv.float_image, kf.confidence, kf.stamp_ns,
+                       kf.frame_id)
+        child = self._child_pose(kf)
+        if child is None:
+            return None
+        frame, pose = child
+        if not np.isfinite(pose).all():
+            self._output_error("bad_output", f"non-finite pose for keyframe {kf.stamp_ns}")
+            return None
+        if self.values["publish_tf"]:
+            self._emit(self._pub_tf, lambda: TFMessage(
+                transforms=[conv.transform_stamped(pose, kf.stamp_ns, odom, frame)]))
+        with self._state_lock:
+            self._path.poses.append(conv.pose_stamped(pose, kf.stamp_ns, odom))
+        return child
+
+    def _publish_window(self, result: WindowResult) -> None:
+        odom = self.values["odom_frame"]
+        newest = None
+        for kf in result.new_keyframes:
+            newest = (kf, self._publish_keyframe(kf))
+        with self._state_lock:
+            self._windows += 1
+            self._keyframes_out += len(result.new_keyframes)
+            self._last_window = result
+            self._map_dirty = True
+            path = Path(header=conv.make_header(result.stamps_ns[-1], odom),
+                        poses=list(self._path.poses))
+        if self.values["publish_points"]:
+            self._emit(self._pub_points, conv.pointcloud2_from_numpy, result.points,
+                       result.colors, result.stamps_ns[-1], odom)
+        if newest is not None and newest[1] is not None:
+            kf, (frame, pose) = newest
+            self._emit(self._pub_odom, conv.odometry, pose, kf.stamp_ns, odom, frame)
+        self._emit(self._pub_path, lambda: path)
+
+    def _publish_map(self) -> None:
+        if not self.values["publish_map"]:
+            return
+        with self._state_lock:
+            if not self._map_dirty or self._last_window is None:
+                return
+            self._map_dirty = False
+            stamp = self._last_window.stamps_ns[-1]
+        points, colors = self.pipeline.map_cloud()
+        self._emit(self._pub_map, conv.pointcloud2_from_numpy, points, colors, stamp,
+                   self.values["odom_frame"])
+
+    # --- diagnostics ----------------------------------------------------------------------
+
+    def diagnostics_status(self) -> DiagnosticStatus:
+        """The node's health in one DiagnosticStatus (also used by tests)."""
+        now = time.monotonic()
+        describe = self.predictor.describe()
+        with self._state_lock:
+            t0, frames0, kfs0 = self._rate_mark
+            dt = max(now - t0, 1e-9)
+            values: dict[str, Any] = {
+                "input_rate_hz": (self._frames_in - frames0) / dt,
+                "keyframe_rate_hz": (self._keyframes_out - kfs0) / dt,
+                "frames_received": self._frames_in,
+                "keyframes_published": self._keyframes_out,
+                "windows": self._windows,
+                "window_latency_s": self._window_latency_s,
+                "queue_depth": len(self._queue),
+                "queue_size": self.values["queue_size"],
+                "dropped_frames": self._queue.dropped,
+            }
+            self._rate_mark = (now, self._frames_in, self._keyframes_out)
+            values.update({f"rejected.{k}": v for k, v in sorted(self.rejected.items())})
+            values.update({f"errors.{k}": v for k, v in sorted(self.output_errors.items())})
+            chaining = self._last_window.chaining if self._last_window else None
+        values.update({f"model.{k}": v for k, v in describe.items()})
+        values["device"] = describe.get("device", "unknown")
+        if values["device"].startswith("cuda"):
+            import torch  # already loaded by the predictor when on CUDA
+
+            values["gpu_memory_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
+            values["gpu_memory_reserved_mb"] = torch.cuda.memory_reserved() / 2**20
+        level, message = DiagnosticStatus.OK, "running"
+        if chaining is not None:
+            values.update({"chaining.method": chaining.method, "chaining.scale": chaining.scale,
+                           "chaining.residual": chaining.residual,
+                           "chaining.inlier_ratio": chaining.inlier_ratio,
+                           "chaining.num_points": chaining.num_points,
+                           "chaining.warning": chaining.warning})
+            if chaining.warning:
+                level, message = DiagnosticStatus.WARN, f"chaining: {chaining.warning}"
+        else:
+            message = "waiting for the first window"
+        stats = self.pipeline.stats
+        values["scale"] = stats["scale_status"]
+        values["resets"] = stats["resets"]
+        values["last_reset_reason"] = stats["last_reset_reason"]
+        values["map_points"] = stats["map_points"]
+        values.update({f"pipeline.{k}": stats[k] for k in
+                       ("frames_in", "keyframes", "dropped_non_keyframes", "windows")})
+        values.update({f"timing.{k}_s": v for k, v in stats["timings"].items()})
+        if not self._worker.is_alive():
+            level, message = DiagnosticStatus.ERROR, "worker thread stopped"
+        return DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: pipeline", message=message,
+            hardware_id=str(values["device"]),
+            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray(header=conv.make_header(self.get_clock().now().nanoseconds, ""),
+                              status=[self.diagnostics_status()])
+        self._emit(self._pub_diag, lambda: msg)
+
+    # --- track_points service -------------------------------------------------------------
+
+    def _on_track_points(self, request: TrackPoints.Request,
+                         response: TrackPoints.Response) -> TrackPoints.Response:
+        response.frame_id = self.values["odom_frame"]
+        try:
+            self._answer_track(request, response)
+        except TrackRequestError as err:
+            response.success, response.message = False, err.reason
+        except Exception as err:  # noqa: BLE001 - a service must answer, never raise
+            self.get_logger().error(f"track_points failed: {traceback.format_exc()}")
+            response.success, response.message = False, f"internal error: {err}"
+        return response
+
+    def _answer_track(self, request: TrackPoints.Request, response: TrackPoints.Response) -> None:
+        """Only the u/v pairing is checked here; the pipeline validates the queries (count,
+        NaN, inside the image, known stamp, a window exists) and raises TrackRequestError."""
+        u = np.asarray(request.u, dtype=np.float64)
+        v = np.asarray(request.v, dtype=np.float64)
+        if len(u) != len(v):
+            raise TrackRequestError(f"u and v must have the same length, got {len(u)} and "
+                                    f"{len(v)}")
+        answer = self.pipeline.track(conv.time_to_ns(request.stamp), np.stack([u, v], 1))
+        response.frame_stamps = [conv.stamp_to_time(s) for s in answer.stamps_ns]
+        response.query_index = int(answer.query_index)
+        points = np.asarray(answer.points_odom, dtype=np.float64)
+        response.tracks = [
+            PointTrack(u=answer.tracks_uv[:, i, 0].astype(np.float32),
+                       v=answer.tracks_uv[:, i, 1].astype(np.float32),
+                       visibility=np.asarray(answer.visibility[:, i], np.float32),
+                       confidence=np.asarray(answer.confidence[:, i], np.float32),
+                       point=Point(x=float(points[i, 0]), y=float(points[i, 1]),
+                                   z=float(points[i, 2])) if answer.points_valid[i] else Point(),
+                       point_valid=bool(answer.points_valid[i]))
+            for i in range(len(u))]
+        response.success = True
+        response.message = (f"tracked {len(u)} points through {len(answer.stamps_ns)} frames "
+                            f"(query frame {answer.query_index})")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start."""
+    rclpy.init(args=sys.argv if argv is None else argv)
+    logger = get_logger(NODE_NAME)
+    try:
+        try:
+            node = VGGTNode()
+        except (params.ParameterError, runtime.ModelUnavailableError, CheckpointError) as err:
+            logger.fatal(f"cannot start: {err}")
+            return 2
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+        return 0
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
