@@ -28,7 +28,7 @@ if ! fresh deps "$ROOT/tools/requirements.txt" "$ROOT/tools/setup_venv.sh"; then
   # in their exported CMake files; point them at this interpreter.
   PYINC=$("$V/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
   NPINC=$("$V/bin/python" -c "import numpy; print(numpy.get_include())")
-  grep -rl "/opt/python/cp311-cp311/" "$V/share" --include='*.cmake' | xargs -r sed -i \
+  { grep -rl "/opt/python/cp311-cp311/" "$V/share" --include='*.cmake' || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
   touch "$(stamp deps)"
