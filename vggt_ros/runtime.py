@@ -71,6 +71,7 @@ def build_predictor(checkpoint: str, device: str, precision: str, preprocess_mod
 
     dev = resolve_device(device)
     model, name = _load_model(checkpoint, dev)
+    image_size = image_size or model.config.img_size  # 0: the size the model was trained at
     predictor = VGGTPredictor(model, device=dev, precision=precision,
                               preprocess_mode=preprocess_mode, image_size=image_size, name=name)
     params = sum(p.numel() for p in model.parameters())

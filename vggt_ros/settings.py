@@ -56,8 +56,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("preprocess_mode", "crop", "How frames become model input: crop (518 wide, centre "
             "crop of tall images) or pad (whole image, white padding), as the official code.",
             "predictor", choices=("crop", "pad")),
-    Setting("image_size", 518, "Model input width in pixels (multiple of 14; 518 for VGGT-1B).",
-            "predictor", min=14, max=1036, multiple_of=14),
+    Setting("image_size", 0, "Model input width in pixels (multiple of 14); 0 = the model's own "
+            "training size (518 for VGGT-1B, the demo model's size for the embedded model).",
+            "predictor", min=0, max=1036, multiple_of=14),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
