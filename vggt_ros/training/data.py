@@ -1,0 +1,258 @@
+"""Training batches rendered on the fly from the procedural scenes of ``vggt_ros.synth``.
+
+Why it is built this way:
+* Rendering is the expensive part (NumPy ray casting, tens of ms per frame), so each worker
+  keeps a small pool of rendered scene clips and draws many windows from every clip (random
+  length, random frame gaps, random direction, random crop size), refreshing a few clips per
+  batch. The GPU then sees fresh windows at a rate far above what rendering alone allows.
+* A clip is rendered once as a square image with the principal point at its centre; each batch
+  centre-crops it to a size (multiples of 14) so that the principal point stays at the image
+  centre, which is the only camera model VGGT's pose encoding can express.
+* The focal length is random per clip, so the network must estimate the field of view.
+* Training scene seeds are drawn below ``HELD_OUT_SEED_MIN`` and evaluation uses seeds at or
+  above it: the split is that one constant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from vggt_ros.synth import TRAJECTORIES, make_sequence
+from vggt_ros.synth.render import render_view
+
+HELD_OUT_SEED_MIN = 1_000_000  # scene seeds >= this are held out: never drawn for training
+PATCH = 14
+VISIBILITY_DEPTH_TOLERANCE = 0.05  # relative depth gap that still counts as the same surface
+
+
+def held_out_seeds(count: int, offset: int = 0) -> list[int]:
+    """The evaluation scene seeds (disjoint from every training seed)."""
+    return [HELD_OUT_SEED_MIN + offset + i for i in range(count)]
+
+
+def centered_intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
+    """Square-pixel K with the principal point at (W/2, H/2), VGGT's camera model."""
+    focal = width / (2.0 * np.tan(np.radians(hfov_deg) / 2.0))
+    return np.array([[focal, 0.0, width / 2.0], [0.0, focal, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the random windows look like (all image sizes multiples of 14)."""
+
+    widths: tuple[int, ...] = (224,)
+    min_height: int = 112
+    max_height: int = 224
+    min_frames: int = 2
+    max_frames: int = 8
+    max_gap: int = 4  # frames skipped between consecutive window frames: 1..max_gap
+    batch_size: int = 8
+    clip_frames: int = 32  # frames rendered per scene clip
+    pool_size: int = 6  # clips a worker keeps
+    refresh_per_batch: int = 2  # clips replaced before each batch
+    num_tracks: int = 64  # 0 disables track ground truth
+    hfov_deg: tuple[float, float] = (55.0, 85.0)
+    trajectories: tuple[str, ...] = TRAJECTORIES
+    color_jitter: float = 0.15
+    seed_range: tuple[int, int] = field(default=(0, HELD_OUT_SEED_MIN))
+
+    def __post_init__(self) -> None:
+        problems = []
+        sizes = (*self.widths, self.min_height, self.max_height)
+        if any(s <= 0 or s % PATCH for s in sizes):
+            problems.append(f"widths and heights must be positive multiples of {PATCH}: {sizes}")
+        if self.min_height > self.max_height:
+            problems.append("min_height > max_height")
+        if not 1 <= self.min_frames <= self.max_frames:
+            problems.append(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, "
+                            f"{self.max_frames}")
+        if self.max_gap < 1 or self.clip_frames < 1 + (self.max_frames - 1):
+            problems.append("max_gap must be >= 1 and clip_frames >= max_frames")
+        if self.batch_size < 1 or self.pool_size < 1 or self.refresh_per_batch < 0:
+            problems.append("batch_size and pool_size must be >= 1, refresh_per_batch >= 0")
+        lo, hi = self.seed_range
+        if not 0 <= lo < hi:
+            problems.append(f"seed_range {self.seed_range} is empty")
+        unknown = set(self.trajectories) - set(TRAJECTORIES)
+        if unknown or not self.trajectories:
+            problems.append(f"trajectories must be a non-empty subset of {TRAJECTORIES}")
+        if problems:
+            raise ValueError("invalid DataConfig: " + "; ".join(problems))
+
+    @property
+    def render_side(self) -> int:
+        return max(*self.widths, self.max_height)
+
+    def check_training_split(self) -> None:
+        """Refuse a training run that would draw a held-out seed."""
+        if self.seed_range[1] > HELD_OUT_SEED_MIN:
+            raise ValueError(f"training seed_range {self.seed_range} overlaps the held-out seeds "
+                             f">= {HELD_OUT_SEED_MIN}")
+
+
+@dataclass
+class Clip:
+    """Rendered frames of one scene: square images with exact ground truth."""
+
+    seed: int
+    rgb: np.ndarray  # [L,side,side,3] uint8
+    depth: np.ndarray  # [L,side,side] float32
+    cam_from_world: np.ndarray  # [L,4,4] float64
+    K: np.ndarray  # [3,3] float64, centred principal point
+
+
+def render_clip(seed: int, config: DataConfig, rng: np.random.Generator) -> Clip:
+    """Render ``config.clip_frames`` consecutive frames of a random trajectory of scene ``seed``."""
+    side = config.render_side
+    total = int(rng.integers(config.clip_frames, 4 * config.clip_frames + 1))
+    trajectory = str(rng.choice(config.trajectories))
+    sequence = make_sequence(num_frames=total, width=side, height=side, seed=seed,
+                             trajectory=trajectory)
+    start = int(rng.integers(0, total - config.clip_frames + 1))
+    K = centered_intrinsics(side, side, float(rng.uniform(*config.hfov_deg)))
+    poses = sequence.cam_from_world[start:start + config.clip_frames]
+    views = [render_view(sequence.scene, K, side, side, pose) for pose in poses]
+    return Clip(seed=seed, rgb=np.stack([v[0] for v in views]),
+                depth=np.stack([v[1] for v in views]), cam_from_world=poses, K=K)
+
+
+def sample_window_indices(length: int, frames: int, max_gap: int,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Indices of a ``frames``-frame window in a clip of ``length``: random gaps and direction."""
+    if not 1 <= frames <= length:
+        raise ValueError(f"cannot take {frames} frames from a clip of {length}")
+    gaps = rng.integers(1, max_gap + 1, size=frames - 1)
+    while gaps.sum() > length - 1:  # shrink the largest gap until the window fits the clip
+        gaps[np.argmax(gaps)] -= 1
+    start = int(rng.integers(0, length - int(gaps.sum())))
+    indices = start + np.concatenate(([0], np.cumsum(gaps)))
+    return indices[::-1].copy() if rng.random() < 0.5 else indices
+
+
+def track_ground_truth(depth: np.ndarray, cam_from_world: np.ndarray, K: np.ndarray,
+                       queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reproject frame-0 pixels ``queries`` [N,2] (integer x, y) into every frame.
+
+    depth [S,H,W], cam_from_world [S,4,4], K [3,3] -> (tracks [S,N,2], visible [S,N]). A point
+    is visible where it projects inside the image in front of the camera and the rendered depth
+    there agrees with its own depth (otherwise something occludes it).
+    """
+    _, height, width = depth.shape
+    x, y = queries[:, 0].astype(np.int64), queries[:, 1].astype(np.int64)
+    z = depth[0, y, x].astype(np.float64)
+    cam0 = np.stack(((x - K[0, 2]) * z / K[0, 0], (y - K[1, 2]) * z / K[1, 1], z), axis=1)
+    world_from_cam0 = np.linalg.inv(cam_from_world[0])
+    world = cam0 @ world_from_cam0[:3, :3].T + world_from_cam0[:3, 3]
+    cam = np.einsum("sij,nj->sni", cam_from_world[:, :3, :3], world) + cam_from_world[:, None, :3, 3]
+    zc = cam[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = np.stack((K[0, 0] * cam[..., 0] / zc + K[0, 2], K[1, 1] * cam[..., 1] / zc + K[1, 2]),
+                       axis=-1)
+    inside = (zc > 0) & (pix[..., 0] >= 0) & (pix[..., 0] <= width - 1) \
+        & (pix[..., 1] >= 0) & (pix[..., 1] <= height - 1)
+    pix = np.where(inside[..., None], pix, 0.0)
+    u = np.clip(np.rint(pix[..., 0]).astype(np.int64), 0, width - 1)
+    v = np.clip(np.rint(pix[..., 1]).astype(np.int64), 0, height - 1)
+    seen = depth[np.arange(len(depth))[:, None], v, u]
+    visible = inside & (np.abs(seen - zc) <= VISIBILITY_DEPTH_TOLERANCE * zc)
+    visible[0] = True
+    return pix.astype(np.float32), visible
+
+
+def _crop(clip: Clip, indices: np.ndarray, width: int, height: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    side = clip.rgb.shape[1]
+    x0, y0 = (side - width) // 2, (side - height) // 2
+    rgb = clip.rgb[indices, y0:y0 + height, x0:x0 + width]
+    depth = clip.depth[indices, y0:y0 + height, x0:x0 + width]
+    K = clip.K.copy()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    return rgb, depth, K
+
+
+def _jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame brightness/contrast changes (exposure differs between real frames)."""
+    if strength <= 0:
+        return rgb
+    frames = len(rgb)
+    gain = 1.0 + rng.uniform(-strength, strength, size=(frames, 1, 1, 1))
+    bias = 255.0 * rng.uniform(-strength, strength, size=(frames, 1, 1, 1)) / 3.0
+    return np.clip(rgb.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+def make_batch(clips: list[Clip], config: DataConfig, rng: np.random.Generator
+               ) -> dict[str, torch.Tensor]:
+    """One batch: every window has the same frame count and image size (random per batch).
+
+    Keys: images [B,S,3,H,W] uint8, depth [B,S,H,W] float32, valid [B,S,H,W] bool,
+    cam_from_world [B,S,4,4] float32, intrinsics [B,S,3,3] float32, seeds [B] int64 and, with
+    tracks enabled, query_points [B,N,2], tracks [B,S,N,2] float32, track_vis [B,S,N] bool.
+    """
+    width = int(rng.choice(config.widths))
+    heights = np.arange(config.min_height, config.max_height + 1, PATCH)
+    height = int(rng.choice(heights))
+    frames = int(rng.integers(config.min_frames, config.max_frames + 1))
+    out: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "images", "depth", "cam_from_world", "intrinsics", "seeds", "query_points", "tracks",
+        "track_vis")}
+    for _ in range(config.batch_size):
+        clip = clips[int(rng.integers(len(clips)))]
+        indices = sample_window_indices(len(clip.rgb), frames, config.max_gap, rng)
+        rgb, depth, K = _crop(clip, indices, width, height)
+        poses = clip.cam_from_world[indices]
+        out["images"].append(_jitter(rgb, config.color_jitter, rng).transpose(0, 3, 1, 2))
+        out["depth"].append(depth)
+        out["cam_from_world"].append(poses)
+        out["intrinsics"].append(np.broadcast_to(K, (frames, 3, 3)))
+        out["seeds"].append(np.int64(clip.seed))
+        if config.num_tracks:
+            queries = np.stack((rng.integers(0, width, config.num_tracks),
+                                rng.integers(0, height, config.num_tracks)), axis=1)
+            tracks, visible = track_ground_truth(depth, poses, K, queries)
+            out["query_points"].append(queries.astype(np.float32))
+            out["tracks"].append(tracks)
+            out["track_vis"].append(visible)
+    batch = {k: torch.from_numpy(np.ascontiguousarray(np.stack(v))) for k, v in out.items() if v}
+    batch["cam_from_world"] = batch["cam_from_world"].float()
+    batch["intrinsics"] = batch["intrinsics"].float()
+    batch["valid"] = torch.isfinite(batch["depth"]) & (batch["depth"] > 0)
+    return batch
+
+
+class SyntheticWindows(IterableDataset):
+    """Endless stream of ready batches; each DataLoader worker renders its own scenes."""
+
+    def __init__(self, config: DataConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.config = config
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = np.random.default_rng([self.seed, worker])
+        lo, hi = self.config.seed_range
+
+        def new_clip() -> Clip:
+            return render_clip(int(rng.integers(lo, hi)), self.config, rng)
+
+        pool = [new_clip() for _ in range(self.config.pool_size)]
+        while True:
+            for _ in range(self.config.refresh_per_batch):
+                pool[int(rng.integers(len(pool)))] = new_clip()
+            yield make_batch(pool, self.config, rng)
+
+
+def make_loader(config: DataConfig, seed: int, num_workers: int,
+                pin_memory: bool = False) -> DataLoader:
+    """DataLoader over :class:`SyntheticWindows` (batches are built inside the workers)."""
+    config.check_training_split()
+    kwargs = {"prefetch_factor": 4, "persistent_workers": True} if num_workers > 0 else {}
+    return DataLoader(SyntheticWindows(config, seed), batch_size=None, num_workers=num_workers,
+                      pin_memory=pin_memory, **kwargs)
+

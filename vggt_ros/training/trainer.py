@@ -1,0 +1,308 @@
+"""Optimisation loop: AdamW, warmup + cosine LR, bf16 autocast, clipping, resumable chunks.
+
+A run is a sequence of chunks, each bounded by ``time_limit_s`` (the GPU machine gives at most
+10 minutes per command): a chunk resumes from the last checkpoint, trains until its time is
+nearly spent, saves model, optimiser, step and RNG state, and returns. The checkpoint is written
+as parts of at most ``MAX_PART_BYTES`` so it can travel through the device tool's file limits,
+and the optimiser moments are stored in bf16 to halve its size (3 significant digits: far below
+the noise of the moment estimates themselves).
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from vggt_ros.model import VGGT, VGGTConfig, load_vggt
+from vggt_ros.training.data import DataConfig, make_loader
+from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
+                                      track_loss)
+from vggt_ros.training.normalize import normalize_scene
+
+MAX_PART_BYTES = 15 * 1024 * 1024
+PART_SUFFIX = ".part"
+MOMENT_KEYS = ("exp_avg", "exp_avg_sq")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # total steps of the whole run (the LR schedule spans them)
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    bf16: bool = True  # autocast on CUDA only
+    gradient_checkpointing: bool = False
+    train_track: bool = True
+    seed: int = 0
+    num_workers: int = 0
+    time_limit_s: float = 0.0  # 0: no limit
+    log_every: int = 10
+    save_every: int = 0  # extra checkpoints every N steps (0: only at the end of the chunk)
+    weights: LossWeights = field(default_factory=LossWeights)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Linear warmup to ``lr`` then cosine decay to ``lr * min_lr_ratio`` at ``steps``."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def enable_gradient_checkpointing(model: VGGT) -> int:
+    """Recompute every transformer block of the aggregator (and its DINO) in the backward pass.
+
+    The model has no switch of its own, so each block's ``forward`` is wrapped on the instance:
+    parameter names (and so checkpoint keys) stay unchanged. Returns the number of blocks wrapped.
+    """
+    aggregator = model.aggregator
+    blocks = [*aggregator.frame_blocks, *aggregator.global_blocks,
+              *getattr(aggregator.patch_embed, "blocks", [])]
+    for block in blocks:
+        plain = block.forward
+
+        def forward(*args: Any, _plain: Callable = plain, **kwargs: Any) -> Tensor:
+            if not torch.is_grad_enabled():
+                return _plain(*args, **kwargs)
+            return checkpoint(_plain, *args, use_reentrant=False, **kwargs)
+
+        block.forward = forward
+    return len(blocks)
+
+
+def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
+                   device: torch.device) -> dict[str, Tensor]:
+    """Forward one batch and return every loss term plus their weighted ``total``."""
+    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    images = batch["images"].float() / 255.0
+    target = normalize_scene(batch["cam_from_world"], batch["intrinsics"], batch["depth"],
+                             batch["valid"])
+    with_track = (config.train_track and model.track_head is not None
+                  and "query_points" in batch)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16,
+                              enabled=config.bf16 and device.type == "cuda")
+    with autocast:
+        pred = model(images, query_points=batch["query_points"] if with_track else None)
+    w = config.weights
+    losses: dict[str, Tensor] = {}
+    if "pose_enc_list" in pred:
+        losses["camera"] = w.camera * camera_loss(pred["pose_enc_list"], target.pose_enc, w)
+    if "depth" in pred:
+        losses["depth"] = w.depth * confidence_regression_loss(
+            pred["depth"], pred["depth_conf"], target.depth[..., None], target.valid, w.conf_alpha)
+    if "world_points" in pred:
+        losses["point"] = w.point * confidence_regression_loss(
+            pred["world_points"], pred["world_points_conf"], target.world_points, target.valid,
+            w.conf_alpha)
+    if with_track:
+        losses["track"] = w.track * track_loss(pred["track"], pred["vis"], batch["tracks"],
+                                               batch["track_vis"])
+    if not losses:
+        raise ValueError("the model produced no output that has a loss")
+    losses["total"] = sum(losses.values())
+    return losses
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _parts(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(path.name + PART_SUFFIX + "*"))
+
+
+def save_checkpoint(path: Path, model: VGGT, optimizer: torch.optim.Optimizer, step: int,
+                    extra: dict[str, Any]) -> list[Path]:
+    """Write the training state as ``path.partNN`` files of at most MAX_PART_BYTES."""
+    optim_state = optimizer.state_dict()
+    for state in optim_state["state"].values():
+        for key in MOMENT_KEYS:
+            if key in state:
+                state[key] = state[key].to(torch.bfloat16)
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    payload = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "optimizer": optim_state, "step": step, "rng": rng,
+               "config": model.config.to_json(), "extra": json.dumps(extra)}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in _parts(path):
+        old.unlink()
+    written = []
+    for index, start in enumerate(range(0, len(data), MAX_PART_BYTES)):
+        part = path.with_name(f"{path.name}{PART_SUFFIX}{index:02d}")
+        part.write_bytes(data[start:start + MAX_PART_BYTES])
+        written.append(part)
+    return written
+
+
+def checkpoint_exists(path: Path) -> bool:
+    return bool(_parts(path))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Join the parts and read them (tensors and plain containers only)."""
+    parts = _parts(path)
+    if not parts:
+        raise FileNotFoundError(f"no checkpoint parts {path}{PART_SUFFIX}NN found")
+    data = b"".join(p.read_bytes() for p in parts)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"{path}: checkpoint parts {[p.name for p in parts]} do not form a "
+                           f"readable checkpoint (missing or truncated part?): {exc}") from exc
+
+
+def restore(state: dict[str, Any], model: VGGT, optimizer: torch.optim.Optimizer) -> int:
+    """Load a checkpoint into model and optimiser (moments upcast); returns the step."""
+    saved = VGGTConfig.from_json(state["config"])
+    if saved != model.config:
+        raise ValueError(f"checkpoint config differs from the model's: {saved} vs {model.config}")
+    model.load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    for group_state in optimizer.state.values():
+        for key in MOMENT_KEYS:
+            if key in group_state:
+                group_state[key] = group_state[key].float()
+    torch.set_rng_state(state["rng"]["cpu"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng"]["cuda"])
+    return int(state["step"])
+
+
+# ---------------------------------------------------------------- training
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases, norms, tokens and position tables (1-D or tokens)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        tokenlike = name.endswith(("token", "tokens", "pos_embed")) or "query_ref" in name
+        (no_decay if param.dim() < 2 or tokenlike else decay).append(param)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=config.lr, betas=config.betas, fused=False)
+
+
+def build_model(model_config: Optional[VGGTConfig], init_checkpoint: Optional[Path],
+                device: torch.device) -> VGGT:
+    """Random init from ``model_config`` or a strict load of ``init_checkpoint`` (fine-tuning)."""
+    if init_checkpoint is not None:
+        model = load_vggt(init_checkpoint, config=model_config, device=device,
+                          dtype=torch.float32)
+    else:
+        model = VGGT(model_config or VGGTConfig()).to(device)
+    return model.train()
+
+
+class Trainer:
+    """One chunk of a (possibly longer) run; see the module docstring."""
+
+    def __init__(self, model: VGGT, config: TrainConfig, device: torch.device,
+                 checkpoint_path: Optional[Path] = None, log_path: Optional[Path] = None) -> None:
+        self.model = model
+        self.config = config
+        self.device = device
+        self.checkpoint_path = checkpoint_path
+        self.log_path = log_path
+        self.optimizer = build_optimizer(model, config)
+        self.step = 0
+        self.previous_wall_s = 0.0  # training time of the earlier chunks of this run
+        if config.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        if checkpoint_path is not None and checkpoint_exists(checkpoint_path):
+            state = load_checkpoint(checkpoint_path)
+            self.step = restore(state, model, self.optimizer)
+            self.previous_wall_s = float(json.loads(state["extra"]).get("wall_s_total", 0.0))
+        self._chunk_start = time.monotonic()
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.log_path is None:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, self.config)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses = compute_losses(self.model, batch, self.config, self.device)
+        if not torch.isfinite(losses["total"]):
+            raise FloatingPointError(f"non-finite loss at step {self.step}: "
+                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        losses["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        out = {k: float(v.detach()) for k, v in losses.items()}
+        out["grad_norm"] = float(grad_norm)
+        return out
+
+    def run(self, batches: Optional[Any] = None) -> dict[str, Any]:
+        """Train until ``config.steps`` or the chunk's time limit; returns a summary."""
+        config = self.config
+        start = self._chunk_start = time.monotonic()
+        if batches is None:
+            # A new data seed per chunk: a resumed run sees new scenes, not a replay.
+            batches = make_loader(config.data, seed=config.seed * 1_000_003 + self.step,
+                                  num_workers=config.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+        iterator = iter(batches)
+        first_step, last, step_time = self.step, {}, 0.0
+        window_start, window_steps = time.monotonic(), 0
+        while self.step < config.steps:
+            elapsed = time.monotonic() - start
+            # Stop while there is still time for one more step and the save.
+            if config.time_limit_s and elapsed + 2 * step_time + 20 > config.time_limit_s:
+                break
+            tick = time.monotonic()
+            batch = next(iterator)
+            last = self.train_step(batch)
+            step_time = 0.9 * step_time + 0.1 * (time.monotonic() - tick) if step_time else \
+                time.monotonic() - tick
+            window_steps += 1
+            if self.step % config.log_every == 0 or self.step == config.steps:
+                now = time.monotonic()
+                record = {"step": self.step, "lr": lr_at(self.step - 1, config),
+                          "frames": int(batch["images"].shape[1]),
+                          "hw": list(batch["images"].shape[-2:]),
+                          "s_per_step": (now - window_start) / window_steps,
+                          "elapsed_s": now - start, **last}
+                self._log(record)
+                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                                  for k, v in record.items()}), flush=True)
+                window_start, window_steps = now, 0
+            if (config.save_every and self.step % config.save_every == 0
+                    and self.checkpoint_path is not None):
+                self.save()
+        if self.checkpoint_path is not None and self.step > first_step:
+            self.save()
+        return {"step": self.step, "steps_this_chunk": self.step - first_step,
+                "wall_s": time.monotonic() - start, "wall_s_total": self.wall_s_total,
+                "last": last, "done": self.step >= config.steps}
+
+    @property
+    def wall_s_total(self) -> float:
+        return self.previous_wall_s + time.monotonic() - self._chunk_start
+
+    def save(self) -> None:
+        save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
+                        {"train_config": asdict(self.config), "wall_s_total": self.wall_s_total,
+                         "device": (torch.cuda.get_device_name(self.device)
+                                    if self.device.type == "cuda" else "cpu")})
