@@ -200,3 +200,15 @@ def test_tum_round_trip_exact_stamps_and_errors(tmp_path):
         read_tum(tmp_path / "zero.txt")
     with pytest.raises(ValueError, match="N stamps and N poses"):
         write_tum(tmp_path / "x.txt", stamps[:1], poses)
+
+
+def test_parallel_rendering_writes_the_same_images(tmp_path):
+    from vggt_ros.synth.cli import write_sequence_bag
+
+    seq = make_sequence(num_frames=6, width=32, height=24, seed=5)
+    write_sequence_bag(seq, tmp_path / "serial", workers=1)
+    write_sequence_bag(seq, tmp_path / "parallel", workers=2)
+    serial = [r.data.tobytes() for r in read_image_stream(tmp_path / "serial", "/camera/image_raw")]
+    parallel = [r.data.tobytes()
+                for r in read_image_stream(tmp_path / "parallel", "/camera/image_raw")]
+    assert len(serial) == 6 and serial == parallel

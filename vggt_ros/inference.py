@@ -7,6 +7,10 @@ so preprocessing, precision handling and the mapping back to camera pixels exist
 Precision follows the upstream recommendation (ARCHITECTURE.md §9): on CUDA the trunk runs
 under bf16 (fp16 before Ampere) autocast while the model keeps its camera/depth heads in fp32;
 on CPU everything is fp32, because CPU autocast would also lower LayerNorm and attention.
+``VGGTPredictor`` with precision "auto" on CUDA uses the fast path instead
+(``vggt_ros.model.fast``: bf16 weights, DINO patch-token cache keyed by frame, point head off,
+track requests re-using the last window's tokens); "fp32", "bf16" and "fp16" keep the reference
+path with the official numerics.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import torch
 
 from vggt_ros.geometry.camera import to_homogeneous, unproject_depth
 from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
+from vggt_ros.model.fast import FastOptions, FastVGGT
+from vggt_ros.model.vggt import VGGT
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
 from vggt_ros.preprocessing import MODES, preprocess_images, to_uint8_images
 from vggt_ros.runtime import resolve_device
@@ -120,13 +126,16 @@ def _sync(device: torch.device) -> None:
 def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
              query_uv: Optional[np.ndarray] = None, *, precision: str = "auto",
              preprocess_mode: str = "crop", image_size: int = 518,
-             geometry: bool = True) -> InferenceResult:
+             geometry: bool = True,
+             frame_keys: Optional[Sequence[Hashable]] = None) -> InferenceResult:
     """Preprocess ``images`` (same-size HxWx3/4 uint8), run ``model`` on its current device and
     convert the outputs to NumPy, with intrinsics and tracks also in original pixels.
 
     ``query_uv`` ([N,2] original pixels of images[0]) adds point tracks; ``geometry=False``
     skips the camera and depth heads when only tracks are wanted. The model must be in eval
-    mode; it is not modified.
+    mode; it is not modified. A ``FastVGGT`` model runs in its own precision (``precision``
+    only validates the device) and uses ``frame_keys`` (one unique key per image) for its DINO
+    cache and track-token re-use; other models ignore the keys.
     """
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before inference")
@@ -148,10 +157,12 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
+    fast = isinstance(model, FastVGGT)
     autocast = (torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
-                if precision in _AUTOCAST_DTYPES else contextlib.nullcontext())
+                if precision in _AUTOCAST_DTYPES and not fast else contextlib.nullcontext())
+    extra = {"frame_keys": frame_keys} if fast else {}
     with torch.inference_mode(), autocast:
-        out = model(tensor, query_points=queries, heads=heads)
+        out = model(tensor, query_points=queries, heads=heads, **extra)
     _sync(device)
     timings["inference"] = time.perf_counter() - start
 
@@ -176,12 +187,25 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     return result
 
 
+def frame_key(frame: Frame) -> tuple:
+    """Cache key of a frame: stamp, frame id, shape and a checksum of a pixel subsample, so a
+    re-used stamp with a different image never hits the DINO cache."""
+    image = np.ascontiguousarray(frame.image[::7, ::7])
+    return (frame.stamp_ns, frame.frame_id, frame.image.shape, zlib.crc32(image.tobytes()))
+
+
 class VGGTPredictor:
-    """The ``Predictor`` used by the pipeline: a VGGT model on one device with fixed settings."""
+    """The ``Predictor`` used by the pipeline: a VGGT model on one device with fixed settings.
+
+    ``fast``: None picks the fast path for precision "auto" on CUDA (a ``VGGT`` model only);
+    True forces it (also on CPU, where it is fp32 with the cache), False keeps the reference.
+    The fast path converts the model's weights in place (the predictor owns the model).
+    """
 
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "auto",
                  precision: str = "auto", preprocess_mode: str = "crop", image_size: int = 518,
-                 name: str = "vggt") -> None:
+                 name: str = "vggt", fast: Optional[bool] = None,
+                 fast_options: Optional[FastOptions] = None) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
         self.device = resolve_device(str(device))
@@ -189,7 +213,17 @@ class VGGTPredictor:
         self.preprocess_mode = preprocess_mode
         self.image_size = image_size
         self.name = name
-        self.model = model.to(self.device).eval()
+        is_vggt = isinstance(model, (VGGT, FastVGGT))
+        if fast is None:
+            fast = precision == "auto" and self.device.type == "cuda" and is_vggt
+        if fast and not is_vggt:
+            raise ValueError(f"the fast path needs a vggt_ros VGGT model, got {type(model).__name__}")
+        model = model.to(self.device).eval()
+        if fast and not isinstance(model, FastVGGT):
+            dtype = {"fp32": torch.float32, **_AUTOCAST_DTYPES}[self.precision]
+            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype))
+        self.fast = bool(fast)
+        self.model = model
         # The pipeline may call track() from a service thread while predict() runs in the
         # worker: one model, one device, so calls take turns.
         self._lock = threading.Lock()
@@ -219,5 +253,6 @@ class VGGTPredictor:
     def describe(self) -> dict[str, str]:
         params = sum(p.numel() for p in self.model.parameters())
         return {"name": self.name, "device": str(self.device), "precision": self.precision,
+                "path": "fast" if self.fast else "reference",
                 "preprocess_mode": self.preprocess_mode, "image_size": str(self.image_size),
                 "parameters": f"{params / 1e6:.1f}M"}

@@ -7,8 +7,11 @@ exercised end to end on data whose true poses and scale are known exactly.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -51,12 +54,28 @@ def tf_message(world_from_cam: np.ndarray, stamp_ns: int) -> dict:
                             "child_frame_id": FRAME_ID, "transform": transform}]}
 
 
-def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap") -> None:
-    """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame)."""
+def _render_rgb(seq: SyntheticSequence, i: int) -> np.ndarray:
+    return seq.render(i)[0]
+
+
+def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
+                       workers: int = 1) -> None:
+    """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame).
+
+    ``workers`` > 1 renders in that many processes (large sequences on a many-core machine);
+    frames are written in order either way, so the bag is identical.
+    """
     world_from_cam = seq.world_from_cam
-    with BagWriter(bag_path, storage=storage) as bag:
-        for i, stamp in enumerate(int(s) for s in seq.stamps_ns):
-            rgb, _ = seq.render(i)
+    indices = range(len(seq))
+    with contextlib.ExitStack() as stack:
+        if workers > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers))
+            images = pool.map(_render_rgb, itertools.repeat(seq), indices, chunksize=4)
+        else:
+            images = map(_render_rgb, itertools.repeat(seq), indices)
+        bag = stack.enter_context(BagWriter(bag_path, storage=storage))
+        for i, rgb in zip(indices, images):
+            stamp = int(seq.stamps_ns[i])
             bag.write(TF_TOPIC, TF_TYPE, tf_message(world_from_cam[i], stamp), stamp)
             bag.write(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp), stamp)
             bag.write(IMAGE_TOPIC, IMAGE_TYPE, image_message(rgb, stamp), stamp)
@@ -73,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="scene and trajectory seed")
     parser.add_argument("--trajectory", choices=TRAJECTORIES, default="loop")
     parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
+    parser.add_argument("--workers", type=int, default=1, help="rendering processes")
     return parser
 
 
@@ -85,7 +105,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seq = make_sequence(args.frames, args.width, args.height, args.seed, args.trajectory)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        write_sequence_bag(seq, bag_path, args.storage)
+        write_sequence_bag(seq, bag_path, args.storage, workers=args.workers)
         write_tum(args.out_dir / TUM_NAME, seq.stamps_ns, seq.world_from_cam)
     except (BagError, ValueError, OSError) as exc:
         print(f"vggt_synth: error: {exc}", file=sys.stderr)

@@ -1,0 +1,248 @@
+"""The fast inference path (vggt_ros.model.fast) and the benchmark's FLOP counter, on CPU.
+
+The fast path must compute the reference function: in fp32 to float rounding, in bf16 within
+bf16 tolerances; its DINO cache must hand back exactly what recomputation gives; and the
+counted FLOPs must equal what torch's FlopCounterMode sees when the reference runs.
+"""
+import copy
+import json
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from vggt_ros.bench import cli
+from vggt_ros.bench.flops import stage_flops
+from vggt_ros.model import VGGT, VGGTConfig
+from vggt_ros.model.fast import FastOptions, FastVGGT, PatchTokenCache, rope_tables, rotate_pairs
+from vggt_ros.model.layers import RotaryPositionEmbedding2D, patch_positions
+
+S, H, W, N = 3, 42, 70, 5
+ALL_HEADS = ("camera", "depth", "point", "track")
+
+
+@pytest.fixture(scope="module")
+def config(fixtures_dir):
+    return VGGTConfig(**json.loads((fixtures_dir / "small_config.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def reference(config):
+    torch.manual_seed(0)
+    model = VGGT(config).eval()
+    with torch.no_grad():
+        model.camera_head.pose_branch.fc2.bias[7:] += 0.5
+    return model
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(1, S, 3, H, W, generator=gen)
+    queries = torch.rand(1, N, 2, generator=gen) * torch.tensor([W - 1.0, H - 1.0])
+    return images, queries
+
+
+@pytest.fixture(scope="module")
+def reference_out(reference, inputs):
+    with torch.inference_mode():
+        return reference(*inputs, heads=ALL_HEADS)
+
+
+def test_fp32_fast_path_matches_the_reference(reference, inputs, reference_out):
+    fast = FastVGGT(copy.deepcopy(reference))
+    assert fast.dtype == torch.float32  # CPU default: no lossy dtype
+    with torch.inference_mode():
+        out = fast(*inputs, heads=ALL_HEADS)
+    for key in ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf", "vis",
+                "conf"):
+        torch.testing.assert_close(out[key], reference_out[key], rtol=1e-4, atol=1e-5, msg=key)
+    torch.testing.assert_close(out["track"], reference_out["track"], rtol=1e-4, atol=2e-3)
+    assert len(out["pose_enc_list"]) == len(reference_out["pose_enc_list"])
+
+
+def test_default_heads_skip_the_point_head(reference, inputs):
+    fast = FastVGGT(copy.deepcopy(reference))
+    with torch.inference_mode():
+        out = fast(inputs[0])
+    assert {"pose_enc", "depth", "depth_conf"} <= set(out)
+    assert "world_points" not in out and "track" not in out
+
+
+def test_bf16_fast_path_stays_within_bf16_tolerance(reference, inputs, reference_out):
+    fast = FastVGGT(copy.deepcopy(reference), FastOptions(dtype=torch.bfloat16))
+    qkv = fast.model.aggregator.frame_blocks[0].attn.qkv.weight
+    assert qkv.dtype == torch.bfloat16  # stored once in the compute dtype
+    assert fast.model.aggregator.frame_blocks[0].norm1.weight.dtype == torch.float32
+    with torch.inference_mode():
+        out = fast(inputs[0], heads=("camera", "depth"))
+    assert all(torch.isfinite(out[k]).all() for k in ("pose_enc", "depth", "depth_conf"))
+    assert out["depth"].dtype == torch.float32
+    rel = ((out["depth"] - reference_out["depth"]).abs() / reference_out["depth"].abs()).median()
+    assert rel < 1e-2
+    assert (out["pose_enc"] - reference_out["pose_enc"]).abs().max() < 5e-2
+
+
+def test_rope_tables_reproduce_the_reference_rotation(config):
+    head_dim = config.embed_dim // config.num_heads
+    h, w, frames = 3, 5, 2
+    rope = RotaryPositionEmbedding2D(config.rope_freq)
+    positions = patch_positions(h, w, 5, torch.device("cpu")).repeat_tokens(frames)
+    tokens = torch.randn(2, config.num_heads, positions.yx.shape[1], head_dim)
+    expected = rope(tokens, positions)
+    cos, sin = rope_tables(head_dim, h, w, frames, config.rope_freq, torch.device("cpu"),
+                           torch.float32)
+    got = rotate_pairs(tokens.transpose(1, 2), cos, sin).transpose(1, 2)  # [B,N,heads,D] layout
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_dino_cache_gives_recomputed_tokens_and_only_encodes_new_frames(reference):
+    fast = FastVGGT(copy.deepcopy(reference), FastOptions(cache_frames=6))
+    frames = torch.rand(1, 6, 3, H, W, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        first = fast.patch_tokens(frames[:, :4], frame_keys=[0, 1, 2, 3])
+        assert (fast.cache.hits, fast.cache.misses) == (0, 4)
+        slid = fast.patch_tokens(frames[:, 2:6], frame_keys=[2, 3, 4, 5])
+        assert (fast.cache.hits, fast.cache.misses) == (2, 6)  # only frames 4, 5 were encoded
+        fresh = fast.encode_frames(frames[0, 2:6])
+    torch.testing.assert_close(slid[0], fresh, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(slid[0, :2], first[0, 2:], rtol=0, atol=0)
+    assert len(fast.cache) == 6
+
+
+def test_patch_token_cache_is_lru_and_bounded():
+    cache = PatchTokenCache(2)
+    cache.put("a", torch.zeros(1))
+    cache.put("b", torch.ones(1))
+    assert cache.get("a") is not None  # "a" is now the most recent
+    cache.put("c", torch.ones(1))
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 2
+    with pytest.raises(ValueError, match="capacity"):
+        PatchTokenCache(-1)
+
+
+def test_track_request_reuses_the_last_window(reference, inputs):
+    images, queries = inputs
+    fast = FastVGGT(copy.deepcopy(reference))
+    keys = ["k0", "k1", "k2"]
+    with torch.inference_mode():
+        fast(images, frame_keys=keys)
+        misses = fast.cache.misses
+        same = fast(images, queries, heads=("track",), frame_keys=keys)
+        assert fast.cache.misses == misses and fast.cache.hits == 0  # no backbone run at all
+        direct = fast(images, queries, heads=("track",))  # unkeyed: full recomputation
+        torch.testing.assert_close(same["track"], direct["track"], rtol=1e-4, atol=2e-3)
+        # Another frame first: by default the backbone re-runs (query frame = reference frame,
+        # as the official code requires), with DINO tokens from the cache.
+        order = [2, 0, 1]
+        moved_keys = [keys[i] for i in order]
+        moved = fast(images[:, order], queries, heads=("track",), frame_keys=moved_keys)
+        assert fast.cache.hits == S
+        rerun = fast(images[:, order], queries, heads=("track",))
+        torch.testing.assert_close(moved["track"], rerun["track"], rtol=1e-4, atol=2e-3)
+        # Opt-in approximation: re-use the window's tokens with reordered track features.
+        approx = FastVGGT(copy.deepcopy(reference), FastOptions(reuse_permuted_tokens=True))
+        approx(images, frame_keys=keys)
+        hits = approx.cache.hits
+        reused = approx(images[:, order], queries, heads=("track",), frame_keys=moved_keys)
+        assert approx.cache.hits == hits  # no backbone run
+    for out in (moved, reused):
+        assert out["track"].shape == (1, S, N, 2)
+        torch.testing.assert_close(out["track"][:, 0], queries)  # the query frame is frame 0
+
+
+def test_bad_inputs_are_rejected(reference, inputs):
+    with pytest.raises(TypeError, match="VGGT"):
+        FastVGGT(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="dpt_chunk"):
+        FastOptions(dpt_chunk=0)
+    with pytest.raises(ValueError, match="sdpa_priority"):
+        FastOptions(sdpa_priority=("fastest",))
+    fast = FastVGGT(copy.deepcopy(reference))
+    with pytest.raises(ValueError, match="frame_keys"):
+        fast(inputs[0], frame_keys=["only-one"])
+    with pytest.raises(ValueError, match="unknown heads"):
+        fast(inputs[0], heads=("normals",))
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        fast(torch.rand(1, 2, 3, 40, 70))
+
+
+def test_counted_flops_match_torch_flop_counter(reference, inputs, config):
+    images, queries = inputs
+    expected = stage_flops(config, S, H, W, N)
+    agg = reference.aggregator
+
+    def count(fn):
+        with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+            fn()  # grad mode on: nn.MultiheadAttention takes its countable (non-fused) path
+        return counter.get_total_flops()
+
+    norm = ((images - agg._resnet_mean) / agg._resnet_std).reshape(S, 3, H, W)
+    tokens, start = agg(images)
+    measured = {
+        "dino": count(lambda: agg.patch_embed(norm)),
+        "aggregator": count(lambda: agg(images)),
+        "camera_head": count(lambda: reference.camera_head(tokens)),
+        "depth_head": count(lambda: reference.depth_head(tokens, images, start)),
+        "point_head": count(lambda: reference.point_head(tokens, images, start)),
+        "track_head": count(lambda: reference.track_head(tokens, images, start, queries)),
+    }
+    assert measured == expected
+
+
+def test_vggt_1b_flops_at_s8_match_the_quoted_scale():
+    """The issue quotes ~24 TFLOP for the VGGT-1B backbone at S=8, 392x518."""
+    flops = stage_flops(VGGTConfig(), 8, 392, 518)
+    assert 20e12 < flops["aggregator"] < 28e12
+    assert flops["dino"] < flops["aggregator"]
+
+
+def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = cli.main(["--device", "cpu", "--config", "tiny", "--height", "42", "--width", "70",
+                     "--frames", "2", "--extra-frames", "3", "--warmup", "0", "--reps", "1",
+                     "--queries", "4", "--window", "3", "--stride", "1",
+                     "--accuracy-frames", "2", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"reference", "fast"}
+    assert report["results"]["fast"]["3"]["full"]["ms"] > 0  # end-to-end only size
+    assert "track_head" in report["results"]["fast"]["2"]
+    assert report["accuracy"]["pass"] is True
+    assert report["window"]["cache_hits"] > 0
+    printed = capsys.readouterr().out
+    assert printed.rstrip().splitlines()[-1].startswith("target")  # the table comes last
+
+
+def test_bench_cli_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        cli.main(["--paths", "quick"])
+    with pytest.raises(SystemExit):
+        cli.main(["--height", "100"])
+
+
+def test_predictor_fast_path_matches_the_reference_predictor(reference):
+    import numpy as np
+
+    from vggt_ros.inference import VGGTPredictor
+    from vggt_ros.pipeline.types import Frame
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    frames = [Frame(stamp_ns=i, image=np.roll(base, 2 * i, axis=1), frame_id="cam")
+              for i in range(3)]
+    slow = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W)
+    quick = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True)
+    assert (slow.describe()["path"], quick.describe()["path"]) == ("reference", "fast")
+    a, b = slow.predict(frames), quick.predict(frames)
+    np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4)
+    np.testing.assert_allclose(b.cam_from_world, a.cam_from_world, atol=1e-4)
+    misses = quick.model.cache.misses
+    order = [2, 0, 1]
+    track = quick.track([frames[i] for i in order], np.array([[10.0, 12.0]]))
+    assert quick.model.cache.misses == misses  # served from the window's tokens
+    assert track.tracks_uv.shape == (3, 1, 2)
+    np.testing.assert_allclose(track.tracks_uv[0], [[10.0, 12.0]], atol=1e-3)
+    with pytest.raises(ValueError, match="fast path"):
+        VGGTPredictor(torch.nn.Linear(2, 2), device="cpu", fast=True)

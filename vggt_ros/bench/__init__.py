@@ -1,0 +1,1 @@
+"""Benchmark of the VGGT reference and fast inference paths (``vggt_bench``); see docs/PERFORMANCE.md."""
