@@ -1,7 +1,8 @@
 """Throughput of the offline path (`vggt_map`) on a synthetic bag, as a user would run it.
 
-Renders a `vggt_synth` bag, writes a random-weight checkpoint of the chosen config (the same
-initialisation as `vggt_bench`: weights are random, so only the speed means anything), then runs
+Renders a `vggt_synth` bag, writes a random-weight checkpoint of the chosen config (the
+initialisation of `vggt_bench` with a fixed field of view; weights are random, so only the
+speed means anything), then runs
 the real `vggt_map` command line on it and prints the frames per second and per-stage timings
 from its summary.json.
 
@@ -26,8 +27,16 @@ from vggt_ros.tools import mapper_cli
 
 
 def write_random_checkpoint(config: str, seed: int, path: Path) -> None:
+    """Random weights, except that the predicted field of view is fixed at 1 rad: random FoV
+    outputs are often 0 after the ReLU (an infinite focal length), and the pipeline rightly
+    rejects such windows, which would leave nothing to time after the network."""
     model = build_model(argparse.Namespace(config=config, checkpoint="", seed=seed),
                         torch.device("cpu"))
+    if model.camera_head is not None:
+        with torch.no_grad():
+            fc2 = model.camera_head.pose_branch.fc2
+            fc2.weight[7:].zero_()
+            fc2.bias[7:] = 1.0
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata={"config": model.config.to_json()})
 

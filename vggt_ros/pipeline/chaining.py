@@ -45,6 +45,8 @@ from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, Wind
 
 MIN_BASELINE_RATIO = 0.01  # centre spread / median depth below which scale is unobservable
 LOW_INLIER_RATIO = 0.5  # a points fit with fewer inliers than this is accepted with a warning
+# Most overlap pixels the Sim(3) fit uses (518x392 frames give ~200k per shared keyframe).
+MAX_FIT_POINTS = 100_000
 RELATIVE_CONF = 0.1  # VGGT-Long: mask below 0.1 * min(median confidence)
 
 
@@ -234,6 +236,10 @@ class Chainer:
         count = int(mask.sum())
         if count < self.min_fit_points:
             raise Sim3Error(f"only {count} confident overlap pixels (need {self.min_fit_points})")
+        if count > MAX_FIT_POINTS:  # an even subsample: plenty for 7 parameters, bounded CPU time
+            keep = np.flatnonzero(mask)[np.linspace(0, count - 1, MAX_FIT_POINTS).astype(int)]
+            mask = np.zeros_like(mask)
+            mask.flat[keep] = True
         dst = unproject_depth(prev.depth[ia], prev.cam_from_world[ia], prev.intrinsics[ia])[mask]
         src = unproject_depth(new.depth[ib], new.cam_from_world[ib], new.intrinsics[ib])[mask]
         # Huber delta relative to the overlap's median depth: window units are arbitrary.
