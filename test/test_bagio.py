@@ -151,6 +151,18 @@ def test_corrupt_message_payload_raises(tmp_path):
         next(read_image_stream(tmp_path / "garbage", IMAGE))
 
 
+def test_bad_messages_can_be_skipped_instead(tmp_path):
+    with BagWriter(tmp_path / "mixed", storage="mcap") as bag:
+        for stamp, size in ((1, 48), (2, 40), (3, 48)):  # the second image is truncated
+            bag.write(IMAGE, IMAGE_TYPE, {"header": header(stamp, "cam"), "height": 4,
+                                          "width": 4, "encoding": "rgb8", "step": 12,
+                                          "data": np.zeros(size, np.uint8)}, stamp)
+    reasons = []
+    records = list(read_image_stream(tmp_path / "mixed", IMAGE, on_bad_message=reasons.append))
+    assert [r.stamp_ns for r in records] == [1, 3]
+    assert len(reasons) == 1 and "truncated" in reasons[0]
+
+
 def test_truncated_image_payload_raises(tmp_path):
     with BagWriter(tmp_path / "short", storage="mcap") as bag:
         bag.write(IMAGE, IMAGE_TYPE, {"header": header(5, "cam"), "height": 4, "width": 4,

@@ -16,7 +16,7 @@ from plyfile import PlyData
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from vggt_ros.bagio import BagError, BagWriter, read_tum
+from vggt_ros.bagio import BagWriter, read_tum
 from vggt_ros.evaluation.depth import synthetic_depth_source
 from vggt_ros.mapping import MappingError, run_offline_mapping
 from vggt_ros.pipeline.gt_double import GroundTruthPredictor
@@ -96,7 +96,7 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path):
         "unsupported_encoding": 2}
 
 
-def test_bag_corrupt_midway_keeps_complete_outputs(synth_dir, tmp_path):
+def test_corrupt_message_midway_is_skipped_and_counted(synth_dir, tmp_path):
     bag = tmp_path / "bag"
     bag.mkdir()
     (bag / "metadata.yaml").write_bytes((synth_dir / "bag" / "metadata.yaml").read_bytes())
@@ -107,13 +107,13 @@ def test_bag_corrupt_midway_keeps_complete_outputs(synth_dir, tmp_path):
     data[hits[20] - 4:hits[20]] = b"\xff\xff\xff\x7f"
     (bag / "bag.mcap").write_bytes(bytes(data))
     out = tmp_path / "out"
-    with pytest.raises(BagError, match="corrupt"):
-        run_offline_mapping(bag, IMAGE_TOPIC, out, _gt_predictor(), _config(), progress=False)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames_read"] == 20 and "corrupt" in summary["error"]
+    summary = run_offline_mapping(bag, IMAGE_TOPIC, out, _gt_predictor(), _config(),
+                                  progress=False)
+    assert summary["skipped_messages"] == {"corrupt_message": 1} and summary["error"] is None
+    assert summary["frames_read"] == summary["keyframes"] == FRAMES - 1
     assert sorted(p.name for p in out.iterdir()) == OUTPUT_FILES  # no temporaries left
     stamps, _ = read_tum(out / "trajectory_tum.txt")
-    assert len(stamps) == summary["keyframes"] == 20
+    assert len(stamps) == FRAMES - 1
     with Reader(out / "outputs.mcap") as reader:
         assert reader.message_count > 0
 

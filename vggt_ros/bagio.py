@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 from rosbags.interfaces import Nodetype
@@ -236,8 +236,12 @@ def _connections(reader: Reader, bag_path: Any, topic: str, msgtype: Optional[st
     return conns
 
 
-def _decoded(reader: Reader, bag_path: Any, conns: list) -> Iterator[tuple[Any, int, Any]]:
-    """(connection, log time, message) in bag order; any storage/CDR failure -> BagError."""
+def _decoded(reader: Reader, bag_path: Any, conns: list,
+             on_bad_message: Optional[Callable[[str], None]] = None
+             ) -> Iterator[tuple[Any, int, Any]]:
+    """(connection, log time, message) in bag order. A storage failure raises BagError (nothing
+    after it can be read); a message that does not deserialise raises BagError too, unless
+    ``on_bad_message`` is given: then it gets the reason and the message is skipped."""
     ts = typestore()
     iterator = reader.messages(connections=conns)
     index = 0
@@ -250,12 +254,16 @@ def _decoded(reader: Reader, bag_path: Any, conns: list) -> Iterator[tuple[Any, 
             except Exception as exc:
                 raise BagError(f"bag {bag_path} is corrupt or truncated after {index} "
                                f"messages: {exc}") from exc
+            index += 1
             try:
                 msg = ts.deserialize_cdr(raw, conn.msgtype)
             except Exception as exc:
-                raise BagError(f"message {index} on {conn.topic} in {bag_path} "
-                               f"({conn.msgtype}) is truncated or corrupt: {exc}") from exc
-            index += 1
+                reason = (f"message {index - 1} on {conn.topic} in {bag_path} "
+                          f"({conn.msgtype}) is truncated or corrupt: {exc}")
+                if on_bad_message is None:
+                    raise BagError(reason) from exc
+                on_bad_message(reason)
+                continue
             yield conn, log_time, msg
     finally:
         iterator.close()
@@ -286,14 +294,18 @@ def _intrinsics(msg: Any) -> Optional[CameraIntrinsics]:
 
 
 def read_image_stream(bag_path: str | os.PathLike, image_topic: str,
-                      camera_info_topic: Optional[str] = None) -> Iterator[ImageRecord]:
+                      camera_info_topic: Optional[str] = None,
+                      on_bad_message: Optional[Callable[[str], None]] = None
+                      ) -> Iterator[ImageRecord]:
     """Images on ``image_topic`` in bag order with raw fields and their camera calibration.
 
     ``camera_info`` of each record is the latest CameraInfo logged before the image; images
     logged before the first CameraInfo get the first one (drivers often publish the info a
     moment after the image, and calibration does not change within a bag). Without
     ``camera_info_topic`` it is None. Raises BagError for a missing/corrupt bag, a missing
-    topic, a wrong message type or image data shorter than ``step * height``.
+    topic, a wrong message type or image data shorter than ``step * height``; with
+    ``on_bad_message``, a single undecodable or malformed message is reported to it and
+    skipped instead (a long recording with one bad sample still maps).
     """
     reader = _open_reader(bag_path)
     try:
@@ -308,11 +320,19 @@ def read_image_stream(bag_path: str | os.PathLike, image_topic: str,
             if first is None:
                 raise BagError(f"topic {camera_info_topic!r} in bag {bag_path} has no messages")
             latest = _intrinsics(first[2])
-        for conn, log_time, msg in _decoded(reader, bag_path, image_conns + info_conns):
+        for conn, log_time, msg in _decoded(reader, bag_path, image_conns + info_conns,
+                                            on_bad_message):
             if conn.msgtype == CAMERA_INFO_TYPE:
                 latest = _intrinsics(msg)
                 continue
-            yield _image_record(msg, log_time, latest, bag_path, image_topic)
+            try:
+                record = _image_record(msg, log_time, latest, bag_path, image_topic)
+            except BagError as exc:
+                if on_bad_message is None:
+                    raise
+                on_bad_message(str(exc))
+                continue
+            yield record
     finally:
         reader.close()
 

@@ -66,8 +66,9 @@ class OfflineMapper:
     # ------------------------------------------------------------------ reading
     def _frames(self, bag: Path, image_topic: str,
                 camera_info_topic: Optional[str]) -> Iterator[Frame]:
-        """Decoded frames in bag order; bad images are skipped and counted."""
-        stream = read_image_stream(bag, image_topic, camera_info_topic)
+        """Decoded frames in bag order; bad images and corrupt messages are skipped, counted."""
+        stream = read_image_stream(bag, image_topic, camera_info_topic,
+                                   on_bad_message=lambda why: self._skip("corrupt_message", why))
         while True:
             start = time.perf_counter()
             record = next(stream, None)
