@@ -15,7 +15,7 @@ from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regre
                                       track_loss)
 from vggt_ros.training.normalize import normalize_scene
 from vggt_ros.training.trainer import (TrainConfig, Trainer, load_checkpoint, lr_at,
-                                       save_checkpoint)
+                                       save_checkpoint, select_trainable)
 
 TINY_DATA = dict(widths=(70,), min_height=56, max_height=70, min_frames=2, max_frames=3,
                  batch_size=2, clip_frames=6, pool_size=1, refresh_per_batch=0, num_tracks=8)
@@ -210,6 +210,42 @@ def test_training_steps_reduce_the_loss(tiny_config, tiny_batch):
     assert min(losses[-3:]) < 0.7 * losses[0], losses
 
 
+def test_trainable_subset_trains_only_it(tiny_config, tiny_batch):
+    """The CPU camera stage: camera loss only, camera head + last block pair; the rest of the
+    network must stay bit-identical (and the depth/point/track heads are not even run)."""
+    torch.manual_seed(2)
+    model = VGGT(tiny_config).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = TrainConfig(steps=10, lr=1e-3, warmup_steps=1, losses=("camera",),
+                         trainable=("camera_head", "aggregator.last1"))
+    trainer = Trainer(model, config, torch.device("cpu"))
+    last = len(model.aggregator.frame_blocks) - 1
+    chosen = ("camera_head.", f"aggregator.frame_blocks.{last}.",
+              f"aggregator.global_blocks.{last}.")
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert names == {n for n, _ in model.named_parameters() if n.startswith(chosen)}
+    assert trainer.trainable_parameters == sum(p.numel() for p in model.parameters()
+                                               if p.requires_grad)
+    losses = trainer.train_step(tiny_batch)
+    assert set(losses) == {"camera", "total", "grad_norm"}
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(chosen) for k in changed)
+    assert any(k.startswith(f"aggregator.global_blocks.{last}.") for k in changed)
+
+
+def test_trainable_and_losses_are_validated(tiny_config):
+    model = VGGT(tiny_config)
+    depth = len(model.aggregator.frame_blocks)
+    for spec in ("no_such_module", "aggregator.last0", f"aggregator.last{depth + 1}",
+                 "aggregator.lastx"):
+        with pytest.raises(ValueError, match="trainable"):
+            select_trainable(model, (spec,))
+    assert select_trainable(model, ()) == sum(p.numel() for p in model.parameters())
+    with pytest.raises(ValueError, match="losses"):
+        Trainer(model, TrainConfig(losses=("camera", "pose")), torch.device("cpu"))
+
+
 def test_checkpoint_round_trip(tmp_path, tiny_config, tiny_batch):
     torch.manual_seed(1)
     config = TrainConfig(steps=10, warmup_steps=1)
@@ -218,6 +254,9 @@ def test_checkpoint_round_trip(tmp_path, tiny_config, tiny_batch):
     path = tmp_path / "ck"
     parts = save_checkpoint(path, trainer.model, trainer.optimizer, trainer.step, {"k": 1})
     assert parts and all(p.stat().st_size <= 15 * 2 ** 20 for p in parts)
+    # saving (bf16 moments in the file) must not touch the live optimiser: training goes on
+    live = next(iter(trainer.optimizer.state.values()))
+    assert live["exp_avg"].dtype == live["exp_avg_sq"].dtype == torch.float32
     resumed = Trainer(VGGT(tiny_config).train(), config, torch.device("cpu"),
                       checkpoint_path=path)
     assert resumed.step == 1
@@ -243,5 +282,6 @@ def test_cli_trains_resumes_and_exports(tmp_path, fixtures_dir):
     assert steps == [1, 2]  # the second call resumed instead of starting over
     model = load_vggt(export)
     assert model.config.embed_dim == 64
+    assert cli.main(common + ["--steps", "3", "--trainable", "no_such_module"]) == 2
     with pytest.raises(SystemExit, match="--config"):
         cli.main(["--config", str(tmp_path / "missing.json")])

@@ -17,7 +17,7 @@ import torch
 
 from vggt_ros.model import VGGTConfig
 from vggt_ros.training.data import DataConfig, HELD_OUT_SEED_MIN
-from vggt_ros.training.trainer import TrainConfig, Trainer, build_model
+from vggt_ros.training.trainer import LOSS_NAMES, TrainConfig, Trainer, build_model
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -25,6 +25,13 @@ def _int_list(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(","))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,12 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", type=int, default=2, help="clips re-rendered per batch per worker")
     p.add_argument("--num-tracks", type=int, default=64)
     p.add_argument("--no-track", action="store_true", help="do not train the track head")
+    p.add_argument("--losses", type=_name_list, default=LOSS_NAMES,
+                   help="heads to run and train, e.g. camera (default: all)")
+    p.add_argument("--trainable", type=_name_list, default=(),
+                   help="train only these parameters (others frozen): name prefixes or "
+                        "aggregator.lastN, e.g. camera_head,aggregator.last2 (default: all)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit-s", type=float, default=0.0, help="stop this chunk before it")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--no-bf16", action="store_true", help="fp32 on CUDA too")
     p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also checkpoint every N steps (a killed run keeps its progress)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--one-step-benchmark", action="store_true",
@@ -92,8 +106,10 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup,
                        weight_decay=args.weight_decay, bf16=not args.no_bf16,
                        gradient_checkpointing=args.gradient_checkpointing,
-                       train_track=not args.no_track, seed=args.seed, num_workers=args.workers,
-                       time_limit_s=args.time_limit_s, log_every=args.log_every, data=data)
+                       train_track=not args.no_track, losses=args.losses,
+                       trainable=args.trainable, seed=args.seed, num_workers=args.workers,
+                       time_limit_s=args.time_limit_s, log_every=args.log_every,
+                       save_every=args.save_every, data=data)
 
 
 def _device_name(device: torch.device) -> str:
@@ -124,14 +140,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         return _export_only(args)
     try:
         train_config = _train_config(args)
+        torch.manual_seed(args.seed)
+        model = build_model(config, args.init_checkpoint, device)
+        trainer = Trainer(model, train_config, device, checkpoint_path=args.checkpoint,
+                          log_path=args.log)
     except ValueError as exc:
         print(f"vggt_train: {exc}", file=sys.stderr)
         return 2
-    torch.manual_seed(args.seed)
-    model = build_model(config, args.init_checkpoint, device)
-    trainer = Trainer(model, train_config, device, checkpoint_path=args.checkpoint,
-                      log_path=args.log)
-    print(f"vggt_train: {sum(p.numel() for p in model.parameters()):,} parameters, "
+    print(f"vggt_train: {sum(p.numel() for p in model.parameters()):,} parameters "
+          f"({trainer.trainable_parameters:,} trained), "
           f"resuming at step {trainer.step}/{train_config.steps} on {_device_name(device)}",
           flush=True)
     summary = trainer.run()

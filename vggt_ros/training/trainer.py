@@ -30,6 +30,8 @@ from vggt_ros.training.normalize import normalize_scene
 MAX_PART_BYTES = 15 * 1024 * 1024
 PART_SUFFIX = ".part"
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq")
+LOSS_NAMES = ("camera", "depth", "point", "track")
+LAST_BLOCKS_PREFIX = "aggregator.last"
 
 
 @dataclass
@@ -44,6 +46,10 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA only
     gradient_checkpointing: bool = False
     train_track: bool = True
+    # Heads whose losses are computed (the others are not even run, which saves their forward).
+    losses: tuple[str, ...] = LOSS_NAMES
+    # Parameters to train (empty: all); see ``select_trainable``.
+    trainable: tuple[str, ...] = ()
     seed: int = 0
     num_workers: int = 0
     time_limit_s: float = 0.0  # 0: no limit
@@ -60,6 +66,49 @@ def lr_at(step: int, config: TrainConfig) -> float:
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
     floor = config.lr * config.min_lr_ratio
     return floor + (config.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _under(name: str, prefix: str) -> bool:
+    """Whether parameter ``name`` is ``prefix`` itself or lies in the module it names."""
+    prefix = prefix.rstrip(".")
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def select_trainable(model: VGGT, specs: tuple[str, ...]) -> int:
+    """Freeze every parameter except those named by ``specs``; returns the trainable count.
+
+    A spec is a parameter-name prefix (``camera_head``, ``aggregator.global_blocks.7``) or
+    ``aggregator.lastN``: the last N frame/global block pairs. Fine-tuning one head on a frozen
+    backbone needs no backward pass through the rest, which is what makes a CPU stage
+    affordable. Empty ``specs`` leaves everything trainable.
+    """
+    if not specs:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return sum(p.numel() for p in model.parameters())
+    prefixes: list[str] = []
+    depth = len(model.aggregator.frame_blocks)
+    for spec in specs:
+        if spec.startswith(LAST_BLOCKS_PREFIX):
+            count_text = spec[len(LAST_BLOCKS_PREFIX):]
+            if not count_text.isdigit() or not 1 <= int(count_text) <= depth:
+                raise ValueError(f"trainable {spec!r}: expected {LAST_BLOCKS_PREFIX}N with "
+                                 f"1 <= N <= {depth}")
+            prefixes += [f"aggregator.{kind}.{i}." for kind in ("frame_blocks", "global_blocks")
+                         for i in range(depth - int(count_text), depth)]
+        else:
+            prefixes.append(spec)
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(_under(n, p) for n in names)]
+    if unmatched:
+        raise ValueError(f"trainable {unmatched} match no parameter of the model (examples: "
+                         f"camera_head, {LAST_BLOCKS_PREFIX}2, depth_head)")
+    count = 0
+    for name, param in model.named_parameters():
+        chosen = any(_under(name, p) for p in prefixes)
+        param.requires_grad_(chosen)
+        count += param.numel() if chosen else 0
+    return count
 
 
 def enable_gradient_checkpointing(model: VGGT) -> int:
@@ -90,12 +139,15 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
     images = batch["images"].float() / 255.0
     target = normalize_scene(batch["cam_from_world"], batch["intrinsics"], batch["depth"],
                              batch["valid"])
-    with_track = (config.train_track and model.track_head is not None
-                  and "query_points" in batch)
+    with_track = (config.train_track and "track" in config.losses
+                  and model.track_head is not None and "query_points" in batch)
+    heads = [h for h in config.losses if h in model.enabled_heads
+             and (h != "track" or with_track)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                               enabled=config.bf16 and device.type == "cuda")
     with autocast:
-        pred = model(images, query_points=batch["query_points"] if with_track else None)
+        pred = model(images, query_points=batch["query_points"] if with_track else None,
+                     heads=heads)
     w = config.weights
     losses: dict[str, Tensor] = {}
     if "pose_enc_list" in pred:
@@ -126,10 +178,11 @@ def save_checkpoint(path: Path, model: VGGT, optimizer: torch.optim.Optimizer, s
                     extra: dict[str, Any]) -> list[Path]:
     """Write the training state as ``path.partNN`` files of at most MAX_PART_BYTES."""
     optim_state = optimizer.state_dict()
-    for state in optim_state["state"].values():
-        for key in MOMENT_KEYS:
-            if key in state:
-                state[key] = state[key].to(torch.bfloat16)
+    # state_dict() shares the per-parameter dicts with the live optimiser: build new ones, or a
+    # save in the middle of a run (save_every) would leave the optimiser with bf16 moments.
+    optim_state["state"] = {
+        index: {k: (v.to(torch.bfloat16) if k in MOMENT_KEYS else v) for k, v in state.items()}
+        for index, state in optim_state["state"].items()}
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
@@ -220,6 +273,11 @@ class Trainer:
         self.device = device
         self.checkpoint_path = checkpoint_path
         self.log_path = log_path
+        unknown = sorted(set(config.losses) - set(LOSS_NAMES))
+        if unknown or not config.losses:
+            raise ValueError(f"losses must be a non-empty subset of {LOSS_NAMES}, "
+                             f"got {config.losses}")
+        self.trainable_parameters = select_trainable(model, config.trainable)
         self.optimizer = build_optimizer(model, config)
         self.step = 0
         self.previous_wall_s = 0.0  # training time of the earlier chunks of this run
