@@ -4,10 +4,12 @@ Every test process (and every child it starts) keeps DDS on this host: the loopb
 profile is forced and the domain id is private to this pytest run, whatever the caller's
 environment says.
 """
+import json
 import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -23,3 +25,27 @@ def fixtures_dir() -> Path:
     """The official-code fixtures; they ship with the repo's sibling shared/ (also in CI)."""
     assert FIXTURES.is_dir(), f"fixtures missing: {FIXTURES} (tests must run, not skip)"
     return FIXTURES
+
+
+@pytest.fixture(scope="module")
+def small_config(fixtures_dir):
+    """The fixture model's architecture (official key structure, 2.2 M parameters)."""
+    from vggt_ros.model import VGGTConfig
+
+    return VGGTConfig(**json.loads((fixtures_dir / "small_config.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def random_small_vggt(small_config):
+    """A seeded random-weight model of the small config, one per test module.
+
+    Random weights often give a ReLU'd FoV of 0 (an infinite focal length); the FoV outputs of
+    the pose branch are raised so every frame has a usable camera for geometric checks.
+    """
+    from vggt_ros.model import VGGT
+
+    torch.manual_seed(0)
+    model = VGGT(small_config).eval()
+    with torch.no_grad():
+        model.camera_head.pose_branch.fc2.bias[7:] += 0.5
+    return model

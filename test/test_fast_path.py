@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vggt_ros.bench import cli
 from vggt_ros.bench.flops import stage_flops
-from vggt_ros.model import VGGT, VGGTConfig
+from vggt_ros.model import VGGTConfig
 from vggt_ros.model.fast import FastOptions, FastVGGT, PatchTokenCache, rope_tables, rotate_pairs
 from vggt_ros.model.layers import RotaryPositionEmbedding2D, patch_positions
 
@@ -23,17 +23,13 @@ ALL_HEADS = ("camera", "depth", "point", "track")
 
 
 @pytest.fixture(scope="module")
-def config(fixtures_dir):
-    return VGGTConfig(**json.loads((fixtures_dir / "small_config.json").read_text()))
+def config(small_config):
+    return small_config
 
 
 @pytest.fixture(scope="module")
-def reference(config):
-    torch.manual_seed(0)
-    model = VGGT(config).eval()
-    with torch.no_grad():
-        model.camera_head.pose_branch.fc2.bias[7:] += 0.5
-    return model
+def reference(random_small_vggt):
+    return random_small_vggt
 
 
 @pytest.fixture(scope="module")
@@ -231,17 +227,22 @@ def test_predictor_fast_path_matches_the_reference_predictor(reference):
     rng = np.random.default_rng(3)
     base = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     frames = [Frame(stamp_ns=i, image=np.roll(base, 2 * i, axis=1), frame_id="cam")
-              for i in range(3)]
+              for i in range(4)]
     slow = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W)
     quick = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True)
     assert (slow.describe()["path"], quick.describe()["path"]) == ("reference", "fast")
-    a, b = slow.predict(frames), quick.predict(frames)
+    a, b = slow.predict(frames[:3]), quick.predict(frames[:3])
     np.testing.assert_allclose(b.depth, a.depth, rtol=1e-4)
     np.testing.assert_allclose(b.cam_from_world, a.cam_from_world, atol=1e-4)
-    misses = quick.model.cache.misses
+    assert (quick.model.cache.misses, quick.model.cache.hits) == (3, 0)
+    # Query on another frame: the backbone re-runs with it first, DINO tokens from the cache.
     order = [2, 0, 1]
     track = quick.track([frames[i] for i in order], np.array([[10.0, 12.0]]))
-    assert quick.model.cache.misses == misses  # served from the window's tokens
+    assert (quick.model.cache.misses, quick.model.cache.hits) == (3, 3)
+    # The next (sliding) window encodes only its new frame.
+    c, d = slow.predict(frames[1:]), quick.predict(frames[1:])
+    assert (quick.model.cache.misses, quick.model.cache.hits) == (4, 5)
+    np.testing.assert_allclose(d.depth, c.depth, rtol=1e-4)
     assert track.tracks_uv.shape == (3, 1, 2)
     np.testing.assert_allclose(track.tracks_uv[0], [[10.0, 12.0]], atol=1e-3)
     with pytest.raises(ValueError, match="fast path"):

@@ -18,8 +18,9 @@ import contextlib
 import functools
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Hashable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -232,10 +233,12 @@ class VGGTPredictor:
              geometry: bool) -> InferenceResult:
         if len(frames) == 0:
             raise ValueError("a window needs at least one frame")
+        # Keys let the fast path reuse DINO tokens of frames seen in the previous window.
+        keys = [frame_key(f) for f in frames] if self.fast else None
         with self._lock:
             return run_vggt(self.model, [f.image for f in frames], query_uv,
                             precision=self.precision, preprocess_mode=self.preprocess_mode,
-                            image_size=self.image_size, geometry=geometry)
+                            image_size=self.image_size, geometry=geometry, frame_keys=keys)
 
     def predict(self, frames: Sequence[Frame]) -> WindowPrediction:
         result = self._run(frames, None, geometry=True)

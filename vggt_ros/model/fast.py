@@ -43,7 +43,7 @@ from .aggregator import PATCH_START_IDX, _frame_tokens
 from .dpt_head import (CONF_ACTIVATIONS, POS_EMBED_WEIGHT, VALUE_ACTIVATIONS, DPTHead,
                        uv_position_embedding)
 from .layers import Block, patch_positions
-from .vggt import VGGT
+from .vggt import VGGT, batched_inputs
 
 FAST_DEFAULT_HEADS = ("camera", "depth")
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
@@ -564,14 +564,7 @@ class FastVGGT(nn.Module):
         frame_keys: optional unique key per frame (B=1) enabling the DINO cache; a keyed
         track-only call over the last keyed window's frames re-uses its tokens.
         """
-        if images.dim() == 4:
-            images = images.unsqueeze(0)
-        if images.dim() != 5 or images.shape[2] != 3:
-            raise ValueError(f"images must be [S,3,H,W] or [B,S,3,H,W], got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a float tensor in [0,1], got {images.dtype}")
-        if query_points is not None and query_points.dim() == 2:
-            query_points = query_points.unsqueeze(0)
+        images, query_points = batched_inputs(images, query_points)
         selected = self._heads(heads, query_points is not None)
         image_hw = (images.shape[-2], images.shape[-1])
         p = self.model.aggregator.patch_size

@@ -11,7 +11,6 @@ Why it is built this way:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Optional, Union

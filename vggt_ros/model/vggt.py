@@ -22,6 +22,26 @@ from .track_head import TrackHead
 HEAD_NAMES = ("camera", "depth", "point", "track")
 
 
+def batched_inputs(images: Tensor, query_points: Optional[Tensor]
+                   ) -> tuple[Tensor, Optional[Tensor]]:
+    """Check the forward inputs and add the batch axis the way upstream does: [S,3,H,W] ->
+    [1,S,3,H,W] and [N,2] -> [1,N,2]. Raises ValueError/TypeError naming the bad input."""
+    if images.dim() == 4:
+        images = images.unsqueeze(0)
+    if images.dim() != 5 or images.shape[2] != 3:
+        raise ValueError(f"images must be [S,3,H,W] or [B,S,3,H,W], got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor in [0,1], got {images.dtype}")
+    if query_points is not None:
+        if query_points.dim() == 2:
+            query_points = query_points.unsqueeze(0)
+        if (query_points.dim() != 3 or query_points.shape[-1] != 2
+                or query_points.shape[0] != images.shape[0]):
+            raise ValueError(f"query_points must be [N,2] or [B,N,2] with B={images.shape[0]}, "
+                             f"got {tuple(query_points.shape)}")
+    return images, query_points
+
+
 class VGGT(nn.Module):
     """Visual Geometry Grounded Transformer (ARCHITECTURE.md §1)."""
 
@@ -75,19 +95,7 @@ class VGGT(nn.Module):
         callers that only need poses and depth can skip the point head.
         Returns the official output dict (ARCHITECTURE.md §1) restricted to the heads run.
         """
-        if images.dim() == 4:
-            images = images.unsqueeze(0)
-        if images.dim() != 5 or images.shape[2] != 3:
-            raise ValueError(f"images must be [S,3,H,W] or [B,S,3,H,W], got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a float tensor in [0,1], got {images.dtype}")
-        if query_points is not None:
-            if query_points.dim() == 2:
-                query_points = query_points.unsqueeze(0)
-            if (query_points.dim() != 3 or query_points.shape[-1] != 2
-                    or query_points.shape[0] != images.shape[0]):
-                raise ValueError(f"query_points must be [N,2] or [B,N,2] with B={images.shape[0]}, "
-                                 f"got {tuple(query_points.shape)}")
+        images, query_points = batched_inputs(images, query_points)
         selected = self._select_heads(heads, query_points is not None)
 
         tokens, patch_start_idx = self.aggregator(images)
