@@ -94,6 +94,16 @@ def test_unproject_depth_matches_reference(io_numpy, case):
     np.testing.assert_allclose(again, world, atol=1e-6)
 
 
+def test_masked_unprojection_equals_the_full_one(io_numpy):
+    depth = io_numpy["a.out.depth"][0, ..., 0]
+    extr, intr = io_numpy["a.geo.extrinsic"][0], io_numpy["a.geo.intrinsic"][0]
+    mask = np.random.default_rng(4).random(depth.shape) < 0.3
+    full = unproject_depth(depth, extr, intr)
+    np.testing.assert_array_equal(unproject_depth(depth, extr, intr, mask=mask), full[mask])
+    with pytest.raises(ValueError, match="mask"):
+        unproject_depth(depth, extr, intr, mask=mask[0])
+
+
 def _random_pose(seed):
     pose = np.eye(4)
     pose[:3, :3] = Rotation.random(random_state=seed).as_matrix()

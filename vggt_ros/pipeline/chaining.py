@@ -240,8 +240,8 @@ class Chainer:
             keep = np.flatnonzero(mask)[np.linspace(0, count - 1, MAX_FIT_POINTS).astype(int)]
             mask = np.zeros_like(mask)
             mask.flat[keep] = True
-        dst = unproject_depth(prev.depth[ia], prev.cam_from_world[ia], prev.intrinsics[ia])[mask]
-        src = unproject_depth(new.depth[ib], new.cam_from_world[ib], new.intrinsics[ib])[mask]
+        dst = unproject_depth(prev.depth[ia], prev.cam_from_world[ia], prev.intrinsics[ia], mask)
+        src = unproject_depth(new.depth[ib], new.cam_from_world[ib], new.intrinsics[ib], mask)
         # Huber delta relative to the overlap's median depth: window units are arbitrary.
         delta = self.huber_delta * float(np.median(prev.depth[ia][mask]))
         fit = robust_sim3(src, dst, weights[mask], delta, self.irls_iters)
@@ -287,13 +287,16 @@ class Chainer:
         """Confident points of the newly placed keyframes in odom, evenly subsampled."""
         if not rows:
             return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
-        world = unproject_depth(prediction.depth[rows], prediction.cam_from_world[rows],
-                                prediction.intrinsics[rows])
         mask = keep[rows]
-        points, colors = world[mask], np.asarray(prediction.images[rows])[mask]
-        if len(points) > self.max_window_points:
-            pick = np.linspace(0, len(points) - 1, self.max_window_points).astype(int)
-            points, colors = points[pick], colors[pick]
+        count = int(mask.sum())
+        if count > self.max_window_points:
+            pick = np.flatnonzero(mask)[np.linspace(0, count - 1,
+                                                    self.max_window_points).astype(int)]
+            mask = np.zeros_like(mask)
+            mask.flat[pick] = True
+        points = unproject_depth(prediction.depth[rows], prediction.cam_from_world[rows],
+                                 prediction.intrinsics[rows], mask)
+        colors = np.asarray(prediction.images[rows])[mask]
         odom = points @ odom_from_window[:3, :3].T + odom_from_window[:3, 3]
         return odom.astype(np.float32), colors.astype(np.uint8)
 
