@@ -27,6 +27,7 @@ from vggt_ros.export.atomic import PathLike
 from vggt_ros.geometry.camera import pose_to_translation_quaternion
 from vggt_ros.imaging import encode_32fc1
 from vggt_ros.pipeline.types import KeyframeResult, WindowResult
+from vggt_ros.pointcloud import FLOAT32, field_offsets, pack_points
 
 TOPICS: dict[str, str] = {
     "/tf": "tf2_msgs/msg/TFMessage",
@@ -38,10 +39,6 @@ TOPICS: dict[str, str] = {
     "/vggt/path": "nav_msgs/msg/Path",
 }
 
-_FLOAT32 = 7  # sensor_msgs/PointField FLOAT32
-# The live node's compact cloud layout (vggt_ros.nodes.conversions): rgb is a packed uint32.
-_CLOUD = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"],
-                   "offsets": [0, 4, 8, 12], "itemsize": 16})
 
 
 def _pose(pose: np.ndarray) -> tuple[dict, dict]:
@@ -78,16 +75,14 @@ def camera_info(k: np.ndarray, width: int, height: int, stamp_ns: int, frame_id:
 
 
 def pointcloud(points: np.ndarray, colors: np.ndarray, stamp_ns: int, frame_id: str) -> dict:
-    cloud = np.zeros(len(points), dtype=_CLOUD)
-    cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
-    c = np.asarray(colors, dtype=np.uint32)
-    cloud["rgb"] = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
-    fields = [{"name": name, "offset": _CLOUD.fields[name][1], "datatype": _FLOAT32,
-               "count": 1} for name in _CLOUD.names]
+    """The live node's cloud layout (vggt_ros.pointcloud), as rosbags message fields."""
+    layout, data = pack_points(points, colors)
+    fields = [{"name": name, "offset": offset, "datatype": FLOAT32, "count": 1}
+              for name, offset in field_offsets(layout)]
     return {"header": header(stamp_ns, frame_id), "height": 1, "width": len(points),
-            "fields": fields, "is_bigendian": False, "point_step": _CLOUD.itemsize,
-            "row_step": _CLOUD.itemsize * len(points),
-            "data": np.frombuffer(cloud.tobytes(), dtype=np.uint8), "is_dense": False}
+            "fields": fields, "is_bigendian": False, "point_step": layout.itemsize,
+            "row_step": layout.itemsize * len(points),
+            "data": np.frombuffer(data, dtype=np.uint8), "is_dense": False}
 
 
 def odometry(pose: np.ndarray, stamp_ns: int, parent: str, child: str) -> dict:

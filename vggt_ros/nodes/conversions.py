@@ -6,8 +6,9 @@ Python loop would cost seconds per cloud. Conventions:
 * stamps are integer nanoseconds (``builtin_interfaces/Time`` only at the message boundary);
 * poses are 4x4 float64 ``parent_from_child`` matrices (e.g. ``odom_from_cam``);
 * depth and confidence images are 32FC1 with NaN for invalid pixels (REP-117/118);
-* PointCloud2 uses the compact PCL-compatible layout: x, y, z FLOAT32 at offsets 0/4/8 and
-  ``rgb`` at offset 12 (a uint32 0x00RRGGBB stored in a FLOAT32 field), ``point_step`` 16,
+* PointCloud2 uses the compact PCL-compatible layout of :mod:`vggt_ros.pointcloud` (shared
+  with the offline mapper's output bag): x, y, z FLOAT32 at offsets 0/4/8 and ``rgb`` at
+  offset 12 (a uint32 0x00RRGGBB stored in a FLOAT32 field), ``point_step`` 16,
   unorganised (height 1), ``is_dense`` False. Readers (RViz, PCL, depth tools, our own
   :func:`pointcloud2_to_numpy`) locate fields by name and offset, so this is read like the
   32-byte ``PointXYZRGB`` layout while sending half the bytes.
@@ -25,6 +26,7 @@ from std_msgs.msg import Header
 
 from vggt_ros.geometry.camera import pose_to_translation_quaternion, translation_quaternion_to_pose
 from vggt_ros.imaging import decode_32fc1, decode_image, encode_32fc1, encode_rgb8
+from vggt_ros.pointcloud import field_offsets, pack_points
 from vggt_ros.pipeline.types import CameraIntrinsics
 
 __all__ = [
@@ -48,12 +50,6 @@ __all__ = [
 ]
 
 _NS = 1_000_000_000
-
-# Compact xyz + rgb point layout (see module docstring).
-_XYZRGB = np.dtype({"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"],
-                    "offsets": [0, 4, 8, 12], "itemsize": 16})
-_XYZ = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8],
-                 "itemsize": 12})
 
 # PointField datatype -> NumPy base type (byte order is added from the message).
 _FIELD_TYPES = {
@@ -152,24 +148,13 @@ def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
 def pointcloud2_from_numpy(points: np.ndarray, colors: Optional[np.ndarray], stamp_ns: int,
                            frame_id: str) -> PointCloud2:
     """[N,3] points (+ [N,3] uint8 RGB) -> unorganised PointCloud2 (layout: module docstring)."""
-    points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ValueError(f"points must be [N,3], got {points.shape}")
-    n = points.shape[0]
-    dtype = _XYZ if colors is None else _XYZRGB
-    cloud = np.zeros(n, dtype=dtype)
-    cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
-    if colors is not None:
-        colors = np.asarray(colors)
-        if colors.shape != (n, 3) or colors.dtype != np.uint8:
-            raise ValueError(f"colors must be [{n},3] uint8, got {colors.shape} {colors.dtype}")
-        c = colors.astype(np.uint32)
-        cloud["rgb"] = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
-    fields = [PointField(name=name, offset=dtype.fields[name][1], datatype=PointField.FLOAT32,
-                         count=1) for name in dtype.names]
+    layout, data = pack_points(points, colors)
+    n = len(points)
+    fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
+              for name, offset in field_offsets(layout)]
     return PointCloud2(header=make_header(stamp_ns, frame_id), height=1, width=n,
-                       fields=fields, is_bigendian=False, point_step=dtype.itemsize,
-                       row_step=dtype.itemsize * n, data=cloud.tobytes(), is_dense=False)
+                       fields=fields, is_bigendian=False, point_step=layout.itemsize,
+                       row_step=layout.itemsize * n, data=data, is_dense=False)
 
 
 def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, Optional[np.ndarray]]:
