@@ -39,13 +39,9 @@ def small_config(fixtures_dir):
 def random_small_vggt(small_config):
     """A seeded random-weight model of the small config, one per test module.
 
-    Random weights often give a ReLU'd FoV of 0 (an infinite focal length); the FoV outputs of
-    the pose branch are raised so every frame has a usable camera for geometric checks.
+    Random weights often give a ReLU'd FoV of 0 (an infinite focal length); the benchmark's
+    random init raises the FoV outputs so every frame has a usable camera for geometric checks.
     """
-    from vggt_ros.model import VGGT
+    from vggt_ros.bench.cli import random_model
 
-    torch.manual_seed(0)
-    model = VGGT(small_config).eval()
-    with torch.no_grad():
-        model.camera_head.pose_branch.fc2.bias[7:] += 0.5
-    return model
+    return random_model(small_config, seed=0, device=torch.device("cpu"))

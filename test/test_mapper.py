@@ -118,13 +118,18 @@ def test_corrupt_message_midway_is_skipped_and_counted(synth_dir, tmp_path):
         assert reader.message_count > 0
 
 
-def test_empty_image_topic_raises(tmp_path):
-    bag = tmp_path / "empty"
-    writer = Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP)
+def _empty_image_bag(path):
+    """A valid bag whose image topic exists but holds no message."""
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image",
                           typestore=get_typestore(Stores.ROS2_KILTED))
     writer.close()
+    return path
+
+
+def test_empty_image_topic_raises(tmp_path):
+    bag = _empty_image_bag(tmp_path / "empty")
     with pytest.raises(MappingError, match="no decodable image"):
         run_offline_mapping(bag, IMAGE_TOPIC, tmp_path / "out", _gt_predictor(), _config(),
                             progress=False)
@@ -213,12 +218,7 @@ def test_cli_error_cases_exit_2_with_one_line(small_bag, tmp_path):
     (truncated / "bag.mcap").write_bytes(data[: len(data) // 2])
     _assert_one_line_error(_vggt_map(str(truncated), "--image-topic", IMAGE_TOPIC),
                            "truncated")
-    empty = tmp_path / "empty"
-    writer = Writer(empty, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image",
-                          typestore=get_typestore(Stores.ROS2_KILTED))
-    writer.close()
+    empty = _empty_image_bag(tmp_path / "empty")
     _assert_one_line_error(_vggt_map(str(empty), "--image-topic", IMAGE_TOPIC),
                            "has no messages")
     _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--checkpoint",

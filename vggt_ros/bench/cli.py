@@ -103,17 +103,23 @@ def build_config(name: str) -> VGGTConfig:
     return VGGTConfig.from_json(path.read_text())
 
 
-def build_model(args: argparse.Namespace, device: torch.device) -> VGGT:
-    cfg = build_config(args.config)
-    if args.checkpoint:
-        return load_vggt(args.checkpoint, config=cfg, device=device)
-    torch.manual_seed(args.seed)
+def random_model(cfg: VGGTConfig, seed: int, device: torch.device) -> VGGT:
+    """Seeded default-initialised weights (eval mode) with the FoV outputs raised by FOV_BIAS,
+    so focal lengths are finite; shared by the benchmarks and the tests' random models."""
+    torch.manual_seed(seed)
     with torch.device(device):
         model = VGGT(cfg)
     if model.camera_head is not None:
         with torch.no_grad():
             model.camera_head.pose_branch.fc2.bias[7:] += FOV_BIAS
     return model.eval()
+
+
+def build_model(args: argparse.Namespace, device: torch.device) -> VGGT:
+    cfg = build_config(args.config)
+    if args.checkpoint:
+        return load_vggt(args.checkpoint, config=cfg, device=device)
+    return random_model(cfg, args.seed, device)
 
 
 class Paths:

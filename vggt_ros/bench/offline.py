@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 from safetensors.torch import save_file
 
-from vggt_ros.bench.cli import build_model
+from vggt_ros.bench.cli import build_config, random_model
 from vggt_ros.synth import cli as synth_cli
 from vggt_ros.tools import mapper_cli
 
@@ -30,8 +30,7 @@ def write_random_checkpoint(config: str, seed: int, path: Path) -> None:
     """Random weights, except that the predicted field of view is fixed at 1 rad: random FoV
     outputs are often 0 after the ReLU (an infinite focal length), and the pipeline rightly
     rejects such windows, which would leave nothing to time after the network."""
-    model = build_model(argparse.Namespace(config=config, checkpoint="", seed=seed),
-                        torch.device("cpu"))
+    model = random_model(build_config(config), seed, torch.device("cpu"))
     if model.camera_head is not None:
         with torch.no_grad():
             fc2 = model.camera_head.pose_branch.fc2
