@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vggt_ros.bench import cli
 from vggt_ros.bench.flops import stage_flops
+from vggt_ros.bench.profile import kernel_family
 from vggt_ros.model import VGGTConfig
 from vggt_ros.model.fast import FastOptions, FastVGGT, PatchTokenCache, rope_tables, rotate_pairs
 from vggt_ros.model.layers import RotaryPositionEmbedding2D, patch_positions
@@ -207,8 +208,25 @@ def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
     assert "track_head" in report["results"]["fast"]["2"]
     assert report["accuracy"]["pass"] is True
     assert report["window"]["cache_hits"] > 0
+    # both kinds of track request are timed: from the window's tokens and with a re-run
+    assert report["window"]["track_cached_ms"] > 0 and report["window"]["track_newest_ms"] > 0
     printed = capsys.readouterr().out
     assert printed.rstrip().splitlines()[-1].startswith("target")  # the table comes last
+
+
+@pytest.mark.parametrize("name, family", [
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_knob_7", "attention"),
+    ("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<64, 128>>", "attention"),
+    ("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", "convolution"),
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_bias_TNT", "matmul"),
+    ("void gemmSN_TN_kernel<float, 128, 16, 2, 4, 8, 9, false>", "matmul"),
+    ("triton_poi_fused__scaled_dot_product_cudnn_attention_addcmul_flip_mul",
+     "fused element-wise (torch.compile)"),
+    ("void at::native::vectorized_layer_norm_kernel<float, float, false>",
+     "other (element-wise, norms, resampling)"),
+])
+def test_profile_sorts_kernels_into_families(name, family):
+    assert kernel_family(name) == family
 
 
 def test_bench_cli_rejects_bad_arguments():

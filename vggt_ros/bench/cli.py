@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from vggt_ros.bench.flops import stage_flops
+from vggt_ros.bench.profile import format_profile, profile_call
 from vggt_ros.model import VGGT, VGGTConfig, load_vggt
 from vggt_ros.model.fast import FastOptions, FastVGGT
 
@@ -260,24 +261,32 @@ def bench_window(args, paths: Paths, clock: Clock) -> dict[str, Any]:
     frames, queries = random_inputs(total, args.height, args.width, args.queries, clock.device,
                                     args.seed + 1000)
     fast.cache.clear()
-    times, track_times = [], []
+    times: list[float] = []
+    track_times: dict[str, list[float]] = {"track_cached_ms": [], "track_newest_ms": []}
+    newest_first = [size - 1] + list(range(size - 1))
     with torch.inference_mode():
         for i in range(count):
             keys = list(range(i * stride, i * stride + size))
             window = frames[:, keys[0]:keys[-1] + 1]
             ms = clock.once(lambda: fast(window, heads=("camera", "depth"), frame_keys=keys))
             if queries is not None and fast.model.track_head is not None:
-                order = [size - 1] + list(range(size - 1))  # newest keyframe queried, as the node
-                track_times.append(clock.once(lambda: fast(
-                    window[:, order], queries, heads=("track",),
-                    frame_keys=[keys[j] for j in order])))
+                # Query on the window's first frame: served from the window's tokens (exact).
+                # Then the newest keyframe queried, as the node does: the frames are reordered,
+                # so by default the backbone re-runs (DINO tokens from the cache).
+                for name, order in (("track_cached_ms", list(range(size))),
+                                    ("track_newest_ms", newest_first)):
+                    track_times[name].append(clock.once(lambda: fast(
+                        window[:, order], queries, heads=("track",),
+                        frame_keys=[keys[j] for j in order])))
+                fast(window, heads=("camera", "depth"), frame_keys=keys)  # restore the window
             if i > args.warmup:  # the first window has a cold cache
                 times.append(ms)
     out: dict[str, Any] = {"window": size, "stride": stride, "windows_timed": len(times),
                            "window_ms": statistics.median(times) if times else None,
                            "cache_hits": fast.cache.hits, "cache_misses": fast.cache.misses}
-    if track_times:
-        out["track_cached_ms"] = statistics.median(track_times[args.warmup + 1:] or track_times)
+    for name, values in track_times.items():
+        if values:
+            out[name] = statistics.median(values[args.warmup + 1:] or values)
     return out
 
 
@@ -358,16 +367,21 @@ def probe_matmul(clock: Clock) -> float:
 
 def bench_variants(args, fast: FastVGGT, paths: Paths, clock: Clock, log) -> list[dict[str, Any]]:
     """Alternative fast-path switches on the same (already converted) weights, end to end."""
-    eager = dict(compile_blocks=False, cuda_graph_camera=False)
+    eager = dict(compile_blocks=False, compile_heads=False, cuda_graph_camera=False,
+                 cuda_graph_tracker=False)
     cudnn = dict(sdpa_priority=("cudnn",), sdpa_exclusive=True)
     sizes = sorted({args.window, max(args.frames)})
     variants = {"eager": (FastOptions(**eager), sizes),
+                "heads_eager": (FastOptions(compile_heads=False), sizes),
+                "camera_bf16": (FastOptions(camera_fp32=False), sizes),
                 "sdpa_cudnn": (FastOptions(**cudnn, **eager), sizes),
                 "sdpa_cudnn_compiled": (FastOptions(**cudnn), sizes)}
     rows = []
     for name in args.variants:
         options, sizes = variants[name]
-        variant = FastVGGT(fast.model, options)
+        # FastVGGT converts weights in place: a variant with other weight dtypes gets a copy.
+        variant = FastVGGT(fast.model if options.camera_fp32 else copy.deepcopy(fast.model),
+                           options)
         for s in sizes:
             images, _ = random_inputs(s, args.height, args.width, 0, clock.device, args.seed + s)
             row: dict[str, Any] = {"name": name, "frames": s}
@@ -432,7 +446,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if win:
         lines.append(f"sliding window {win['window']}/{win['stride']} (DINO cache): "
                      f"{fmt(win.get('window_ms'))} ms per window; track from cached tokens: "
-                     f"{fmt(win.get('track_cached_ms'))} ms")
+                     f"{fmt(win.get('track_cached_ms'))} ms; newest frame queried (backbone "
+                     f"re-run): {fmt(win.get('track_newest_ms'))} ms")
     acc = report.get("accuracy")
     if acc:
         for name in ("fast", "reference_autocast"):
@@ -498,6 +513,29 @@ def markdown_tables(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def profile_fast(args, fast: FastVGGT, device: torch.device, log) -> dict[str, Any]:
+    """Kernel-level breakdown of the fast camera+depth call (and a track request served from
+    its tokens) at each S of ``--profile``."""
+    out: dict[str, Any] = {}
+    for s in args.profile:
+        images, queries = random_inputs(s, args.height, args.width, args.queries, device,
+                                        args.seed + 2000)
+        keys = [("profile", s, i) for i in range(s)]
+        calls = {"camera+depth": lambda: fast(images, heads=("camera", "depth"))}
+        if queries is not None and fast.model.track_head is not None:
+            calls["track from window tokens"] = lambda: fast(images, queries, heads=("track",),
+                                                             frame_keys=keys)
+        with torch.inference_mode():
+            fast(images, heads=("camera", "depth"), frame_keys=keys)  # the window to re-use
+            for name, call in calls.items():
+                for _ in range(args.warmup + 1):
+                    call()
+                result = profile_call(call, args.reps)
+                out[f"{name} S={s}"] = result
+                log(f"profile {name} S={s}:\n{format_profile(result)}")
+    return out
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     def ints(text: str) -> list[int]:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -531,19 +569,24 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--no-compile", action="store_true", help="fast path without torch.compile")
     p.add_argument("--sdpa", default="", help="attention backend priority, e.g. cudnn,flash")
     p.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
-                   help="extra fast-path variants to time: eager, sdpa_cudnn, sdpa_cudnn_compiled")
+                   help="extra fast-path variants to time: eager, heads_eager (DPT heads not "
+                        "compiled), camera_bf16, sdpa_cudnn, sdpa_cudnn_compiled")
     p.add_argument("--probe-frames", type=ints, default=[8, 32],
                    help="S values of the attention-kernel probe (CUDA only)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="arithmetic ceiling for the floor column (default 790 on CUDA: the bf16 "
                         "matrix rate measured on an H200 of this workplace)")
+    p.add_argument("--profile", type=ints, default=[],
+                   help="S values at which to profile the fast camera+depth call and a track "
+                        "request kernel by kernel (CUDA only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="write the full report here")
     p.add_argument("--render", default="", help="print a saved --json report as Markdown, exit")
     args = p.parse_args(argv)
-    bad = sorted(set(args.variants) - {"sdpa_cudnn", "sdpa_cudnn_compiled", "eager"})
+    known = {"eager", "heads_eager", "camera_bf16", "sdpa_cudnn", "sdpa_cudnn_compiled"}
+    bad = sorted(set(args.variants) - known)
     if bad:
-        p.error(f"--variants takes eager, sdpa_cudnn, sdpa_cudnn_compiled; got {bad}")
+        p.error(f"--variants takes {', '.join(sorted(known))}; got {bad}")
     unknown = sorted(set(args.paths) - {"reference", "fast"})
     if unknown or not args.paths:
         p.error(f"--paths takes reference and/or fast, got {args.paths}")
@@ -624,6 +667,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     if args.variants:
         report["variants"] = bench_variants(args, fast, paths, clock, log)
+    if args.profile and device.type == "cuda":
+        report["profile"] = profile_fast(args, fast, device, log)
     report["total_s"] = time.perf_counter() - t0
     save()
     print("\n".join(summary_lines(report)))

@@ -12,15 +12,17 @@ through a leaner schedule:
   so rounding does not accumulate over the 72 residual blocks;
 * RoPE cos/sin are built once per (grid, frame count) with exact fp32 angles and applied with one
   fused multiply-add; no host synchronisation anywhere in the forward;
-* attention goes to ``F.scaled_dot_product_attention`` with bf16 q/k/v (flash kernel);
-* on CUDA the block function is compiled (fixed shapes) to fuse the element-wise passes, and
-  the launch-bound camera head replays as a CUDA graph;
+* attention goes to ``F.scaled_dot_product_attention`` with bf16 q/k/v (a flash kernel; torch
+  picks cuDNN's on Hopper);
+* on CUDA the block function and the DPT heads are compiled (fixed shapes) to fuse the
+  element-wise passes, and the launch-bound camera head and tracker replay as CUDA graphs;
 * only the requested heads run (default: camera + depth, no point head); DPT convs run in the
   compute dtype with channels-last layout; the camera head and the tracker stay fp32 (tiny
   compute, accuracy-critical iterative refinement);
 * DINO patch tokens are cached per frame key, so a sliding window re-encodes only new frames;
-* a track request over a permutation of the last window re-uses that window's aggregated tokens
-  instead of re-running the backbone (see ``FastOptions.reuse_window_tokens`` for the caveat).
+* a track request over the last window's frames re-uses that window's aggregated tokens instead
+  of re-running the backbone (exact when the query frame is the window's first; see
+  ``FastOptions.reuse_permuted_tokens`` for the opt-in approximation otherwise).
 
 On CPU the compute dtype is fp32 and the path does the reference's arithmetic (no extra work),
 plus the cache and the head selection.
@@ -77,12 +79,15 @@ class FastOptions:
     # torch.compile the transformer block (one graph per token shape; None: on for CUDA).
     # Measured on an H200 at S=8: 97 -> 69 ms, first call +7 s (docs/PERFORMANCE.md).
     compile_blocks: Optional[bool] = None
+    # torch.compile the DPT heads (one graph per head and image size; None: on for CUDA).
+    compile_heads: Optional[bool] = None
     cuda_graph_camera: bool = True  # replay the launch-bound camera head as a CUDA graph
+    cuda_graph_tracker: bool = True  # same for the iterative tracker (per S, N, feature size)
     # Attention kernels to try first, e.g. ("cudnn",); the rest stay as fallbacks. None keeps
     # torch's own order.
     sdpa_priority: Optional[tuple[str, ...]] = None
-    # Allow only the sdpa_priority backends (no fallback). On torch 2.11 / H200 neither this
-    # nor the priority order made cuDNN attention pay off end to end (docs/PERFORMANCE.md).
+    # Allow only the sdpa_priority backends (no fallback). On torch 2.11 / H200 cuDNN is
+    # already torch's own first choice here, so neither switch changes the speed there.
     sdpa_exclusive: bool = False
 
     def __post_init__(self) -> None:
@@ -185,8 +190,9 @@ def block_forward(x: Tensor, w: BlockWeights, heads: int, eps: float, qk_eps: fl
     if rope is not None:
         q = rotate_pairs(q, *rope)
         k = rotate_pairs(k, *rope)
-    # Strided [B,heads,N,D] views (last dim contiguous) go to the flash kernel as they are;
-    # making them contiguous cost ~8 ms at S=8 in eager mode and bought nothing (H200, run 3).
+    # Strided [B,heads,N,D] views (last dim contiguous) go to SDPA as they are (torch 2.11 on
+    # the H200 picks cuDNN's flash kernel, per the profile in docs/PERFORMANCE.md); making them
+    # contiguous cost ~8 ms at S=8 in eager mode and bought nothing.
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     out = F.linear(out.transpose(1, 2).reshape(b, n, c), w.proj_w, w.proj_b)
     x = torch.addcmul(x, out, w.ls1)
@@ -195,13 +201,13 @@ def block_forward(x: Tensor, w: BlockWeights, heads: int, eps: float, qk_eps: fl
     return torch.addcmul(x, y, w.ls2)
 
 
-def _compiled_block():
-    """block_forward under torch.compile with fixed shapes. Every S gives new token shapes
-    (DINO, frame and global blocks), so the recompile limit is raised to cover typical runs."""
+def _compile_fixed_shapes(fn):
+    """``fn`` under torch.compile with fixed shapes. Every S gives new shapes (DINO, frame and
+    global blocks; each DPT head), so the recompile limit is raised to cover typical runs."""
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(getattr(config, name), 64))
-    return torch.compile(block_forward, dynamic=False)
+    return torch.compile(fn, dynamic=False)
 
 
 class _GraphedCall:
@@ -280,6 +286,37 @@ class _Window:
     image_shape: tuple[int, ...]
 
 
+def dpt_forward(head: DPTHead, layers: Sequence[Tensor], pos: Sequence[Optional[Tensor]],
+                patch_hw: tuple[int, int], out_hw: tuple[int, int], dtype: torch.dtype):
+    """A DPT head on the patch tokens of its layers ([B,S,P,2C] fp32 each), convs in ``dtype``.
+
+    Pure function of its inputs (position tables ``pos`` are passed in), so ``torch.compile``
+    can fuse the element-wise work between the cuDNN convolutions (ReLUs, residual adds, the
+    bilinear resampling, which is slow as a stand-alone NHWC kernel: ~3.8 ms of the depth head
+    at S=8 on the H200). Returns (value [B,S,H,W,k], conf [B,S,H,W]) in fp32, or the features
+    [B,S,F,h',w'] of a feature-only head.
+    """
+    ph, pw = patch_hw
+    maps = []
+    b, s = layers[0].shape[:2]
+    for k, x in enumerate(layers):
+        x = head.norm(x).to(dtype).reshape(b * s, ph, pw, -1).permute(0, 3, 1, 2)
+        x = head.projects[k](x)  # an NHWC view: channels-last 1x1 conv without a copy
+        if pos[k] is not None:
+            x = x + pos[k]
+        maps.append(head.resize_layers[k](x))
+    out = head.scratch.fuse(maps)
+    out = F.interpolate(out, size=out_hw, mode="bilinear", align_corners=True)
+    if pos[-1] is not None:
+        out = out + pos[-1]
+    if head.feature_only:
+        return out.view(b, s, *out.shape[1:])
+    out = head.scratch.output_conv2(out).float().permute(0, 2, 3, 1)
+    value = VALUE_ACTIVATIONS[head.activation](out[..., :-1])
+    conf = CONF_ACTIVATIONS[head.conf_activation](out[..., -1])
+    return value.view(b, s, *value.shape[1:]), conf.view(b, s, *conf.shape[1:])
+
+
 class FastVGGT(nn.Module):
     """Runs a ``VGGT``'s parameters through the fast schedule (module docstring).
 
@@ -305,7 +342,11 @@ class FastVGGT(nn.Module):
         compile_blocks = self.options.compile_blocks
         if compile_blocks is None:
             compile_blocks = self.device.type == "cuda"
-        self._compiled = _compiled_block() if compile_blocks else None
+        self._compiled = _compile_fixed_shapes(block_forward) if compile_blocks else None
+        compile_heads = self.options.compile_heads
+        if compile_heads is None:
+            compile_heads = self.device.type == "cuda"
+        self._compiled_dpt = _compile_fixed_shapes(dpt_forward) if compile_heads else None
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
 
@@ -471,27 +512,22 @@ class FastVGGT(nn.Module):
         height, width = image_hw
         ph, pw = height // head.patch_size, width // head.patch_size
         aspect = width / height
-        maps = []
-        for k, layer in enumerate(head.layers):
-            x = tokens[layer][:, start:end, PATCH_START_IDX:]
-            b, s = x.shape[:2]
-            x = head.norm(x).to(self.dtype).reshape(b * s, ph, pw, -1).permute(0, 3, 1, 2)
-            x = head.projects[k](x)  # an NHWC view: channels-last 1x1 conv without a copy
-            if head.pos_embed:
-                x = x + self._dpt_pos(x.shape[1], ph, pw, aspect)
-            maps.append(head.resize_layers[k](x))
-        out = head.scratch.fuse(maps)
-        size = (int(ph * head.patch_size / head.down_ratio),
-                int(pw * head.patch_size / head.down_ratio))
-        out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
-        if head.pos_embed:
-            out = out + self._dpt_pos(out.shape[1], size[0], size[1], aspect)
-        if head.feature_only:
-            return out.view(b, s, *out.shape[1:])
-        out = head.scratch.output_conv2(out).float().permute(0, 2, 3, 1)
-        value = VALUE_ACTIVATIONS[head.activation](out[..., :-1])
-        conf = CONF_ACTIVATIONS[head.conf_activation](out[..., -1])
-        return value.view(b, s, *value.shape[1:]), conf.view(b, s, *conf.shape[1:])
+        out_hw = (int(ph * head.patch_size / head.down_ratio),
+                  int(pw * head.patch_size / head.down_ratio))
+        layers = [tokens[layer][:, start:end, PATCH_START_IDX:] for layer in head.layers]
+        pos: list[Optional[Tensor]] = [None] * (len(layers) + 1)
+        if head.pos_embed:  # constant tables, looked up outside the compiled body
+            pos = [self._dpt_pos(proj.out_channels, ph, pw, aspect) for proj in head.projects]
+            pos.append(self._dpt_pos(head.scratch.output_conv1.out_channels, *out_hw, aspect))
+        args = (head, layers, pos, (ph, pw), out_hw, self.dtype)
+        if self._compiled_dpt is not None:
+            try:
+                return self._compiled_dpt(*args)
+            except Exception as err:  # inductor/triton errors have many types
+                warnings.warn(f"torch.compile of the DPT head failed ({type(err).__name__}: "
+                              f"{err}); running it eagerly from now on", RuntimeWarning)
+                self._compiled_dpt = None
+        return dpt_forward(*args)
 
     def camera(self, tokens: Sequence[Optional[Tensor]]) -> list[Tensor]:
         """Camera head on the camera tokens of the last layer (the only ones it reads)."""
@@ -531,9 +567,13 @@ class FastVGGT(nn.Module):
         fmaps = self.dpt(head.feature_extractor, tokens, image_hw).float()
         if order is not None:
             fmaps = fmaps[:, list(order)]
-        # Not CUDA-graphed: the reference tracker copies host tensors to the device inside its
-        # loop, which a capture refuses (seen on the H200, docs/PERFORMANCE.md).
-        return head.tracker(query_points.float(), fmaps, head.iters)
+
+        def run(queries: Tensor, maps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            return head.tracker(queries, maps, head.iters)
+
+        tracks, vis, conf = self._maybe_graphed("tracker", run, self.options.cuda_graph_tracker,
+                                                query_points.float(), fmaps.contiguous())
+        return tracks, vis, conf
 
     # ---------------------------------------------------------------- whole model
     def _heads(self, heads: Optional[Collection[str]], with_queries: bool) -> set[str]:

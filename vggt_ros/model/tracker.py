@@ -28,9 +28,11 @@ def bilinear_sample(fmap: Tensor, coords: Tensor, padding_mode: str) -> Tensor:
     fmap [N,C,H,W], coords [N,h,w,2] -> [N,C,h,w] (align_corners=True convention).
     """
     height, width = fmap.shape[-2:]
-    scale = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)],
-                         device=coords.device, dtype=fmap.dtype)
-    grid = coords.to(fmap.dtype) * scale - 1
+    # Python-float scales, not a tensor built on the host: no host-to-device copy per call, so
+    # the tracker loop can be captured in a CUDA graph (the values round to the same floats).
+    coords = coords.to(fmap.dtype)
+    grid = torch.stack((coords[..., 0] * (2 / max(width - 1, 1)),
+                        coords[..., 1] * (2 / max(height - 1, 1))), dim=-1) - 1
     return F.grid_sample(fmap, grid, align_corners=True, padding_mode=padding_mode)
 
 
