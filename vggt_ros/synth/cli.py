@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.bagio import (CAMERA_INFO_TYPE, IMAGE_TYPE, STORAGES, BagError, BagWriter,
@@ -58,6 +59,12 @@ def _render_rgb(seq: SyntheticSequence, i: int) -> np.ndarray:
     return seq.render(i)[0]
 
 
+def _single_threaded_worker() -> None:
+    """One torch thread per rendering process: the processes already fill the cores, and torch's
+    thread pool spinning on an oversubscribed CPU made frames up to 100x slower."""
+    torch.set_num_threads(1)
+
+
 def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
                        workers: int = 1) -> None:
     """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame).
@@ -69,7 +76,8 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
     indices = range(len(seq))
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(ProcessPoolExecutor(workers))
+            pool = stack.enter_context(ProcessPoolExecutor(
+                workers, initializer=_single_threaded_worker))
             images = pool.map(_render_rgb, itertools.repeat(seq), indices, chunksize=4)
         else:
             images = map(_render_rgb, itertools.repeat(seq), indices)

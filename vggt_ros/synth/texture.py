@@ -5,15 +5,25 @@ surface looks the same from every view (needed for photometric reprojection chec
 a vision model to match features). Each pattern is faded towards its mean when its period
 approaches the pixel footprint (metres covered by one pixel at that depth and incidence):
 that is a cheap analytic pre-filter that keeps 160x120 renders free of moiré.
+
+The per-pixel functions are torch code so that training can render on its GPU; they work on
+float64 tensors of any device and use only elementwise operations with a fixed evaluation
+order, so CPU and GPU agree up to the rounding of ``sin``. Material parameters are drawn
+with NumPy (:func:`random_materials`, cheap and seeded like the rest of the scene) and moved
+to the device once per render as :class:`MaterialTensors`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import numpy as np
+import torch
 
 NOISE, CHECKER, BRICK, STRIPES = 0, 1, 2, 3
 PATTERNS = (NOISE, CHECKER, BRICK, STRIPES)
+_LOW32 = 0xFFFFFFFF
+_HASH_X, _HASH_Y, _HASH_SEED = 0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D  # lattice-key factors
 
 
 @dataclass
@@ -30,60 +40,114 @@ class Materials:
     offset: np.ndarray  # [M,2] pattern origin shift so neighbouring surfaces do not align
 
 
-def _hash01(ix: np.ndarray, iy: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """Deterministic pseudo-random value in [0,1) per integer lattice point and seed."""
-    h = (ix.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B1)
-         ^ iy.astype(np.int64).astype(np.uint64) * np.uint64(0x85EBCA77)
-         ^ np.asarray(seed).astype(np.uint64) * np.uint64(0xC2B2AE3D))
-    h = h & np.uint64(0xFFFFFFFF)
-    h ^= h >> np.uint64(15)
-    h = (h * np.uint64(0x2C1B3C6D)) & np.uint64(0xFFFFFFFF)
-    h ^= h >> np.uint64(12)
-    h = (h * np.uint64(0x297A2D39)) & np.uint64(0xFFFFFFFF)
-    h ^= h >> np.uint64(15)
-    return h.astype(np.float64) / 4294967296.0
+@dataclass
+class MaterialTensors:
+    """:class:`Materials` on one torch device (int64 pattern, float64 parameters)."""
+
+    pattern: torch.Tensor
+    color_a: torch.Tensor
+    color_b: torch.Tensor
+    period: torch.Tensor
+    mortar: torch.Tensor
+    noise_wavelength: torch.Tensor
+    noise_strength: torch.Tensor
+    offset: torch.Tensor
+
+    @classmethod
+    def from_materials(cls, mats: Materials, device: torch.device | str) -> MaterialTensors:
+        return cls(**{f.name: torch.as_tensor(getattr(mats, f.name), device=device)
+                      for f in fields(Materials)})
 
 
-def value_noise(x: np.ndarray, y: np.ndarray, seed: np.ndarray) -> np.ndarray:
+def _mul_low32(a: torch.Tensor, factor: int) -> torch.Tensor:
+    """``(a * factor) mod 2**32`` for int64 ``0 <= a < 2**32`` and ``0 <= factor < 2**32``.
+
+    The unsigned product needs 64 bits, which int64 cannot hold. A factor of 2**31 or more is
+    replaced by ``factor - 2**32`` (same residue mod 2**32): the factor's magnitude is then at
+    most 2**31, so the product lies strictly inside the int64 range, and masking its two's
+    complement keeps exactly the low 32 bits.
+    """
+    return (a * (factor - (1 << 32) if factor >= 1 << 31 else factor)) & _LOW32
+
+
+def _hash01(ix: torch.Tensor, iy: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """Deterministic pseudo-random value in [0,1) per integer lattice point and seed.
+
+    A 32-bit integer hash. The bits are those of the original uint64 formulation (products
+    masked to their low 32 bits, which depend only on the operands' low 32 bits), so textures
+    did not change when the renderer moved from NumPy to torch. Coordinates may be integral
+    floats (truncated like ``astype(int64)``) or integers; negative values wrap.
+    """
+    return _hash_finish(_mul_low32(ix.long() & _LOW32, _HASH_X)
+                        ^ _mul_low32(iy.long() & _LOW32, _HASH_Y)
+                        ^ _mul_low32(seed.long() & _LOW32, _HASH_SEED))
+
+
+def _hash_finish(h: torch.Tensor) -> torch.Tensor:
+    """Avalanche of 32-bit keys (int64 values below 2**32) to floats in [0,1)."""
+    h = h ^ (h >> 15)
+    h = _mul_low32(h, 0x2C1B3C6D)
+    h = h ^ (h >> 12)
+    h = _mul_low32(h, 0x297A2D39)
+    h = h ^ (h >> 15)
+    return h.double() / 4294967296.0
+
+
+def value_noise(x: torch.Tensor, y: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     """Smoothly interpolated lattice noise in [0,1], unit wavelength."""
-    ix, iy = np.floor(x), np.floor(y)
+    ix, iy = torch.floor(x), torch.floor(y)
     fx, fy = x - ix, y - iy
     sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    v00, v10 = _hash01(ix, iy, seed), _hash01(ix + 1, iy, seed)
-    v01, v11 = _hash01(ix, iy + 1, seed), _hash01(ix + 1, iy + 1, seed)
+    # _hash01 of the four cell corners, sharing its products: (i + 1) * c = i * c + c (mod 2**32).
+    hs = _mul_low32(seed.long() & _LOW32, _HASH_SEED)
+    hx = _mul_low32(ix.long() & _LOW32, _HASH_X)
+    hx0, hx1 = hx ^ hs, ((hx + _HASH_X) & _LOW32) ^ hs
+    hy0 = _mul_low32(iy.long() & _LOW32, _HASH_Y)
+    hy1 = (hy0 + _HASH_Y) & _LOW32
+    v00, v10 = _hash_finish(hx0 ^ hy0), _hash_finish(hx1 ^ hy0)
+    v01, v11 = _hash_finish(hx0 ^ hy1), _hash_finish(hx1 ^ hy1)
     top = v00 + (v10 - v00) * sx
     bottom = v01 + (v11 - v01) * sx
     return top + (bottom - top) * sy
 
 
-def _fade(period: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+def _fade(period: torch.Tensor, footprint: torch.Tensor) -> torch.Tensor:
     """1 where a pattern of this period is well resolved, 0 where it would alias."""
-    return np.clip((period / footprint - 2.0) / 2.0, 0.0, 1.0)
+    return torch.clamp((period / footprint - 2.0) / 2.0, 0.0, 1.0)
 
 
-def fbm(u: np.ndarray, v: np.ndarray, seed: np.ndarray, wavelength: np.ndarray,
-        footprint: np.ndarray, octaves: int = 5) -> np.ndarray:
-    """Multi-scale noise in [0,1] around 0.5; octaves finer than the footprint fade out."""
-    total = np.zeros_like(u)
-    norm = 0.0
-    amplitude = 1.0
-    lam = np.asarray(wavelength, dtype=np.float64)
+def fbm(u: torch.Tensor, v: torch.Tensor, seed: torch.Tensor, wavelength: torch.Tensor,
+        footprint: torch.Tensor, octaves: int = 5) -> torch.Tensor:
+    """Multi-scale noise in [0,1] around 0.5; octaves finer than the footprint fade out.
+
+    All octaves are evaluated as one [octaves, P] batch: a few large tensor operations
+    instead of many small ones, whose fixed cost dominates on a CPU. Halving a wavelength is
+    exact and the octaves are summed in order, so this equals a loop over octaves.
+    """
+    amplitude, norm, rows = 1.0, 0.0, []
     for octave in range(octaves):
-        n = value_noise(u / lam + 17.3 * octave, v / lam - 9.1 * octave, seed + octave)
-        total += amplitude * _fade(lam, footprint) * (n - 0.5)
+        rows.append([0.5 ** octave, 17.3 * octave, 9.1 * octave, amplitude])
         norm += amplitude
         amplitude *= 0.55
-        lam = lam * 0.5
+    scale, shift_u, shift_v, weight = torch.tensor(
+        rows, dtype=torch.float64, device=u.device).T[..., None]  # each [octaves, 1]
+    lam = wavelength * scale
+    n = value_noise(u / lam + shift_u, v / lam - shift_v,
+                    seed + torch.arange(octaves, device=u.device)[:, None])
+    terms = weight * _fade(lam, footprint) * (n - 0.5)
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
     return 0.5 + total / norm * 1.6
 
 
-def _square_wave(x: np.ndarray, period: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+def _square_wave(x: torch.Tensor, period: torch.Tensor, footprint: torch.Tensor) -> torch.Tensor:
     """+-1 square wave with edges softened to about one footprint."""
-    sharp = period / (np.pi * np.maximum(footprint, 1e-6))
-    return np.clip(np.sin(2 * np.pi * x / period) * sharp, -1.0, 1.0)
+    sharp = period / (math.pi * torch.clamp(footprint, min=1e-6))
+    return torch.clamp(torch.sin(2 * math.pi * x / period) * sharp, -1.0, 1.0)
 
 
-def _tone(cell_u: np.ndarray, cell_v: np.ndarray, seed: np.ndarray) -> np.ndarray:
+def _tone(cell_u: torch.Tensor, cell_v: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
     """Per-cell brightness in [0.7, 1]: breaks the exact repetition of tiles and stripes,
     which would otherwise make feature matching ambiguous."""
     return 0.7 + 0.3 * _hash01(cell_u, cell_v, seed + 101)
@@ -92,40 +156,42 @@ def _tone(cell_u: np.ndarray, cell_v: np.ndarray, seed: np.ndarray) -> np.ndarra
 def _checker(u, v, period, seed, footprint):
     p = 0.5 + 0.5 * _square_wave(u, period[:, 0], footprint) * _square_wave(
         v, period[:, 1], footprint)
-    p = p * _tone(np.floor(u / period[:, 0]), np.floor(v / period[:, 1]), seed)
-    return 0.43 + (p - 0.43) * _fade(period.min(axis=1), footprint)
+    p = p * _tone(torch.floor(u / period[:, 0]), torch.floor(v / period[:, 1]), seed)
+    return 0.43 + (p - 0.43) * _fade(period.amin(dim=1), footprint)
 
 
 def _stripes(u, v, period, seed, footprint):
     p = 0.5 + 0.5 * _square_wave(v, period[:, 1], footprint)
-    p = p * _tone(np.zeros_like(v), np.floor(v / period[:, 1]), seed)
+    p = p * _tone(torch.zeros_like(v), torch.floor(v / period[:, 1]), seed)
     return 0.43 + (p - 0.43) * _fade(period[:, 1], footprint)
 
 
 def _brick(u, v, period, mortar, seed, footprint):
     """Running-bond bricks (or planks when long and thin) with per-brick tone."""
     width, height = period[:, 0], period[:, 1]
-    row = np.floor(v / height)
-    u_shift = u + 0.5 * width * np.mod(row, 2)
-    col = np.floor(u_shift / width)
+    row = torch.floor(v / height)
+    u_shift = u + 0.5 * width * torch.remainder(row, 2)
+    col = torch.floor(u_shift / width)
     du = u_shift - col * width
     dv = v - row * height
-    edge = np.minimum(np.minimum(du, width - du), np.minimum(dv, height - dv))
-    soft = np.maximum(footprint, 1e-6)
-    inside = np.clip((edge - mortar) / soft + 0.5, 0.0, 1.0)
+    edge = torch.minimum(torch.minimum(du, width - du), torch.minimum(dv, height - dv))
+    soft = torch.clamp(footprint, min=1e-6)
+    inside = torch.clamp((edge - mortar) / soft + 0.5, 0.0, 1.0)
     p = inside * _tone(col, row, seed)
     return 0.4 + (p - 0.4) * _fade(height, footprint)
 
 
-def albedo(material_id: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarray,
-           footprint: np.ndarray, mats: Materials) -> np.ndarray:
+def albedo(material_id: torch.Tensor, u: torch.Tensor, v: torch.Tensor, seed: torch.Tensor,
+           footprint: torch.Tensor, mats: MaterialTensors) -> torch.Tensor:
     """[P,3] surface colour in [0,1] at surface coordinates (u, v) of the given materials."""
     u = u + mats.offset[material_id, 0]
     v = v + mats.offset[material_id, 1]
     period = mats.period[material_id]
     pattern_id = mats.pattern[material_id]
-    mix = np.empty_like(u)
+    mix = torch.empty_like(u)
     for pid in PATTERNS:
+        # Each pattern is evaluated on its own pixels only: the noise pattern costs several
+        # times the others, so evaluating all of them everywhere would be much slower.
         sel = pattern_id == pid
         if not sel.any():
             continue
@@ -140,13 +206,14 @@ def albedo(material_id: np.ndarray, u: np.ndarray, v: np.ndarray, seed: np.ndarr
         else:
             mix[sel] = _stripes(us, vs, per, seed[sel], fp)
     base = mats.color_a[material_id] + (
-        mats.color_b[material_id] - mats.color_a[material_id]) * np.clip(mix, 0, 1)[:, None]
+        mats.color_b[material_id] - mats.color_a[material_id]) * torch.clamp(mix, 0, 1)[:, None]
     lam = mats.noise_wavelength[material_id]
     detail = fbm(u, v, seed + 31, lam, footprint, octaves=6)
     strength = mats.noise_strength[material_id]
     base = base * (1.0 + strength * (detail - 0.5) * 1.2)[:, None]
-    tint = np.stack([value_noise(u / 1.7, v / 1.7, seed + 53 + c) for c in range(3)], axis=1)
-    return np.clip(base * (0.85 + 0.3 * tint), 0.0, 1.0)
+    channel = torch.arange(3, device=u.device)[:, None]
+    tint = value_noise(u / 1.7, v / 1.7, seed + 53 + channel).T  # [P,3]
+    return torch.clamp(base * (0.85 + 0.3 * tint), 0.0, 1.0)
 
 
 def random_materials(rng: np.random.Generator, kinds: list[str]) -> Materials:
