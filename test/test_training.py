@@ -179,12 +179,13 @@ def test_batch_contents(tiny_batch):
 
 def test_track_ground_truth_reprojects_and_detects_leaving_the_image():
     K = np.array([[10.0, 0, 5], [0, 10.0, 5], [0, 0, 1]])
-    depth = np.full((2, 10, 10), 4.0, dtype=np.float32)
+    depth = torch.full((2, 10, 10), 4.0)
     poses = np.tile(np.eye(4), (2, 1, 1))
     poses[1, 0, 3] = -1.0  # camera 1 sits 1 m to the right: x_pix shifts by -10*1/4 = -2.5
     queries = np.array([[5, 5], [1, 3]])
     tracks, visible = track_ground_truth(depth, poses, K, queries)
-    assert np.allclose(tracks[1, 0], [2.5, 5.0])
+    assert tracks.dtype == torch.float32 and visible.dtype == torch.bool
+    assert torch.allclose(tracks[1, 0], torch.tensor([2.5, 5.0]))
     assert visible[1, 0] and not visible[1, 1]  # x = 1 - 2.5 < 0 leaves the image
     depth[1] = 2.0  # something now stands in front of every point in frame 1
     assert not track_ground_truth(depth, poses, K, queries)[1][1].any()

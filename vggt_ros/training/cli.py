@@ -70,7 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trainable", type=_name_list, default=(),
                    help="train only these parameters (others frozen): name prefixes or "
                         "aggregator.lastN, e.g. camera_head,aggregator.last2 (default: all)")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes when scenes are rendered on the CPU")
+    p.add_argument("--cpu-data", action="store_true",
+                   help="render scenes on the CPU (workers) even when training on a GPU "
+                        "(default: on the training GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-limit-s", type=float, default=0.0, help="stop this chunk before it")
     p.add_argument("--gradient-checkpointing", action="store_true")
@@ -108,6 +112,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        gradient_checkpointing=args.gradient_checkpointing,
                        train_track=not args.no_track, losses=args.losses,
                        trainable=args.trainable, seed=args.seed, num_workers=args.workers,
+                       render_on_gpu=not args.cpu_data,
                        time_limit_s=args.time_limit_s, log_every=args.log_every,
                        save_every=args.save_every, data=data)
 

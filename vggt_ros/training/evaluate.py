@@ -105,9 +105,9 @@ def track_metrics(model: torch.nn.Module, seeds: Sequence[int], image_size: int,
         rng = np.random.default_rng(seed)
         queries = np.stack((rng.integers(0, width, num_points),
                             rng.integers(0, height, num_points)), axis=1)
-        gt, visible = track_ground_truth(np.stack([v[1] for v in views]),
-                                         sequence.cam_from_world[::gap][:frames],
-                                         sequence.K, queries)
+        gt, visible = (t.numpy() for t in track_ground_truth(
+            torch.from_numpy(np.stack([v[1] for v in views])),
+            sequence.cam_from_world[::gap][:frames], sequence.K, queries))
         result = run_vggt(model, [v[0] for v in views], queries.astype(np.float64),
                           precision="fp32", image_size=image_size, geometry=False)
         visible[0] = False  # frame 0 is the query itself
