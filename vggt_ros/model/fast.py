@@ -66,7 +66,8 @@ class FastOptions:
     dtype: Optional[torch.dtype] = None  # None: default_compute_dtype(device)
     camera_fp32: bool = True  # camera head weights and math in fp32 (cheap: S tokens only)
     dpt_chunk: int = 8  # frames per DPT chunk (bounds full-resolution activation memory)
-    channels_last: bool = True  # NHWC convolutions in the DPT heads
+    # NHWC convolutions in the DPT heads (None: on CUDA only; on the CPU NCHW was faster).
+    channels_last: Optional[bool] = None
     cache_frames: int = 64  # DINO patch-token cache capacity in frames; 0 disables it
     # A track request over exactly the last window's frames, in the same order (query on its
     # first frame), re-uses that window's aggregated tokens: the same numbers as a re-run.
@@ -384,11 +385,14 @@ class FastVGGT(nn.Module):
         dpts = [h for h in (model.depth_head, model.point_head) if h is not None]
         if model.track_head is not None:
             dpts.append(model.track_head.feature_extractor)
+        channels_last = self.options.channels_last
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
         for head in dpts:
             for module in head.modules():
                 if isinstance(module, convs):
                     module.to(dtype)
-                    if self.options.channels_last and module.weight.dim() == 4:
+                    if channels_last and module.weight.dim() == 4:
                         module.to(memory_format=torch.channels_last)
         if model.camera_head is not None and not self.options.camera_fp32:
             model.camera_head.to(dtype)
