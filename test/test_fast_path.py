@@ -265,3 +265,15 @@ def test_predictor_fast_path_matches_the_reference_predictor(reference):
     np.testing.assert_allclose(track.tracks_uv[0], [[10.0, 12.0]], atol=1e-3)
     with pytest.raises(ValueError, match="fast path"):
         VGGTPredictor(torch.nn.Linear(2, 2), device="cpu", fast=True)
+
+
+def test_compile_model_setting_reaches_the_fast_path(reference):
+    from vggt_ros.inference import VGGTPredictor
+
+    default = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True)
+    eager = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True,
+                          compile_model=False)
+    assert (default.model.options.compile_blocks, default.model.options.compile_heads) == (
+        None, None)  # None: compiled on CUDA, eager on the CPU
+    assert (eager.model.options.compile_blocks, eager.model.options.compile_heads) == (
+        False, False)

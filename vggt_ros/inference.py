@@ -206,7 +206,7 @@ class VGGTPredictor:
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "auto",
                  precision: str = "auto", preprocess_mode: str = "crop", image_size: int = 518,
                  name: str = "vggt", fast: Optional[bool] = None,
-                 fast_options: Optional[FastOptions] = None) -> None:
+                 fast_options: Optional[FastOptions] = None, compile_model: bool = True) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
         self.device = resolve_device(str(device))
@@ -222,7 +222,8 @@ class VGGTPredictor:
         model = model.to(self.device).eval()
         if fast and not isinstance(model, FastVGGT):
             dtype = {"fp32": torch.float32, **_AUTOCAST_DTYPES}[self.precision]
-            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype))
+            no_compile = {} if compile_model else {"compile_blocks": False, "compile_heads": False}
+            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype, **no_compile))
         self.fast = bool(fast)
         self.model = model
         # The pipeline may call track() from a service thread while predict() runs in the

@@ -64,7 +64,8 @@ def _load_model(checkpoint: str, dev: torch.device) -> tuple[torch.nn.Module, st
 
 
 def build_predictor(checkpoint: str, device: str, precision: str, preprocess_mode: str,
-                    image_size: int, log: Optional[Callable[[str], None]] = None) -> Predictor:
+                    image_size: int, compile_model: bool = True,
+                    log: Optional[Callable[[str], None]] = None) -> Predictor:
     """Load the model named by ``checkpoint`` (empty: the embedded demo) and wrap it for the
     pipeline. Raises ModelUnavailableError / CheckpointError with the reason."""
     from vggt_ros.inference import VGGTPredictor
@@ -73,7 +74,8 @@ def build_predictor(checkpoint: str, device: str, precision: str, preprocess_mod
     model, name = _load_model(checkpoint, dev)
     image_size = image_size or model.config.img_size  # 0: the size the model was trained at
     predictor = VGGTPredictor(model, device=dev, precision=precision,
-                              preprocess_mode=preprocess_mode, image_size=image_size, name=name)
+                              preprocess_mode=preprocess_mode, image_size=image_size, name=name,
+                              compile_model=compile_model)
     params = sum(p.numel() for p in model.parameters())
     (log or _LOG.info)(f"loaded model '{name}' ({checkpoint or 'no checkpoint given'}): "
                        f"{params / 1e6:.1f} M parameters on {dev}, precision "

@@ -102,7 +102,7 @@ class VGGTNode(Node):
             predictor = runtime.build_predictor(
                 self.values["checkpoint"], self.values["device"], self.values["precision"],
                 self.values["preprocess_mode"], self.values["image_size"],
-                log=self.get_logger().info)
+                self.values["compile_model"], log=self.get_logger().info)
         self.predictor = predictor
         self.pipeline = Pipeline(predictor, params.pipeline_config(self.values))
         self.add_on_set_parameters_callback(params.on_set_callback(lambda: self.values))
