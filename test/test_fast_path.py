@@ -277,3 +277,17 @@ def test_compile_model_setting_reaches_the_fast_path(reference):
         None, None)  # None: compiled on CUDA, eager on the CPU
     assert (eager.model.options.compile_blocks, eager.model.options.compile_heads) == (
         False, False)
+
+
+def test_a_failing_compile_falls_back_to_eager_once():
+    from vggt_ros.model.fast import _CompiledWithFallback
+
+    call = _CompiledWithFallback(lambda x: x + 1, "test function", enabled=False)
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    call.compiled = broken  # what a failing inductor build looks like from here
+    with pytest.warns(RuntimeWarning, match="test function failed"):
+        assert call(1) == 2
+    assert call.compiled is None and call(2) == 3

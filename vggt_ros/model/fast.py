@@ -211,6 +211,26 @@ def _compile_fixed_shapes(fn):
     return torch.compile(fn, dynamic=False)
 
 
+class _CompiledWithFallback:
+    """``fn`` under torch.compile when enabled; a compile failure warns once and runs ``fn``
+    eagerly from then on (correct results first, speed second)."""
+
+    def __init__(self, fn, what: str, enabled: bool) -> None:
+        self.fn = fn
+        self.what = what
+        self.compiled = _compile_fixed_shapes(fn) if enabled else None
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as err:  # inductor/triton errors have many types
+                warnings.warn(f"torch.compile of the {self.what} failed ({type(err).__name__}: "
+                              f"{err}); running it eagerly from now on", RuntimeWarning)
+                self.compiled = None
+        return self.fn(*args)
+
+
 class _GraphedCall:
     """A CUDA graph of ``fn(*static_inputs)``: one replay instead of hundreds of small launches.
 
@@ -343,25 +363,13 @@ class FastVGGT(nn.Module):
         compile_blocks = self.options.compile_blocks
         if compile_blocks is None:
             compile_blocks = self.device.type == "cuda"
-        self._compiled = _compile_fixed_shapes(block_forward) if compile_blocks else None
+        self._block = _CompiledWithFallback(block_forward, "VGGT block", compile_blocks)
         compile_heads = self.options.compile_heads
         if compile_heads is None:
             compile_heads = self.device.type == "cuda"
-        self._compiled_dpt = _compile_fixed_shapes(dpt_forward) if compile_heads else None
+        self._dpt_body = _CompiledWithFallback(dpt_forward, "DPT head", compile_heads)
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
-
-    def _block(self, *args) -> Tensor:
-        """block_forward, compiled when enabled; a compile failure falls back to eager for good
-        (correct results first, speed second)."""
-        if self._compiled is not None:
-            try:
-                return self._compiled(*args)
-            except Exception as err:  # inductor/triton errors have many types
-                warnings.warn(f"torch.compile of the VGGT block failed ({type(err).__name__}: "
-                              f"{err}); running eager from now on", RuntimeWarning)
-                self._compiled = None
-        return block_forward(*args)
 
     @property
     def device(self) -> torch.device:
@@ -523,15 +531,7 @@ class FastVGGT(nn.Module):
         if head.pos_embed:  # constant tables, looked up outside the compiled body
             pos = [self._dpt_pos(proj.out_channels, ph, pw, aspect) for proj in head.projects]
             pos.append(self._dpt_pos(head.scratch.output_conv1.out_channels, *out_hw, aspect))
-        args = (head, layers, pos, (ph, pw), out_hw, self.dtype)
-        if self._compiled_dpt is not None:
-            try:
-                return self._compiled_dpt(*args)
-            except Exception as err:  # inductor/triton errors have many types
-                warnings.warn(f"torch.compile of the DPT head failed ({type(err).__name__}: "
-                              f"{err}); running it eagerly from now on", RuntimeWarning)
-                self._compiled_dpt = None
-        return dpt_forward(*args)
+        return self._dpt_body(head, layers, pos, (ph, pw), out_hw, self.dtype)
 
     def camera(self, tokens: Sequence[Optional[Tensor]]) -> list[Tensor]:
         """Camera head on the camera tokens of the last layer (the only ones it reads)."""
