@@ -291,3 +291,17 @@ def test_a_failing_compile_falls_back_to_eager_once():
     with pytest.warns(RuntimeWarning, match="test function failed"):
         assert call(1) == 2
     assert call.compiled is None and call(2) == 3
+
+
+def test_out_of_memory_in_a_compiled_call_is_not_a_compile_failure():
+    from vggt_ros.model.fast import _CompiledWithFallback
+
+    call = _CompiledWithFallback(lambda x: x + 1, "test function", enabled=False)
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    call.compiled = out_of_memory
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        call(1)
+    assert call.compiled is out_of_memory  # still compiled for the next, smaller input

@@ -224,6 +224,8 @@ class _CompiledWithFallback:
         if self.compiled is not None:
             try:
                 return self.compiled(*args)
+            except torch.cuda.OutOfMemoryError:
+                raise  # the input is too big, not the compiler broken: the caller handles it
             except Exception as err:  # inductor/triton errors have many types
                 warnings.warn(f"torch.compile of the {self.what} failed ({type(err).__name__}: "
                               f"{err}); running it eagerly from now on", RuntimeWarning)
