@@ -557,6 +557,8 @@ class FastVGGT(nn.Module):
         if key not in self._graphs:
             try:
                 self._graphs[key] = _GraphedCall(fn, *inputs)
+            except torch.cuda.OutOfMemoryError:
+                raise  # not a capture problem: the caller handles it, a later call retries
             except RuntimeError as err:
                 warnings.warn(f"CUDA graph capture of the {name} step failed ({err}); running it "
                               f"eagerly", RuntimeWarning)
