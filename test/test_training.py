@@ -191,6 +191,25 @@ def test_track_ground_truth_reprojects_and_detects_leaving_the_image():
     assert not track_ground_truth(depth, poses, K, queries)[1][1].any()
 
 
+def test_batched_track_ground_truth_equals_one_window_at_a_time():
+    from vggt_ros.synth import make_sequence
+
+    windows = []
+    for seed, trajectory in ((4, "loop"), (5, "orbit")):
+        seq = make_sequence(6, 48, 36, seed=seed, trajectory=trajectory)
+        depth = torch.stack([torch.from_numpy(seq.render(i)[1]) for i in (0, 2, 5)])
+        windows.append((depth, seq.cam_from_world[[0, 2, 5]], seq.K))
+    queries = np.random.default_rng(0).integers(0, 36, (2, 20, 2))
+    tracks, visible = track_ground_truth(torch.stack([w[0] for w in windows]),
+                                         np.stack([w[1] for w in windows]),
+                                         np.stack([w[2] for w in windows]), queries)
+    assert tracks.shape == (2, 3, 20, 2) and visible.shape == (2, 3, 20)
+    for k, (depth, poses, K) in enumerate(windows):
+        one_tracks, one_visible = track_ground_truth(depth, poses, K, queries[k])
+        assert torch.equal(tracks[k], one_tracks) and torch.equal(visible[k], one_visible)
+    assert visible[:, 1:].any() and not visible[:, 1:].all()  # a real mix of both cases
+
+
 # ------------------------------------------------------------------ trainer
 
 def test_lr_schedule():
