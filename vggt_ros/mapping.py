@@ -143,7 +143,9 @@ class OfflineMapper:
         outputs = MapOutputs(out_dir, self.odom_frame)
         error: Optional[BagError] = None
         try:
-            bar = tqdm(desc="vggt_map", unit="frame", disable=not self.progress, leave=False)
+            # disable=None: tqdm draws only on a terminal, so piped logs get no \r redraws
+            bar = tqdm(desc="vggt_map", unit="frame", disable=None if self.progress else True,
+                       leave=False)
             with bar:
                 frame: Optional[Frame] = first
                 while frame is not None:
