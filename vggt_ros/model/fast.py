@@ -17,7 +17,7 @@ through a leaner schedule:
 * on CUDA the block function and the DPT heads are compiled (fixed shapes) to fuse the
   element-wise passes, and the launch-bound camera head and tracker replay as CUDA graphs;
 * only the requested heads run (default: camera + depth, no point head); DPT convs run in the
-  compute dtype with channels-last layout; the camera head and the tracker stay fp32 (tiny
+  compute dtype (channels-last on CUDA); the camera head and the tracker stay fp32 (tiny
   compute, accuracy-critical iterative refinement);
 * DINO patch tokens are cached per frame key, so a sliding window re-encodes only new frames;
 * a track request over the last window's frames re-uses that window's aggregated tokens instead
