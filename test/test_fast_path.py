@@ -305,3 +305,24 @@ def test_out_of_memory_in_a_compiled_call_is_not_a_compile_failure():
     with pytest.raises(torch.cuda.OutOfMemoryError):
         call(1)
     assert call.compiled is out_of_memory  # still compiled for the next, smaller input
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_replays_give_the_eager_results():
+    # The benchmark's tiny config, not the fixtures: this runs on the GPU machine, which has
+    # no copy of ../shared.
+    device = torch.device("cuda")
+    model = cli.random_model(cli.build_config("tiny"), 0, device)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(1, S, 3, H, W, generator=gen).to(device)
+    queries = (torch.rand(1, N, 2, generator=gen) * torch.tensor([W - 1.0, H - 1.0])).to(device)
+    plain = dict(compile_blocks=False, compile_heads=False, dtype=torch.float32)
+    eager = FastVGGT(copy.deepcopy(model),
+                     FastOptions(cuda_graph_camera=False, cuda_graph_tracker=False, **plain))
+    graphed = FastVGGT(copy.deepcopy(model), FastOptions(**plain))
+    with torch.inference_mode():
+        want = eager(images, queries, heads=("camera", "track"))
+        for _ in range(2):  # the first call captures, the second replays
+            got = graphed(images, queries, heads=("camera", "track"))
+    for key in ("pose_enc", "track", "vis", "conf"):
+        torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-4)
