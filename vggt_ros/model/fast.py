@@ -362,16 +362,16 @@ class FastVGGT(nn.Module):
         self._dino_w = [block_weights(b) for b in agg.patch_embed.blocks]
         self._frame_w = [block_weights(b) for b in agg.frame_blocks]
         self._global_w = [block_weights(b) for b in agg.global_blocks]
-        compile_blocks = self.options.compile_blocks
-        if compile_blocks is None:
-            compile_blocks = self.device.type == "cuda"
-        self._block = _CompiledWithFallback(block_forward, "VGGT block", compile_blocks)
-        compile_heads = self.options.compile_heads
-        if compile_heads is None:
-            compile_heads = self.device.type == "cuda"
-        self._dpt_body = _CompiledWithFallback(dpt_forward, "DPT head", compile_heads)
+        self._block = _CompiledWithFallback(block_forward, "VGGT block",
+                                            self._on_cuda_unless_set(self.options.compile_blocks))
+        self._dpt_body = _CompiledWithFallback(dpt_forward, "DPT head",
+                                               self._on_cuda_unless_set(self.options.compile_heads))
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
+
+    def _on_cuda_unless_set(self, switch: Optional[bool]) -> bool:
+        """A ``FastOptions`` switch whose None means: on for CUDA, off elsewhere."""
+        return self.device.type == "cuda" if switch is None else switch
 
     @property
     def device(self) -> torch.device:
@@ -395,9 +395,7 @@ class FastVGGT(nn.Module):
         dpts = [h for h in (model.depth_head, model.point_head) if h is not None]
         if model.track_head is not None:
             dpts.append(model.track_head.feature_extractor)
-        channels_last = self.options.channels_last
-        if channels_last is None:
-            channels_last = self.device.type == "cuda"
+        channels_last = self._on_cuda_unless_set(self.options.channels_last)
         for head in dpts:
             for module in head.modules():
                 if isinstance(module, convs):
