@@ -4,6 +4,7 @@ import pytest
 
 from vggt_ros.pipeline.types import Frame
 from vggt_ros.synth import make_sequence
+from vggt_ros.synth.trajectory import TURN_RATE_DEG, WALL_MARGIN_M
 
 W, H = 64, 48
 
@@ -142,6 +143,26 @@ def test_trajectory_smooth_inside_room_and_clear_of_objects(trajectory):
         gap = np.linalg.norm(centres - np.clip(centres, box_lo, box_hi), axis=1)
         assert gap.min() >= 0.5
     assert len(seq.scene.boxes) >= 5
+
+
+def test_turn_rotates_in_place_at_the_sampled_rate():
+    seq = make_sequence(60, W, H, seed=4, trajectory="turn")
+    pose = seq.world_from_cam
+    centres = pose[:, :3, 3]
+    assert np.ptp(centres[:, :2], axis=0).max() < 1e-9  # no horizontal motion at all
+    assert np.ptp(centres[:, 2]) < 0.11  # only the slow height wobble (+-5 cm)
+    forward = pose[:, :3, 2]
+    yaw_steps = np.degrees(np.diff(np.unwrap(np.arctan2(forward[:, 1], forward[:, 0]))))
+    lo, hi = TURN_RATE_DEG
+    assert (np.sign(yaw_steps) == np.sign(yaw_steps[0])).all()  # one direction
+    assert lo - 0.5 < np.abs(yaw_steps).mean() < hi + 0.5
+    pitch = np.degrees(np.arcsin(-forward[:, 2]))
+    assert np.ptp(pitch) > 2.0  # it nods, so relative rotations are not yaw alone
+    assert (pose[:, 2, 1] < -0.9).all()  # image y points down
+    room = seq.scene.room_size
+    assert (centres[:, :2] >= WALL_MARGIN_M).all() and (centres[:, :2] <= room[:2] - WALL_MARGIN_M).all()
+    for box_lo, box_hi in seq.scene.boxes:
+        assert np.linalg.norm(centres[0] - np.clip(centres[0], box_lo, box_hi)) >= 0.5
 
 
 def test_loop_closes_after_one_lap():

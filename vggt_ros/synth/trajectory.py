@@ -5,18 +5,22 @@ Paths are resampled by arc length so the camera moves at a constant, realistic s
 also overlap, and a constant step makes tests independent of the curve's parameterisation.
 Orientation follows the path (or a target for ``orbit``) with slow, small pitch/roll/height
 wobble so the motion is not perfectly planar, as with a hand-held or robot-mounted camera.
+``turn`` is a robot rotating in place (nearly pure rotation): the common case where
+translation-based methods lose scale and parallax, and the easiest relative pose to learn.
 """
 from __future__ import annotations
 
 import numpy as np
 
-TRAJECTORIES = ("loop", "forward", "orbit")
+TRAJECTORIES = ("loop", "forward", "orbit", "turn")
 STEP_M = 0.075  # nominal camera displacement per frame
 LOOP_STEP_M = 0.09
 MIN_STEP_M = 0.05
 MAX_STEP_M = 0.10
 WALL_MARGIN_M = 1.2  # closest the path gets to a wall (leaves room for the camera's view)
 EYE_HEIGHT_M = 1.4
+TURN_RATE_DEG = (1.5, 3.5)  # yaw per frame of ``turn``; either direction
+TURN_PITCH_RAD = 0.15  # ``turn`` nods up and down this much on top of the common wobble
 _DENSE = 8192  # samples of a curve before arc-length resampling
 
 # Optical axes of a camera with zero yaw/pitch/roll, as columns in world coordinates:
@@ -58,7 +62,7 @@ def make_world_from_cam(kind: str, num_frames: int, room_size: np.ndarray,
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     room_size = np.asarray(room_size, dtype=np.float64)
-    builder = {"loop": _loop, "forward": _forward, "orbit": _orbit}[kind]
+    builder = {"loop": _loop, "forward": _forward, "orbit": _orbit, "turn": _turn}[kind]
     xy, yaw, pitch = builder(num_frames, room_size, rng)
     frames = np.arange(num_frames, dtype=np.float64)
     height = EYE_HEIGHT_M + _wobble(rng, frames, 0.05)
@@ -147,3 +151,13 @@ def _orbit(n: int, room: np.ndarray, rng: np.random.Generator):
     yaw = np.arctan2(centre[1] - xy[:, 1], centre[0] - xy[:, 0])
     pitch = np.full(n, np.arctan2(0.4, radius))
     return xy, yaw, pitch
+
+
+def _turn(n: int, room: np.ndarray, rng: np.random.Generator):
+    """Rotating in place at a random spot at least a wall margin from the walls, at a
+    constant yaw rate, nodding slowly (so relative rotations have pitch as well as yaw)."""
+    spot = rng.uniform(WALL_MARGIN_M, room[:2] - WALL_MARGIN_M)
+    rate = np.radians(rng.uniform(*TURN_RATE_DEG)) * rng.choice((-1.0, 1.0))
+    yaw = rng.uniform(0, 2 * np.pi) + rate * np.arange(n)
+    pitch = _wobble(rng, np.arange(n, dtype=np.float64), TURN_PITCH_RAD)
+    return np.tile(spot, (n, 1)), yaw, pitch
