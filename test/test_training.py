@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from vggt_ros.model import VGGT, VGGTConfig, load_vggt
+from vggt_ros.synth import TRAJECTORIES
 from vggt_ros.training import cli
+from vggt_ros.training.correspondence import matching_patch_targets, patch_flow_to_first_frame
 from vggt_ros.training.data import (HELD_OUT_SEED_MIN, DataConfig, SyntheticWindows,
                                     make_loader, track_ground_truth)
 from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
@@ -266,6 +268,27 @@ def test_trainable_and_losses_are_validated(tiny_config):
         Trainer(model, TrainConfig(losses=("camera", "pose")), torch.device("cpu"))
 
 
+def test_cli_trajectories_choose_the_clips_and_are_validated():
+    parse = cli.build_parser().parse_args
+    assert cli._train_config(parse([])).data.trajectories == TRAJECTORIES
+    assert "turn" in TRAJECTORIES
+    assert cli._train_config(parse(["--trajectories", "turn"])).data.trajectories == ("turn",)
+    with pytest.raises(ValueError, match="trajectories"):
+        cli._train_config(parse(["--trajectories", "turn,spiral"]))
+
+
+def test_turn_windows_are_pure_rotation():
+    config = DataConfig(**{**TINY_DATA, "trajectories": ("turn",), "num_tracks": 0})
+    batch = next(iter(SyntheticWindows(config, seed=5)))
+    target = normalize_scene(batch["cam_from_world"].double(), batch["intrinsics"].double(),
+                             batch["depth"].double(), batch["valid"])
+    translation = target.cam_from_world[:, 1:, :3, 3].norm(dim=-1)
+    angle = torch.arccos(((target.cam_from_world[:, 1:, :3, :3].diagonal(dim1=-2, dim2=-1)
+                           .sum(-1) - 1) / 2).clamp(-1, 1))
+    assert float(translation.max()) < 0.05  # the height wobble only, at unit scene scale
+    assert float(angle.min()) > math.radians(1.0)
+
+
 def test_checkpoint_round_trip(tmp_path, tiny_config, tiny_batch):
     torch.manual_seed(1)
     config = TrainConfig(steps=10, warmup_steps=1)
@@ -287,6 +310,92 @@ def test_checkpoint_round_trip(tmp_path, tiny_config, tiny_batch):
     parts[-1].write_bytes(parts[-1].read_bytes()[:-10])
     with pytest.raises(RuntimeError, match="truncated"):
         load_checkpoint(path)
+
+
+def _plane_scene(cam_from_cam0: torch.Tensor, depth_m: float = 2.0, size: int = 28,
+                 focal: float = 20.0):
+    """Two frames of 28x28 looking at points all at ``depth_m`` (in frame 1's camera)."""
+    depth = torch.full((1, 2, size, size), depth_m, dtype=torch.float64)
+    K = torch.tensor([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]],
+                     dtype=torch.float64).expand(1, 2, 3, 3)
+    poses = torch.stack((torch.eye(4, dtype=torch.float64), cam_from_cam0))[None]
+    return depth, poses, K, torch.ones(1, 2, size, size, dtype=torch.bool)
+
+
+def test_patch_flow_by_hand():
+    # Camera 1 sits 0.1 to the left of camera 0 (x_cam1 = x_cam0 + 0.1): a point at depth 2
+    # is 0.1 further left in camera 0, f*0.1/2 = 1 px, i.e. 1/28 of the width.
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[0, 3] = 0.1
+    flow, valid = patch_flow_to_first_frame(*_plane_scene(shift), patch=14)
+    assert flow.shape == (1, 2, 2, 2, 2) and bool(valid.all())
+    assert torch.allclose(flow[0, 0], torch.zeros(2, 2, 2, dtype=torch.float64))
+    assert torch.allclose(flow[0, 1, ..., 0], torch.full((2, 2), -1.0 / 28, dtype=torch.float64))
+    assert torch.allclose(flow[0, 1, ..., 1], torch.zeros(2, 2, dtype=torch.float64))
+    # Pure rotation about the camera y axis: the flow does not depend on depth.
+    angle = math.radians(5.0)
+    turn = torch.eye(4, dtype=torch.float64)
+    turn[0, 0] = turn[2, 2] = math.cos(angle)
+    turn[0, 2], turn[2, 0] = math.sin(angle), -math.sin(angle)
+    near, _ = patch_flow_to_first_frame(*_plane_scene(turn, depth_m=1.0), patch=14)
+    far, _ = patch_flow_to_first_frame(*_plane_scene(turn, depth_m=7.0), patch=14)
+    assert torch.allclose(near, far) and float(near[0, 1, ..., 0].abs().min()) > 0.05
+    # A centre that lands behind camera 0 has no target.
+    behind = torch.eye(4, dtype=torch.float64)
+    behind[2, 3] = 5.0  # camera 0 is 5 in front of camera 1, looking the same way
+    _, valid = patch_flow_to_first_frame(*_plane_scene(behind), patch=14)
+    assert not bool(valid[0, 1].any()) and bool(valid[0, 0].all())
+
+
+def test_matching_targets_by_hand():
+    # Frame 1 sees everything 14 px (one patch) to the right of where frame 0 sees it.
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[0, 3] = 1.4  # f * 1.4 / depth 2 = 14 px
+    depth, poses, K, valid = _plane_scene(shift, size=56)
+    targets = matching_patch_targets(depth, poses, K, valid, patch=14)
+    assert targets.shape == (1, 1, 4, 4)
+    expected = torch.tensor([[-1 if c == 0 else r * 4 + c - 1 for c in range(4)]
+                             for r in range(4)])
+    assert torch.equal(targets[0, 0], expected)
+    # The same geometry with something nearer in front of frame 0 everywhere: all hidden.
+    occluded = depth.clone()
+    occluded[:, 0] = 1.0
+    assert bool((matching_patch_targets(occluded, poses, K, valid, patch=14) == -1).all())
+
+
+def test_matching_loss_trains_the_attention_it_supervises(tiny_config, tiny_batch):
+    torch.manual_seed(5)
+    model = VGGT(tiny_config).train()
+    config = TrainConfig(steps=20, lr=3e-3, warmup_steps=1, min_lr_ratio=1.0,
+                         losses=("camera",), weights=LossWeights(match=1.0))
+    trainer = Trainer(model, config, torch.device("cpu"))
+    middle = model.aggregator.global_blocks[len(model.aggregator.global_blocks) // 2]
+    before = middle.attn.qkv.weight.detach().clone()
+    losses = [trainer.train_step(tiny_batch)["match"] for _ in range(10)]
+    assert not torch.equal(before, middle.attn.qkv.weight)
+    assert losses[0] > 0 and min(losses[-3:]) < 0.8 * losses[0], losses
+
+
+def test_flow_probe_trains_and_round_trips_beside_the_model(tmp_path, tiny_config,
+                                                               tiny_batch):
+    torch.manual_seed(4)
+    config = TrainConfig(steps=20, lr=2e-3, warmup_steps=1, min_lr_ratio=1.0,
+                         losses=("camera",), weights=LossWeights(flow=1.0))
+    trainer = Trainer(VGGT(tiny_config).train(), config, torch.device("cpu"))
+    assert trainer.probe is not None
+    flows = [trainer.train_step(tiny_batch)["flow"] for _ in range(8)]
+    assert min(flows[-3:]) < 0.7 * flows[0], flows
+    trainer.checkpoint_path = tmp_path / "ck"
+    trainer.save()
+    resumed = Trainer(VGGT(tiny_config).train(), config, torch.device("cpu"),
+                      checkpoint_path=tmp_path / "ck")
+    for a, b in zip(trainer.probe.state_dict().values(), resumed.probe.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="flow"):
+        Trainer(VGGT(tiny_config).train(), TrainConfig(steps=20), torch.device("cpu"),
+                checkpoint_path=tmp_path / "ck")
+    # the model's own entry keeps exactly VGGT's keys (the probe is stored beside it)
+    assert set(load_checkpoint(tmp_path / "ck")["model"]) == set(resumed.model.state_dict())
 
 
 def test_cli_trains_resumes_and_exports(tmp_path, fixtures_dir):

@@ -16,7 +16,9 @@ from typing import Optional
 import torch
 
 from vggt_ros.model import VGGTConfig
+from vggt_ros.synth import TRAJECTORIES
 from vggt_ros.training.data import DataConfig, HELD_OUT_SEED_MIN
+from vggt_ros.training.losses import LossWeights
 from vggt_ros.training.trainer import LOSS_NAMES, TrainConfig, Trainer, build_model
 
 
@@ -63,8 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-frames", type=int, default=32)
     p.add_argument("--pool-size", type=int, default=6)
     p.add_argument("--refresh", type=int, default=2, help="clips re-rendered per batch per worker")
+    p.add_argument("--trajectories", type=_name_list, default=TRAJECTORIES,
+                   help=f"scene camera paths to draw clips from, of {TRAJECTORIES} (default: "
+                        "all; e.g. turn alone is a pure-rotation curriculum stage)")
     p.add_argument("--num-tracks", type=int, default=64)
     p.add_argument("--no-track", action="store_true", help="do not train the track head")
+    p.add_argument("--match-weight", type=float, default=0.0,
+                   help="weight of the auxiliary loss that trains one attention head of the "
+                        "middle global block to attend to the patch showing the same point "
+                        "(training/correspondence.py; 0: off)")
+    p.add_argument("--flow-weight", type=float, default=0.0,
+                   help="weight of the auxiliary patch-flow loss that teaches the aggregator "
+                        "cross-view correspondence (training/correspondence.py; 0: off)")
     p.add_argument("--losses", type=_name_list, default=LOSS_NAMES,
                    help="heads to run and train, e.g. camera (default: all)")
     p.add_argument("--trainable", type=_name_list, default=(),
@@ -101,11 +113,13 @@ def _model_config(path: Optional[Path]) -> Optional[VGGTConfig]:
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
+    if args.flow_weight < 0 or args.match_weight < 0:
+        raise SystemExit("vggt_train: --flow-weight and --match-weight must be >= 0")
     data = DataConfig(widths=args.widths, min_height=args.min_height, max_height=args.max_height,
                       min_frames=args.min_frames, max_frames=args.max_frames,
                       max_gap=args.max_gap, batch_size=args.batch_size,
                       clip_frames=args.clip_frames, pool_size=args.pool_size,
-                      refresh_per_batch=args.refresh,
+                      refresh_per_batch=args.refresh, trajectories=args.trajectories,
                       num_tracks=0 if args.no_track else args.num_tracks)
     return TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup,
                        weight_decay=args.weight_decay, bf16=not args.no_bf16,
@@ -114,7 +128,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        trainable=args.trainable, seed=args.seed, num_workers=args.workers,
                        render_on_gpu=not args.cpu_data,
                        time_limit_s=args.time_limit_s, log_every=args.log_every,
-                       save_every=args.save_every, data=data)
+                       save_every=args.save_every, data=data,
+                       weights=LossWeights(flow=args.flow_weight, match=args.match_weight))
 
 
 def _device_name(device: torch.device) -> str:

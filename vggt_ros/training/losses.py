@@ -24,6 +24,8 @@ class LossWeights:
     depth: float = 1.0
     point: float = 1.0
     track: float = 0.05
+    flow: float = 0.0  # auxiliary patch-flow loss (training/correspondence.py); 0 = off
+    match: float = 0.0  # auxiliary attention-matching loss (same module); 0 = off
     conf_alpha: float = 0.2
     # Later camera refinement iterations count more: weight gamma^(n-1-i) for iteration i.
     camera_gamma: float = 0.6

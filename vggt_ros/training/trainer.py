@@ -22,6 +22,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from vggt_ros.model import VGGT, VGGTConfig, load_vggt
+from vggt_ros.model.aggregator import PATCH_START_IDX
+from vggt_ros.training.correspondence import (FlowProbe, first_frame_attention_logits, flow_loss,
+                                              matching_loss, matching_patch_targets,
+                                              patch_flow_to_first_frame)
 from vggt_ros.training.data import DataConfig, make_loader
 from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
                                       track_loss)
@@ -136,8 +140,15 @@ def enable_gradient_checkpointing(model: VGGT) -> int:
 
 
 def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
-                   device: torch.device) -> dict[str, Tensor]:
-    """Forward one batch and return every loss term plus their weighted ``total``."""
+                   device: torch.device, probe: Optional[FlowProbe] = None
+                   ) -> dict[str, Tensor]:
+    """Forward one batch and return every loss term plus their weighted ``total``.
+
+    Auxiliary correspondence terms (training/correspondence.py): with a ``probe``, the patch
+    flow read from the last aggregator layer; with ``weights.match > 0``, the middle global
+    block's attention (head 0) from later frames' patches to frame 0's, against the patch that
+    really shows the same point.
+    """
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     images = batch["images"].float() / 255.0
     target = normalize_scene(batch["cam_from_world"], batch["intrinsics"], batch["depth"],
@@ -148,11 +159,45 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
              and (h != "track" or with_track)]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16,
                               enabled=config.bf16 and device.type == "cuda")
-    with autocast:
-        pred = model(images, query_points=batch["query_points"] if with_track else None,
-                     heads=heads)
     w = config.weights
+    frames = images.shape[1]
+    aggregator = model.aggregator
+    match_block = (aggregator.global_blocks[len(aggregator.global_blocks) // 2]
+                   if w.match > 0 and frames > 1 else None)
+    captured: dict[str, Any] = {}
+
+    def keep_layers(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        captured["layers"] = output[0]
+
+    def keep_block_input(_module: nn.Module, args: Any) -> None:
+        captured["match_input"] = args
+
+    hooks = []  # they must return None: a returned value would replace the output/inputs
+    if probe is not None:
+        hooks.append(aggregator.register_forward_hook(keep_layers))
+    if match_block is not None:
+        hooks.append(match_block.register_forward_pre_hook(keep_block_input))
+    try:
+        with autocast:
+            pred = model(images, query_points=batch["query_points"] if with_track else None,
+                         heads=heads)
+    finally:
+        for hook in hooks:
+            hook.remove()
     losses: dict[str, Tensor] = {}
+    patch = model.config.patch_size
+    if probe is not None:
+        grid = (images.shape[-2] // patch, images.shape[-1] // patch)
+        target_flow, flow_valid = patch_flow_to_first_frame(
+            target.depth, target.cam_from_world, target.intrinsics, target.valid, patch)
+        losses["flow"] = w.flow * flow_loss(probe(captured["layers"][-1], PATCH_START_IDX, grid),
+                                            target_flow, flow_valid)
+    if match_block is not None:
+        block_tokens, positions = captured["match_input"]
+        logits = first_frame_attention_logits(match_block, block_tokens, positions, frames,
+                                              PATCH_START_IDX)
+        losses["match"] = w.match * matching_loss(logits, matching_patch_targets(
+            target.depth, target.cam_from_world, target.intrinsics, target.valid, patch))
     if "pose_enc_list" in pred:
         losses["camera"] = w.camera * camera_loss(pred["pose_enc_list"], target.pose_enc, w)
     if "depth" in pred:
@@ -178,7 +223,7 @@ def _parts(path: Path) -> list[Path]:
 
 
 def save_checkpoint(path: Path, model: VGGT, optimizer: torch.optim.Optimizer, step: int,
-                    extra: dict[str, Any]) -> list[Path]:
+                    extra: dict[str, Any], probe: Optional[nn.Module] = None) -> list[Path]:
     """Write the training state as ``path.partNN`` files of at most MAX_PART_BYTES."""
     optim_state = optimizer.state_dict()
     # state_dict() shares the per-parameter dicts with the live optimiser: build new ones, or a
@@ -192,6 +237,8 @@ def save_checkpoint(path: Path, model: VGGT, optimizer: torch.optim.Optimizer, s
     payload = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "optimizer": optim_state, "step": step, "rng": rng,
                "config": model.config.to_json(), "extra": json.dumps(extra)}
+    if probe is not None:
+        payload["probe"] = {k: v.detach().cpu() for k, v in probe.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
@@ -223,12 +270,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
                            f"readable checkpoint (missing or truncated part?): {exc}") from exc
 
 
-def restore(state: dict[str, Any], model: VGGT, optimizer: torch.optim.Optimizer) -> int:
-    """Load a checkpoint into model and optimiser (moments upcast); returns the step."""
+def restore(state: dict[str, Any], model: VGGT, optimizer: torch.optim.Optimizer,
+            probe: Optional[nn.Module] = None) -> int:
+    """Load a checkpoint into model, flow probe and optimiser (moments upcast); returns the
+    step."""
     saved = VGGTConfig.from_json(state["config"])
     if saved != model.config:
         raise ValueError(f"checkpoint config differs from the model's: {saved} vs {model.config}")
+    if ("probe" in state) != (probe is not None):
+        raise ValueError("the checkpoint was written with a different flow setting (the flow "
+                         "probe is present in only one of them): keep --flow-weight 0 or > 0 "
+                         "for the whole run")
     model.load_state_dict(state["model"], strict=True)
+    if probe is not None:
+        probe.load_state_dict(state["probe"], strict=True)
     optimizer.load_state_dict(state["optimizer"])
     for group_state in optimizer.state.values():
         for key in MOMENT_KEYS:
@@ -281,14 +336,19 @@ class Trainer:
             raise ValueError(f"losses must be a non-empty subset of {LOSS_NAMES}, "
                              f"got {config.losses}")
         self.trainable_parameters = select_trainable(model, config.trainable)
-        self.optimizer = build_optimizer(model, config)
+        self.probe = (FlowProbe(2 * model.config.embed_dim).to(device)
+                      if config.weights.flow > 0 else None)
+        # The probe's parameters come after the model's, so model parameter indices (and
+        # optimiser state) are the same with and without it.
+        self.optimizer = build_optimizer(
+            nn.ModuleList([model] + ([self.probe] if self.probe is not None else [])), config)
         self.step = 0
         self.previous_wall_s = 0.0  # training time of the earlier chunks of this run
         if config.gradient_checkpointing:
             enable_gradient_checkpointing(model)
         if checkpoint_path is not None and checkpoint_exists(checkpoint_path):
             state = load_checkpoint(checkpoint_path)
-            self.step = restore(state, model, self.optimizer)
+            self.step = restore(state, model, self.optimizer, self.probe)
             self.previous_wall_s = float(json.loads(state["extra"]).get("wall_s_total", 0.0))
         self._chunk_start = time.monotonic()
 
@@ -303,12 +363,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, self.config)
         self.optimizer.zero_grad(set_to_none=True)
-        losses = compute_losses(self.model, batch, self.config, self.device)
+        losses = compute_losses(self.model, batch, self.config, self.device, self.probe)
         if not torch.isfinite(losses["total"]):
             raise FloatingPointError(f"non-finite loss at step {self.step}: "
                                      f"{ {k: float(v) for k, v in losses.items()} }")
         losses["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for group in self.optimizer.param_groups for p in group["params"]],
+            self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
         out = {k: float(v.detach()) for k, v in losses.items()}
@@ -368,4 +430,4 @@ class Trainer:
         save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.step,
                         {"train_config": asdict(self.config), "wall_s_total": self.wall_s_total,
                          "device": (torch.cuda.get_device_name(self.device)
-                                    if self.device.type == "cuda" else "cpu")})
+                                    if self.device.type == "cuda" else "cpu")}, self.probe)
