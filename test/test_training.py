@@ -1,4 +1,5 @@
 """Training code: hand-computed losses, GT normalisation, data split, and that training learns."""
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -394,6 +395,17 @@ def test_flow_probe_trains_and_round_trips_beside_the_model(tmp_path, tiny_confi
     with pytest.raises(ValueError, match="flow"):
         Trainer(VGGT(tiny_config).train(), TrainConfig(steps=20), torch.device("cpu"),
                 checkpoint_path=tmp_path / "ck")
+    # The probe can read an earlier layer, but only one the aggregator outputs (dpt_layers).
+    sparse = dataclasses.replace(tiny_config, depth=5, dpt_layers=type(tiny_config.dpt_layers)(
+        (0, 1, 2, 4)))
+
+    def flow_at(layer: int) -> dict:
+        config = TrainConfig(steps=20, losses=("camera",), weights=LossWeights(flow=1.0),
+                             flow_layer=layer)
+        return Trainer(VGGT(sparse).train(), config, torch.device("cpu")).train_step(tiny_batch)
+    assert "flow" in flow_at(2)
+    with pytest.raises(ValueError, match="flow_layer"):
+        flow_at(3)
     # the model's own entry keeps exactly VGGT's keys (the probe is stored beside it)
     assert set(load_checkpoint(tmp_path / "ck")["model"]) == set(resumed.model.state_dict())
 

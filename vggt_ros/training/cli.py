@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the auxiliary loss that trains one attention head of the "
                         "middle global block to attend to the patch showing the same point "
                         "(training/correspondence.py; 0: off)")
+    p.add_argument("--flow-layer", type=int, default=-1,
+                   help="aggregator layer the flow probe reads, one of the config's dpt_layers "
+                        "(default: the last)")
     p.add_argument("--flow-weight", type=float, default=0.0,
                    help="weight of the auxiliary patch-flow loss that teaches the aggregator "
                         "cross-view correspondence (training/correspondence.py; 0: off)")
@@ -129,7 +132,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        render_on_gpu=not args.cpu_data,
                        time_limit_s=args.time_limit_s, log_every=args.log_every,
                        save_every=args.save_every, data=data,
-                       weights=LossWeights(flow=args.flow_weight, match=args.match_weight))
+                       weights=LossWeights(flow=args.flow_weight, match=args.match_weight),
+                       flow_layer=args.flow_layer)
 
 
 def _device_name(device: torch.device) -> str:

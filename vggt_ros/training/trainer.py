@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 10
     save_every: int = 0  # extra checkpoints every N steps (0: only at the end of the chunk)
     weights: LossWeights = field(default_factory=LossWeights)
+    flow_layer: int = -1  # aggregator layer the flow probe reads (must be in dpt_layers)
     data: DataConfig = field(default_factory=DataConfig)
 
 
@@ -145,9 +146,9 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
     """Forward one batch and return every loss term plus their weighted ``total``.
 
     Auxiliary correspondence terms (training/correspondence.py): with a ``probe``, the patch
-    flow read from the last aggregator layer; with ``weights.match > 0``, the middle global
-    block's attention (head 0) from later frames' patches to frame 0's, against the patch that
-    really shows the same point.
+    flow read from aggregator layer ``config.flow_layer`` (one the DPT heads cache); with
+    ``weights.match > 0``, the middle global block's attention (head 0) from later frames'
+    patches to frame 0's, against the patch that really shows the same point.
     """
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     images = batch["images"].float() / 255.0
@@ -190,8 +191,12 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
         target_flow, flow_valid = patch_flow_to_first_frame(
             target.depth, target.cam_from_world, target.intrinsics, target.valid, patch)
-        losses["flow"] = w.flow * flow_loss(probe(captured["layers"][-1], PATCH_START_IDX, grid),
-                                            target_flow, flow_valid)
+        layer = captured["layers"][config.flow_layer]
+        if layer is None:
+            raise ValueError(f"flow_layer {config.flow_layer} is not an output layer of the "
+                             f"aggregator (the cached ones: {model.config.dpt_layers})")
+        losses["flow"] = w.flow * flow_loss(probe(layer, PATCH_START_IDX, grid), target_flow,
+                                            flow_valid)
     if match_block is not None:
         block_tokens, positions = captured["match_input"]
         logits = first_frame_attention_logits(match_block, block_tokens, positions, frames,
