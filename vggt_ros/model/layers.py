@@ -134,15 +134,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
-        b, n, c = x.shape
+    def project_qkv(self, x: Tensor, pos: Optional[RopePositions] = None
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+        """[B,N,C] -> q, k, v [B,heads,N,D] as attended: qk-norm and RoPE applied. Public so
+        training code can supervise the attention logits this layer really computes."""
+        b, n, _ = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None and pos is not None:
             q = self.rope(q, pos)
             k = self.rope(k, pos)
-        x = F.scaled_dot_product_attention(q, k, v)
+        return q, k, v
+
+    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
+        b, n, c = x.shape
+        x = F.scaled_dot_product_attention(*self.project_qkv(x, pos))
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 

@@ -119,22 +119,16 @@ def first_frame_attention_logits(block: nn.Module, tokens: Tensor, positions: An
     """Attention logits of one head of a global block: every patch query of frames 1..S-1
     against the patch keys of frame 0.
 
-    Recomputes the block's own query/key path (norm1, qkv, qk-norm, RoPE, 1/sqrt(d) scale) from
-    the block input ``tokens`` [B,S*P,C], so a loss on these logits trains exactly the weights
-    the model attends with. Returns [B,S-1,hw,hw] float32.
+    Runs the block's own query/key path (``norm1`` then ``Attention.project_qkv``, with the
+    SDPA default 1/sqrt(d) scale) on the block input ``tokens`` [B,S*P,C], so a loss on these
+    logits trains exactly the weights the model attends with. Returns [B,S-1,hw,hw] float32.
     """
-    attn = block.attn
     b, n, _ = tokens.shape
     per_frame = n // frames
-    qkv = attn.qkv(block.norm1(tokens.float()))
-    qkv = qkv.reshape(b, n, 3, attn.num_heads, attn.head_dim)[:, :, :, head]
-    q, k = attn.q_norm(qkv[:, :, 0]), attn.k_norm(qkv[:, :, 1])
-    if attn.rope is not None:
-        q = attn.rope(q[:, None], positions)[:, 0]
-        k = attn.rope(k[:, None], positions)[:, 0]
-    q = q.reshape(b, frames, per_frame, -1)[:, 1:, patch_start:]
-    k = k.reshape(b, frames, per_frame, -1)[:, 0, patch_start:]
-    return torch.einsum("bsqd,bkd->bsqk", q, k) * attn.head_dim ** -0.5
+    q, k, _ = block.attn.project_qkv(block.norm1(tokens.float()), positions)
+    q = q[:, head].reshape(b, frames, per_frame, -1)[:, 1:, patch_start:]
+    k = k[:, head].reshape(b, frames, per_frame, -1)[:, 0, patch_start:]
+    return torch.einsum("bsqd,bkd->bsqk", q, k) * block.attn.head_dim ** -0.5
 
 
 def matching_loss(logits: Tensor, targets: Tensor) -> Tensor:
