@@ -11,7 +11,8 @@ import torch
 from vggt_ros.model import VGGT, VGGTConfig, load_vggt
 from vggt_ros.synth import TRAJECTORIES
 from vggt_ros.training import cli
-from vggt_ros.training.correspondence import matching_patch_targets, patch_flow_to_first_frame
+from vggt_ros.training.correspondence import (matching_patch_targets, patch_flow,
+                                              project_patch_centres_to_first_frame)
 from vggt_ros.training.data import (HELD_OUT_SEED_MIN, DataConfig, SyntheticWindows,
                                     make_loader, track_ground_truth)
 from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
@@ -323,12 +324,22 @@ def _plane_scene(cam_from_cam0: torch.Tensor, depth_m: float = 2.0, size: int = 
     return depth, poses, K, torch.ones(1, 2, size, size, dtype=torch.bool)
 
 
+def _flow(depth, poses, K, valid, patch):
+    projection = project_patch_centres_to_first_frame(depth, poses, K, valid, patch)
+    return patch_flow(projection, depth.shape[-2:])
+
+
+def _matching(depth, poses, K, valid, patch):
+    projection = project_patch_centres_to_first_frame(depth, poses, K, valid, patch)
+    return matching_patch_targets(projection, depth, valid, patch)
+
+
 def test_patch_flow_by_hand():
     # Camera 1 sits 0.1 to the left of camera 0 (x_cam1 = x_cam0 + 0.1): a point at depth 2
     # is 0.1 further left in camera 0, f*0.1/2 = 1 px, i.e. 1/28 of the width.
     shift = torch.eye(4, dtype=torch.float64)
     shift[0, 3] = 0.1
-    flow, valid = patch_flow_to_first_frame(*_plane_scene(shift), patch=14)
+    flow, valid = _flow(*_plane_scene(shift), patch=14)
     assert flow.shape == (1, 2, 2, 2, 2) and bool(valid.all())
     assert torch.allclose(flow[0, 0], torch.zeros(2, 2, 2, dtype=torch.float64))
     assert torch.allclose(flow[0, 1, ..., 0], torch.full((2, 2), -1.0 / 28, dtype=torch.float64))
@@ -338,13 +349,13 @@ def test_patch_flow_by_hand():
     turn = torch.eye(4, dtype=torch.float64)
     turn[0, 0] = turn[2, 2] = math.cos(angle)
     turn[0, 2], turn[2, 0] = math.sin(angle), -math.sin(angle)
-    near, _ = patch_flow_to_first_frame(*_plane_scene(turn, depth_m=1.0), patch=14)
-    far, _ = patch_flow_to_first_frame(*_plane_scene(turn, depth_m=7.0), patch=14)
+    near, _ = _flow(*_plane_scene(turn, depth_m=1.0), patch=14)
+    far, _ = _flow(*_plane_scene(turn, depth_m=7.0), patch=14)
     assert torch.allclose(near, far) and float(near[0, 1, ..., 0].abs().min()) > 0.05
     # A centre that lands behind camera 0 has no target.
     behind = torch.eye(4, dtype=torch.float64)
     behind[2, 3] = 5.0  # camera 0 is 5 in front of camera 1, looking the same way
-    _, valid = patch_flow_to_first_frame(*_plane_scene(behind), patch=14)
+    _, valid = _flow(*_plane_scene(behind), patch=14)
     assert not bool(valid[0, 1].any()) and bool(valid[0, 0].all())
 
 
@@ -353,7 +364,7 @@ def test_matching_targets_by_hand():
     shift = torch.eye(4, dtype=torch.float64)
     shift[0, 3] = 1.4  # f * 1.4 / depth 2 = 14 px
     depth, poses, K, valid = _plane_scene(shift, size=56)
-    targets = matching_patch_targets(depth, poses, K, valid, patch=14)
+    targets = _matching(depth, poses, K, valid, patch=14)
     assert targets.shape == (1, 1, 4, 4)
     expected = torch.tensor([[-1 if c == 0 else r * 4 + c - 1 for c in range(4)]
                              for r in range(4)])
@@ -361,7 +372,7 @@ def test_matching_targets_by_hand():
     # The same geometry with something nearer in front of frame 0 everywhere: all hidden.
     occluded = depth.clone()
     occluded[:, 0] = 1.0
-    assert bool((matching_patch_targets(occluded, poses, K, valid, patch=14) == -1).all())
+    assert bool((_matching(occluded, poses, K, valid, patch=14) == -1).all())
 
 
 def test_matching_loss_trains_the_attention_it_supervises(tiny_config, tiny_batch):

@@ -1,21 +1,26 @@
-"""Auxiliary training signal: where each patch of every frame lands in the first frame.
+"""Auxiliary training signals: where each patch of every frame lands in the first frame.
 
 Why: a from-scratch aggregator has to discover cross-view correspondence before the camera
 loss can say anything useful, and the camera loss reaches the patch tokens only through one
-token per frame; our small demo models sat at the no-motion pose for thousands of steps. This
-loss supervises the correspondence directly: a linear probe on the last aggregator layer's
-patch tokens must output each patch's displacement to its position in frame 0 (the flow the
-ground-truth depth and poses imply). The probe is training-only: it is not part of VGGT and
-is never exported, so checkpoints keep the official key structure.
+token per frame; our small demo models sat at the no-motion pose for thousands of steps. Two
+losses supervise the correspondence directly, both from one projection of the patch centres
+with the ground-truth depth and poses:
+* flow: a linear probe on one aggregator layer's patch tokens must output each patch's
+  displacement to its position in frame 0;
+* matching: one attention head of a global block must attend from each patch of the later
+  frames to the frame-0 patch that shows the same point.
+The probe is training-only: it is not part of VGGT and is never exported, so checkpoints keep
+the official key structure.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vggt_ros.training.data import VISIBILITY_DEPTH_TOLERANCE
 from vggt_ros.training.normalize import depth_to_camera_points, rigid_inverse
 
 
@@ -34,15 +39,22 @@ class FlowProbe(nn.Module):
         return out.reshape(*tokens.shape[:2], *grid, 2)
 
 
+class PatchProjection(NamedTuple):
+    """Patch centres of every frame of a batch projected into frame 0."""
+
+    centres: Tensor  # [h,w,2] pixel (x, y) of the patch centres
+    uv0: Tensor  # [B,S,h,w,2] their pixels in frame 0
+    z0: Tensor  # [B,S,h,w] their depth in camera 0
+    ok: Tensor  # [B,S,h,w] bool: the centre has depth and lands in front of camera 0
+
+
 def project_patch_centres_to_first_frame(depth: Tensor, cam_from_cam0: Tensor,
                                          intrinsics: Tensor, valid: Tensor, patch: int
-                                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                                         ) -> PatchProjection:
     """Where the centre of every patch of every frame lands in frame 0.
 
     depth/valid [B,S,H,W], cam_from_cam0 [B,S,4,4] (frame 0 the identity), intrinsics
-    [B,S,3,3] -> (centres [h,w,2] pixel (x, y) of the patch centres, uv0 [B,S,h,w,2] their
-    pixels in frame 0, z0 [B,S,h,w] their depth in camera 0, ok [B,S,h,w] bool: the centre has
-    depth and lands in front of camera 0).
+    [B,S,3,3], ``patch`` the patch size in pixels.
     """
     centre = patch // 2
     depth_c = depth[..., centre::patch, centre::patch]
@@ -64,24 +76,22 @@ def project_patch_centres_to_first_frame(depth: Tensor, cam_from_cam0: Tensor,
     grid = [torch.arange(n, device=depth.device, dtype=depth.dtype) * patch + centre
             for n in (rows, cols)]
     v, u = torch.meshgrid(*grid, indexing="ij")
-    return torch.stack((u, v), dim=-1), uv0, z0, ok
+    return PatchProjection(torch.stack((u, v), dim=-1), uv0, z0, ok)
 
 
-def patch_flow_to_first_frame(depth: Tensor, cam_from_cam0: Tensor, intrinsics: Tensor,
-                              valid: Tensor, patch: int) -> tuple[Tensor, Tensor]:
+def patch_flow(projection: PatchProjection, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Ground-truth displacement of every patch centre to its projection in frame 0.
 
-    Same inputs as ``project_patch_centres_to_first_frame`` -> (flow [B,S,H/p,W/p,2] as
-    fractions of the image width and height, valid [B,S,H/p,W/p] bool). The flow is geometric:
-    it is defined wherever the centre has depth and lands in front of camera 0, inside the
-    image or not, occluded or not, because the poses determine it either way.
+    -> (flow [B,S,h,w,2] as fractions of the image width and height, valid [B,S,h,w] bool).
+    The flow is geometric: it is defined wherever the centre has depth and lands in front of
+    camera 0, inside the image or not, occluded or not, because the poses determine it either
+    way.
     """
-    height, width = depth.shape[-2:]
-    centres, uv0, _, ok = project_patch_centres_to_first_frame(depth, cam_from_cam0, intrinsics,
-                                                              valid, patch)
-    scale = torch.tensor([width, height], device=depth.device, dtype=depth.dtype)
-    flow = (uv0 - centres) / scale
-    return torch.where(ok[..., None], flow, torch.zeros_like(flow)), ok
+    height, width = image_hw
+    uv0 = projection.uv0
+    scale = torch.tensor([width, height], device=uv0.device, dtype=uv0.dtype)
+    flow = (uv0 - projection.centres) / scale
+    return torch.where(projection.ok[..., None], flow, torch.zeros_like(flow)), projection.ok
 
 
 def flow_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
@@ -91,16 +101,16 @@ def flow_loss(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
     return (error * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def matching_patch_targets(depth: Tensor, cam_from_cam0: Tensor, intrinsics: Tensor,
-                           valid: Tensor, patch: int, tolerance: float = 0.05) -> Tensor:
+def matching_patch_targets(projection: PatchProjection, depth: Tensor, valid: Tensor,
+                           patch: int) -> Tensor:
     """For every patch of frames 1..S-1, the row-major index of the frame-0 patch that shows
     its centre, or -1 where that point is outside frame 0, hidden there (frame 0's depth at
-    the spot disagrees by more than ``tolerance``, relative) or has no depth.
+    the spot disagrees by more than the relative ``VISIBILITY_DEPTH_TOLERANCE`` of the track
+    ground truth) or has no depth.
 
-    Inputs as ``project_patch_centres_to_first_frame``; returns [B,S-1,h,w] int64.
+    ``projection`` of the batch's ``depth``/``valid`` [B,S,H,W]; returns [B,S-1,h,w] int64.
     """
-    _, uv0, z0, ok = project_patch_centres_to_first_frame(depth, cam_from_cam0, intrinsics,
-                                                          valid, patch)
+    _, uv0, z0, ok = projection
     height, width = depth.shape[-2:]
     rows, cols = height // patch, width // patch
     x, y = uv0[..., 0], uv0[..., 1]
@@ -109,7 +119,7 @@ def matching_patch_targets(depth: Tensor, cam_from_cam0: Tensor, intrinsics: Ten
     py = torch.where(inside, y, torch.zeros_like(y)).round().long().clamp(0, height - 1)
     batch = torch.arange(depth.shape[0], device=depth.device)[:, None, None, None]
     seen = depth[:, 0][batch, py, px]
-    visible = inside & valid[:, 0][batch, py, px] & ((seen - z0).abs() <= tolerance * z0)
+    visible = inside & valid[:, 0][batch, py, px] & ((seen - z0).abs() <= VISIBILITY_DEPTH_TOLERANCE * z0)
     index = (py // patch).clamp(max=rows - 1) * cols + (px // patch).clamp(max=cols - 1)
     return torch.where(visible, index, torch.full_like(index, -1))[:, 1:]
 

@@ -24,8 +24,8 @@ from torch.utils.checkpoint import checkpoint
 from vggt_ros.model import VGGT, VGGTConfig, load_vggt
 from vggt_ros.model.aggregator import PATCH_START_IDX
 from vggt_ros.training.correspondence import (FlowProbe, first_frame_attention_logits, flow_loss,
-                                              matching_loss, matching_patch_targets,
-                                              patch_flow_to_first_frame)
+                                              matching_loss, matching_patch_targets, patch_flow,
+                                              project_patch_centres_to_first_frame)
 from vggt_ros.training.data import DataConfig, make_loader
 from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
                                       track_loss)
@@ -187,10 +187,12 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
             hook.remove()
     losses: dict[str, Tensor] = {}
     patch = model.config.patch_size
+    if probe is not None or match_block is not None:
+        projection = project_patch_centres_to_first_frame(
+            target.depth, target.cam_from_world, target.intrinsics, target.valid, patch)
     if probe is not None:
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
-        target_flow, flow_valid = patch_flow_to_first_frame(
-            target.depth, target.cam_from_world, target.intrinsics, target.valid, patch)
+        target_flow, flow_valid = patch_flow(projection, images.shape[-2:])
         layer = captured["layers"][config.flow_layer]
         if layer is None:
             raise ValueError(f"flow_layer {config.flow_layer} is not an output layer of the "
@@ -201,8 +203,8 @@ def compute_losses(model: VGGT, batch: dict[str, Tensor], config: TrainConfig,
         block_tokens, positions = captured["match_input"]
         logits = first_frame_attention_logits(match_block, block_tokens, positions, frames,
                                               PATCH_START_IDX)
-        losses["match"] = w.match * matching_loss(logits, matching_patch_targets(
-            target.depth, target.cam_from_world, target.intrinsics, target.valid, patch))
+        losses["match"] = w.match * matching_loss(
+            logits, matching_patch_targets(projection, target.depth, target.valid, patch))
     if "pose_enc_list" in pred:
         losses["camera"] = w.camera * camera_loss(pred["pose_enc_list"], target.pose_enc, w)
     if "depth" in pred:
