@@ -82,6 +82,23 @@ SETTINGS: tuple[Setting, ...] = (
             "pipeline", min=1000),
     Setting("metric_scale", 0.0, "Known metres per VGGT unit for the first window; 0 = "
             "non-metric output (reported as such in diagnostics).", "pipeline", min=0.0),
+    # Intrinsics and poses.
+    Setting("intrinsics_source", "camera_info", "camera_info: a calibrated CameraInfo, when "
+            "frames carry one, is the intrinsics of record (depth, points, poses, COLMAP); "
+            "predicted: always VGGT's own focal length.", "pipeline",
+            choices=("camera_info", "predicted")),
+    Setting("pose_source", "refined", "Where window poses come from: camera_head (VGGT's camera "
+            "head as is), tracks (PnP on the track head's tracks lifted with the predicted "
+            "depth), refined (tracks + a bundle adjustment of the window's poses and depths).",
+            "pipeline", choices=("camera_head", "tracks", "refined")),
+    Setting("pose_queries", 256, "Pixels tracked per anchor keyframe to solve a window's poses.",
+            "pipeline", min=8, max=4096),
+    Setting("pose_anchors", 1, "Keyframes per window whose pixels are tracked for the pose "
+            "solver (the first, then evenly spaced); more anchors see more of the window.",
+            "pipeline", min=1, max=8),
+    Setting("track_history_windows", 8, "How many recent windows track_points can answer for "
+            "(their keyframes are kept for re-running the track head).", "pipeline",
+            min=1, max=100),
     Setting("max_track_points", 256, "Most query points one track_points request may carry.",
             "pipeline", min=1, max=4096),
     # ROS frames and outputs.

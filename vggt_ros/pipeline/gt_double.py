@@ -2,9 +2,10 @@
 
 It lets the chaining, mapping and node code be tested for what THEY do, with every error
 attributable: each window comes back the way VGGT reports it (frame 0 at the origin, its own
-arbitrary scale drawn per window), optionally degraded by multiplicative depth noise and pose
-noise. Preprocessing is the identity (model size = original size), so depth pixels are camera
-pixels and the intrinsics are the sequence's K.
+arbitrary scale drawn per window), optionally degraded by multiplicative depth noise, pose
+noise, a focal-length error, and track noise and outliers. Preprocessing is the identity (model
+size = original size), so depth pixels are camera pixels and the intrinsics are the sequence's
+K (times ``1 + focal_error``).
 """
 from __future__ import annotations
 
@@ -27,17 +28,25 @@ class GroundTruthPredictor:
 
     def __init__(self, sequence: SyntheticSequence, scale_range: tuple[float, float] = (0.3, 3.0),
                  depth_noise: float = 0.0, rot_noise_deg: float = 0.0, trans_noise: float = 0.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, track_noise_px: float = 0.0, track_outliers: float = 0.0,
+                 focal_error: float = 0.0) -> None:
         low, high = scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {scale_range}")
-        if min(depth_noise, rot_noise_deg, trans_noise) < 0:
+        if min(depth_noise, rot_noise_deg, trans_noise, track_noise_px) < 0:
             raise ValueError("noise levels must be >= 0")
+        if not 0 <= track_outliers <= 1:
+            raise ValueError(f"track_outliers must be a share in [0, 1], got {track_outliers}")
+        if focal_error <= -1:
+            raise ValueError(f"focal_error must be > -1, got {focal_error}")
         self.sequence = sequence
         self.scale_range = (float(low), float(high))
         self.depth_noise = depth_noise
         self.rot_noise_deg = rot_noise_deg
         self.trans_noise = trans_noise
+        self.track_noise_px = track_noise_px  # Gaussian noise on every tracked pixel (x and y)
+        self.track_outliers = track_outliers  # share of tracks replaced by random pixels
+        self.focal_error = focal_error  # predicted focal lengths are (1 + focal_error) x true
         self._rng = np.random.default_rng(seed)
         self._index = {int(s): i for i, s in enumerate(sequence.stamps_ns)}
         self._renders: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -83,9 +92,15 @@ class GroundTruthPredictor:
             conf = np.full(depth.shape, CONF_MAX)
         return WindowPrediction(
             stamps_ns=[f.stamp_ns for f in frames], cam_from_world=cam_from_window,
-            intrinsics=np.repeat(self.sequence.K[None], len(idx), axis=0),
+            intrinsics=np.repeat(self._predicted_k()[None], len(idx), axis=0),
             depth=depth.astype(np.float32), depth_conf=conf.astype(np.float32),
             images=np.stack([f.image for f in frames]), mappings=[self._mapping()] * len(idx))
+
+    def _predicted_k(self) -> np.ndarray:
+        k = self.sequence.K.copy()
+        k[0, 0] *= 1.0 + self.focal_error
+        k[1, 1] *= 1.0 + self.focal_error
+        return k
 
     def _perturb(self, cam_from_window: np.ndarray, scale: float) -> np.ndarray:
         """Left-multiply small random rigid motions (translation noise in world units)."""
@@ -127,5 +142,10 @@ class GroundTruthPredictor:
             seen = inside & (np.abs(rendered - depth) <= VISIBILITY_DEPTH_TOL * depth)
             visibility[s] = seen
             confidence[s] = inside
+        tracks[1:] += self._rng.standard_normal(tracks[1:].shape) * self.track_noise_px
+        outlier = self._rng.random(tracks.shape[:2]) < self.track_outliers
+        outlier[0] = False  # the query frame's track is the query itself
+        tracks[outlier] = self._rng.uniform((0, 0), (width - 1, height - 1),
+                                            (int(outlier.sum()), 2))
         return TrackPrediction(stamps_ns=[f.stamp_ns for f in frames], tracks_uv=tracks,
                                visibility=visibility, confidence=confidence)

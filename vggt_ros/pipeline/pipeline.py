@@ -24,16 +24,21 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, fields
+from collections import Counter, deque
+from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import numpy as np
 
-from vggt_ros.pipeline.chaining import Chainer
+from vggt_ros.pipeline.chaining import Chainer, check_prediction
+from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SOURCES,
+                                          apply_intrinsics)
 from vggt_ros.pipeline.map_fusion import VoxelMap
-from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, Predictor,
-                                     WindowResult)
+from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
+                                           PoseSolverConfig, gather_tracks)
+from vggt_ros.pipeline.tracking import track_window
+from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, PoseHealth,
+                                     Predictor, WindowPrediction, WindowResult)
 from vggt_ros.pipeline.window import WindowManager
 from vggt_ros.settings import BY_NAME
 
@@ -66,6 +71,11 @@ class PipelineConfig:
     max_scale_jump: float = 3.0
     size_change_reset_frames: int = 5
     max_track_points: int = _default("max_track_points")
+    intrinsics_source: str = _default("intrinsics_source")
+    pose_source: str = _default("pose_source")
+    pose_queries: int = _default("pose_queries")
+    pose_anchors: int = _default("pose_anchors")
+    track_history_windows: int = _default("track_history_windows")
 
     @classmethod
     def from_settings(cls, values: dict) -> "PipelineConfig":
@@ -75,8 +85,14 @@ class PipelineConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def validate(self) -> None:
+        choices = {"intrinsics_source": INTRINSICS_SOURCES, "pose_source": POSE_SOURCES}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in choices:
+                if value not in choices[f.name]:
+                    raise ValueError(f"PipelineConfig.{f.name} must be one of "
+                                     f"{list(choices[f.name])}, got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
                     value):
                 raise ValueError(f"PipelineConfig.{f.name} must be a finite number, got {value!r}")
@@ -99,6 +115,9 @@ class PipelineConfig:
             ("max_scale_jump", self.max_scale_jump > 1.0, "> 1"),
             ("size_change_reset_frames", self.size_change_reset_frames >= 1, ">= 1"),
             ("max_track_points", self.max_track_points >= 1, ">= 1"),
+            ("pose_queries", self.pose_queries >= 8, ">= 8"),
+            ("pose_anchors", self.pose_anchors >= 1, ">= 1"),
+            ("track_history_windows", self.track_history_windows >= 1, ">= 1"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -155,6 +174,10 @@ class _Snapshot:
     frames: tuple[Frame, ...]
     keyframes: dict[int, KeyframeResult]  # first placements, by stamp
 
+    @property
+    def stamps(self) -> list[int]:
+        return [f.stamp_ns for f in self.frames]
+
 
 class Pipeline:
     """Frames in, odom-placed windows out (see module docstring)."""
@@ -170,9 +193,15 @@ class Pipeline:
         self._chainer = Chainer(config.conf_threshold, config.conf_percentile,
                                 config.metric_scale, config.huber_delta, config.irls_iters,
                                 config.max_scale_jump, config.max_window_points)
+        self._pose_solver = PoseSolver(PoseSolverConfig(
+            pose_source=config.pose_source, num_queries=config.pose_queries,
+            anchors=config.pose_anchors, conf_threshold=config.conf_threshold))
         self._lock = threading.RLock()  # worker-side state
         self._snapshot_lock = threading.Lock()
-        self._snapshot: Optional[_Snapshot] = None
+        # The last windows, newest last: what track() can answer for.
+        self._snapshots: deque[_Snapshot] = deque(maxlen=config.track_history_windows)
+        self._last_pose: Optional[PoseHealth] = None
+        self._pose_counts: Counter[str] = Counter()
         self._frames_in = 0
         self._windows_done = 0
         self._rejected: Counter[str] = Counter()
@@ -218,7 +247,7 @@ class Pipeline:
             self.map.clear()
             self._clear_stream()
             with self._snapshot_lock:
-                self._snapshot = None
+                self._snapshots.clear()
             self._resets += 1
             self._last_reset_reason = reason
 
@@ -266,6 +295,8 @@ class Pipeline:
         try:
             prediction = self.predictor.predict(window)
             t1 = time.perf_counter()
+            prediction, pose, pose_timings = self._solve_poses(prediction, window)
+            t2 = time.perf_counter()
             result = self._chainer.place(prediction, window, index=self._windows_done)
         except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
             reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
@@ -274,55 +305,83 @@ class Pipeline:
             self._last_error = reason
             self.reset(reason)
             raise WindowFailed(reason) from err
-        t2 = time.perf_counter()
-        self.map.insert(result.points, result.colors)
         t3 = time.perf_counter()
-        timings = {"predict": t1 - t0, "chain": t2 - t1, "fuse": t3 - t2}
+        self.map.insert(result.points, result.colors)
+        t4 = time.perf_counter()
+        timings = {"predict": t1 - t0, **pose_timings, "chain": t3 - t2, "fuse": t4 - t3}
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
+        result.pose = pose
+        self._count_pose(pose)
         self._windows_done += 1
         snapshot = _Snapshot(frames=tuple(window), keyframes=self._chainer.keyframes())
         with self._snapshot_lock:
-            self._snapshot = snapshot
+            self._snapshots.append(snapshot)
             self._last_chaining = result.chaining
+            self._last_pose = pose
             self._timings = timings
         return result
+
+    def _solve_poses(self, prediction: WindowPrediction, window: list[Frame]
+                     ) -> tuple[WindowPrediction, PoseHealth, dict[str, float]]:
+        """Calibrated intrinsics, then the window's poses from its tracks and depth (the pose
+        solver runs in every pose_source: its health numbers check the camera head too)."""
+        check_prediction(prediction, window)
+        prediction, intrinsics = apply_intrinsics(prediction, window,
+                                                  self.config.intrinsics_source)
+        start = time.perf_counter()
+        tracks = gather_tracks(prediction, window,
+                               lambda frames, a, uv: track_window(self.predictor, frames, a, uv),
+                               self._pose_solver.config)
+        tracked = time.perf_counter()
+        solution = self._pose_solver.solve(prediction, tracks)
+        solved = time.perf_counter()
+        pose = replace(solution.health, intrinsics_source=intrinsics.source,
+                       focal_disagreement=intrinsics.focal_disagreement,
+                       warning="; ".join(w for w in (intrinsics.warning, solution.health.warning)
+                                         if w))
+        return (replace(prediction, cam_from_world=solution.cam_from_world), pose,
+                {"track": tracked - start, "solve": solved - tracked})
+
+    def _count_pose(self, pose: PoseHealth) -> None:
+        self._pose_counts["fallback_frames"] += pose.fallback_frames
+        self._pose_counts["disagreement_windows"] += int(
+            pose.disagreement_deg > DISAGREEMENT_WARN_DEG)
+        self._pose_counts["degenerate_windows"] += int(pose.degenerate)
+        self._pose_counts["focal_warning_windows"] += int(
+            pose.focal_disagreement > FOCAL_DISAGREEMENT_WARN)
 
     # ----------------------------------------------------------------------------- tracking
     def track(self, stamp_ns: int, query_uv: np.ndarray) -> TrackAnswer:
         """Track ``query_uv`` ([N,2] original pixels of keyframe ``stamp_ns``; 0 = the newest
-        keyframe) through the last processed window, and place the queries in odom."""
+        keyframe) through the newest of the last ``track_history_windows`` windows that holds
+        that keyframe, and place the queries in odom. Older windows re-run the network on their
+        stored keyframes (the same ``track_window`` path the pose solver uses)."""
         with self._snapshot_lock:
-            snap = self._snapshot
-        if snap is None:
+            history = list(self._snapshots)
+        if not history:
             raise TrackRequestError("no window has been processed yet")
-        stamps = [f.stamp_ns for f in snap.frames]
         if stamp_ns == 0:
-            q = len(stamps) - 1
-        elif stamp_ns in stamps:
-            q = stamps.index(stamp_ns)
+            snap, q = history[-1], len(history[-1].frames) - 1
         else:
-            raise TrackRequestError(f"stamp {stamp_ns} ns is not a keyframe of the last window "
-                                    f"({stamps[0]}..{stamps[-1]} ns, {len(stamps)} keyframes)")
+            found = [(h, h.stamps.index(stamp_ns)) for h in reversed(history)
+                     if stamp_ns in h.stamps]
+            if not found:
+                first, last = history[0].stamps[0], history[-1].stamps[-1]
+                raise TrackRequestError(
+                    f"stamp {stamp_ns} ns is not a keyframe of the last {len(history)} windows "
+                    f"({first}..{last} ns); use the stamp of a keyframe (the stamps on /tf) "
+                    f"no older than track_history_windows={self.config.track_history_windows} "
+                    f"windows")
+            snap, q = found[0]
         height, width = snap.frames[q].image.shape[:2]
         query_uv = self._check_queries(query_uv, width, height)
-        order = [q] + [i for i in range(len(stamps)) if i != q]  # the track head queries frame 0
-        pred = self.predictor.track([snap.frames[i] for i in order], query_uv)
-        shape = (len(stamps), len(query_uv))
-        if (np.shape(pred.tracks_uv) != shape + (2,) or np.shape(pred.visibility) != shape
-                or np.shape(pred.confidence) != shape):
-            raise RuntimeError(f"predictor.track returned shapes {np.shape(pred.tracks_uv)}, "
-                               f"{np.shape(pred.visibility)}, {np.shape(pred.confidence)}; "
-                               f"expected {shape + (2,)}, {shape}, {shape}")
-        tracks = np.empty(shape + (2,))
-        visibility = np.empty(shape)
-        confidence = np.empty(shape)
-        tracks[order], visibility[order], confidence[order] = (
-            pred.tracks_uv, pred.visibility, pred.confidence)
-        points, valid = _query_points(snap.keyframes[stamps[q]], query_uv)
-        return TrackAnswer(stamps_ns=stamps, query_index=q, tracks_uv=tracks,
-                           visibility=visibility, confidence=confidence, points_odom=points,
-                           points_valid=valid)
+        pred = track_window(self.predictor, snap.frames, q, query_uv)
+        points, valid = _query_points(snap.keyframes[snap.stamps[q]], query_uv)
+        return TrackAnswer(stamps_ns=snap.stamps, query_index=q,
+                           tracks_uv=pred.tracks_uv,
+                           visibility=pred.visibility, confidence=pred.confidence,
+                           points_odom=points, points_valid=valid)
 
     def _check_queries(self, query_uv: np.ndarray, width: int, height: int) -> np.ndarray:
         try:
@@ -350,6 +409,7 @@ class Pipeline:
         """Counters and last-window facts for diagnostics (a fresh dict)."""
         with self._snapshot_lock:
             last_chaining, timings = self._last_chaining, dict(self._timings)
+            last_pose = self._last_pose
         out = {
             "frames_in": self._frames_in,
             "keyframes": self._windows.keyframes,
@@ -360,12 +420,16 @@ class Pipeline:
             "last_error": self._last_error,
             "last_reset_reason": self._last_reset_reason,
             "last_chaining": last_chaining,
+            "last_pose": last_pose,
+            "pose_source": self.config.pose_source,
+            "intrinsics_source": last_pose.intrinsics_source if last_pose else "none yet",
             "timings": timings,
             "map_points": len(self.map),
             "scale_status": (f"metric (scale {self.config.metric_scale:g})"
                              if self.config.metric_scale > 0 else "non-metric"),
         }
         out.update({f"rejected_{kind}": self._rejected[kind] for kind in REJECTION_KINDS})
+        out.update({f"pose_{kind}": count for kind, count in self._pose_counts.items()})
         return out
 
 

@@ -138,6 +138,26 @@ class ChainingStatus:
 
 
 @dataclass
+class PoseHealth:
+    """How well one window's poses agree with its tracks (vggt_ros.pipeline.pose_solver);
+    diagnostics and summaries report it, so a bad trajectory is visible without ground truth."""
+
+    pose_source: str  # which poses the window used: camera_head | tracks | refined
+    solved_frames: int = 0  # frames with a track-based pose (the window's first included)
+    fallback_frames: int = 0  # frames that kept the camera head's pose (too few inliers)
+    observations: int = 0  # visible tracked pixels used
+    inlier_ratio: float = float("nan")  # PnP inliers / visible observations (solved frames)
+    reprojection_px: float = float("nan")  # median reprojection error of the chosen poses
+    track_motion_px: float = float("nan")  # median tracked image motion from the anchors
+    unexplained_motion: float = float("nan")  # reprojection_px / track_motion_px
+    disagreement_deg: float = float("nan")  # largest solver vs camera-head rotation difference
+    intrinsics_source: str = "predicted"  # camera_info | predicted
+    focal_disagreement: float = float("nan")  # max |f_pred / f_cal - 1| with a calibration
+    degenerate: bool = False  # the poses do not explain the image motion the tracks show
+    warning: str = ""
+
+
+@dataclass
 class KeyframeResult:
     """One keyframe placed in odom: what the node publishes per keyframe."""
 
@@ -162,4 +182,5 @@ class WindowResult:
     points: np.ndarray  # [N,3] float32 confident Depth+Cam points of the window, odom
     colors: np.ndarray  # [N,3] uint8
     chaining: ChainingStatus
+    pose: Optional[PoseHealth] = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,176 @@
+"""The pose solver (tracks + depth -> window poses) against the ground-truth double."""
+import functools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.pipeline.gt_double import GroundTruthPredictor
+from vggt_ros.pipeline.intrinsics import apply_intrinsics
+from vggt_ros.pipeline.pose_solver import (PoseSolver, PoseSolverConfig, anchor_indices,
+                                           gather_tracks, select_queries)
+from vggt_ros.pipeline.tracking import track_window
+from vggt_ros.pipeline.types import (CameraIntrinsics, Frame, PreprocessMapping,
+                                     WindowPrediction)
+from vggt_ros.synth import make_sequence
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    seq = make_sequence(12, 128, 96, seed=5, trajectory="loop")
+    seq.render = functools.lru_cache(maxsize=None)(seq.render)  # every test re-reads 8 frames
+    return seq
+
+
+@pytest.fixture(scope="module")
+def frames(sequence):
+    return [sequence.frame(i) for i in range(8)]
+
+
+def _solve(predictor, frames, **config):
+    cfg = PoseSolverConfig(**config)
+    prediction = predictor.predict(frames)
+    prediction, _ = apply_intrinsics(prediction, frames, "camera_info")
+    tracks = gather_tracks(prediction, frames,
+                           lambda f, a, uv: track_window(predictor, f, a, uv), cfg)
+    return prediction, PoseSolver(cfg).solve(prediction, tracks)
+
+
+def _window_truth(predictor, sequence, count):
+    """The double's last window in its own frame and scale (frame 0 at the origin)."""
+    gt = sequence.cam_from_world[:count]
+    truth = gt @ se3_inverse(gt[0])
+    truth[:, :3, 3] *= predictor.window_scales[-1]
+    return truth
+
+
+def _errors(poses, truth, prediction):
+    """Rotation errors (rad) and translation errors relative to the window's scene depth (the
+    window's scale: what "relative" means when VGGT's units are arbitrary)."""
+    rel = np.swapaxes(poses[:, :3, :3], 1, 2) @ truth[:, :3, :3]
+    angle = np.arccos(np.clip((np.trace(rel, axis1=1, axis2=2) - 1) / 2, -1, 1))
+    trans = np.linalg.norm(poses[:, :3, 3] - truth[:, :3, 3], axis=1)
+    return angle, trans / np.median(prediction.depth)
+
+
+@pytest.mark.parametrize("pose_source", ["tracks", "refined"])
+def test_exact_tracks_and_depth_give_the_true_poses_whatever_the_camera_head_says(
+        sequence, frames, pose_source):
+    predictor = GroundTruthPredictor(sequence, rot_noise_deg=8.0, trans_noise=0.1, seed=2)
+    prediction, solution = _solve(predictor, frames, pose_source=pose_source)
+    angle, trans = _errors(solution.cam_from_world, _window_truth(predictor, sequence, 8),
+                           prediction)
+    assert angle.max() < 1e-6 and trans.max() < 1e-6
+    assert solution.health.fallback_frames == 0 and not solution.health.degenerate
+    assert solution.health.disagreement_deg > 1.0  # the noisy head is seen as wrong
+
+
+def test_noisy_tracks_with_outliers_and_noisy_depth_stay_within_half_a_degree(sequence, frames):
+    predictor = GroundTruthPredictor(sequence, depth_noise=0.02, rot_noise_deg=8.0,
+                                     track_noise_px=1.0, track_outliers=0.2, seed=3)
+    prediction, solution = _solve(predictor, frames, pose_source="refined")
+    angle, trans = _errors(solution.cam_from_world, _window_truth(predictor, sequence, 8),
+                           prediction)
+    assert np.degrees(angle).max() < 0.5
+    assert trans.max() < 0.01
+    assert 0.6 < solution.health.inlier_ratio < 0.9  # the 20 % outliers are found
+
+
+def test_refinement_beats_pnp_alone_on_noisy_tracks(sequence, frames):
+    errors = {}
+    for source in ("tracks", "refined"):
+        predictor = GroundTruthPredictor(sequence, depth_noise=0.02, track_noise_px=1.5,
+                                         seed=4)
+        prediction, solution = _solve(predictor, frames, pose_source=source)
+        angle, trans = _errors(solution.cam_from_world, _window_truth(predictor, sequence, 8),
+                               prediction)
+        errors[source] = trans.mean()
+    assert errors["refined"] < errors["tracks"]
+
+
+def test_a_frame_without_enough_tracks_keeps_its_camera_head_pose_and_says_so(sequence, frames):
+    class LoseFrame3(GroundTruthPredictor):
+        def track(self, frames, query_uv):
+            answer = super().track(frames, query_uv)
+            stamps = [f.stamp_ns for f in frames]
+            answer.visibility[stamps.index(int(sequence.stamps_ns[3]))] = 0.0
+            return answer
+
+    predictor = LoseFrame3(sequence, rot_noise_deg=3.0, seed=5)
+    prediction, solution = _solve(predictor, frames, pose_source="refined")
+    assert solution.health.fallback_frames == 1
+    assert "kept the camera-head pose" in solution.health.warning
+    np.testing.assert_allclose(solution.cam_from_world[3], prediction.cam_from_world[3])
+
+
+def test_camera_head_poses_that_do_not_move_are_reported_as_degenerate(sequence, frames):
+    class FrozenHead(GroundTruthPredictor):
+        def predict(self, frames):
+            prediction = super().predict(frames)
+            return replace(prediction, cam_from_world=np.tile(np.eye(4), (len(frames), 1, 1)))
+
+    predictor = FrozenHead(sequence, seed=6)
+    _, head = _solve(predictor, frames, pose_source="camera_head")
+    assert head.health.degenerate and "unexplained" in head.health.warning
+    np.testing.assert_allclose(head.cam_from_world, np.tile(np.eye(4), (8, 1, 1)))
+    _, solved = _solve(FrozenHead(sequence, seed=6), frames, pose_source="refined")
+    assert not solved.health.degenerate and solved.health.reprojection_px < 1e-3
+
+
+def test_a_calibrated_focal_length_replaces_a_wrong_predicted_one(sequence, frames):
+    predictor = GroundTruthPredictor(sequence, focal_error=0.3, seed=7)
+    prediction = predictor.predict(frames)
+    calibrated, status = apply_intrinsics(prediction, frames, "camera_info")
+    np.testing.assert_allclose(calibrated.intrinsics, np.repeat(sequence.K[None], 8, 0))
+    assert status.source == "camera_info" and status.focal_disagreement == pytest.approx(0.3)
+    assert "CameraInfo" in status.warning
+    kept, status = apply_intrinsics(prediction, frames, "predicted")
+    assert status.source == "predicted" and kept.intrinsics is prediction.intrinsics
+    no_info = [replace(f, camera_info=None) for f in frames]
+    assert apply_intrinsics(prediction, no_info, "camera_info")[1].source == "predicted"
+
+
+def test_calibration_is_mapped_into_model_pixels_through_the_crop():
+    mapping = PreprocessMapping(original_size=(640, 480), model_size=(518, 378), scale=518 / 640,
+                                offset_x=0.5, offset_y=10.0, valid=(0, 0, 518, 378))
+    k = np.array([[500.0, 0, 320], [0, 505.0, 240], [0, 0, 1]])
+    frame = Frame(1, np.zeros((480, 640, 3), np.uint8), "cam", CameraIntrinsics(k, 640, 480))
+    prediction = WindowPrediction(stamps_ns=[1], cam_from_world=np.eye(4)[None],
+                                  intrinsics=np.eye(3)[None], depth=np.ones((1, 378, 518)),
+                                  depth_conf=np.ones((1, 378, 518)),
+                                  images=np.zeros((1, 378, 518, 3), np.uint8),
+                                  mappings=[mapping])
+    calibrated, _ = apply_intrinsics(prediction, [frame], "camera_info")
+    model_k = calibrated.intrinsics[0]
+    assert model_k[0, 0] == pytest.approx(500 * 518 / 640)
+    assert model_k[0, 2] == pytest.approx(320 * 518 / 640 - 0.5)
+    assert model_k[1, 2] == pytest.approx(240 * 518 / 640 - 10.0)
+    np.testing.assert_allclose(mapping.intrinsics_to_original(model_k), k)
+
+
+def test_queries_spread_over_the_image_on_confident_pixels_only():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    depth = np.ones((96, 128))
+    conf = np.full((96, 128), 5.0)
+    conf[:, :64] = 1.0  # left half not confident
+    picks = select_queries(image, depth, conf, (0, 0, 128, 96), 64, conf_threshold=2.0)
+    assert len(picks) > 16
+    assert (picks[:, 0] >= 64).all()
+    assert picks[:, 1].min() < 20 and picks[:, 1].max() > 76  # top to bottom
+    assert anchor_indices(8, 1) == [0] and anchor_indices(8, 3) == [0, 4, 7]
+    assert anchor_indices(2, 5) == [0, 1]
+
+
+def test_more_anchors_reach_frames_the_first_anchor_cannot_see(sequence, frames):
+    predictor = GroundTruthPredictor(sequence, seed=8)
+    prediction = predictor.predict(frames)
+    cfg = PoseSolverConfig(anchors=3)
+    tracks = gather_tracks(prediction, frames,
+                           lambda f, a, uv: track_window(predictor, f, a, uv), cfg)
+    assert set(np.unique(tracks.anchor)) == {0, 4, 7}
+    solution = PoseSolver(cfg).solve(prediction, tracks)
+    angle, trans = _errors(solution.cam_from_world, _window_truth(predictor, sequence, 8),
+                           prediction)
+    assert angle.max() < 1e-6 and trans.max() < 1e-6

@@ -1,0 +1,432 @@
+"""Window poses solved from the network's own point tracks and depth ("VGGT + BA").
+
+Why: the camera head is the network's least reliable output (the small demo model never learned
+relative motion at all), while its depth and its tracks are good. The VGGT paper's best poses
+come from exactly this recipe: the network's depth lifts tracked pixels to 3D, and a bundle
+adjustment on the tracks re-estimates the cameras. Per window:
+
+1. **Queries**: up to ``num_queries`` pixels on each anchor keyframe, one per cell of a grid over
+   the real image content (so they spread over the whole view), each the most textured pixel of
+   its cell among those with confident depth. Texture because the track head follows image
+   structure; confident depth because the pixel becomes a 3D point.
+2. **Tracks**: the predictor's track head follows them through the window (the same
+   ``track_window`` the ``track_points`` service uses). Observations with visibility < 0.5 are
+   dropped.
+3. **PnP**: each frame's pose from the anchor points (depth x K^-1 pixel, placed with the anchor's
+   pose) and their tracked pixels, OpenCV's RANSAC around SQPnP. A frame with fewer than
+   ``min_inliers`` inliers keeps its camera-head pose and is reported as such.
+4. **Bundle adjustment** (``refine``): every pose but the window's first (it defines the
+   window's frame, as in VGGT) and every query's depth (log-depth, with a prior to the network's
+   depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
+   error of all observations, with a weak prior towards the camera head. scipy's trust-region
+   least squares with the Jacobian's sparsity: one well-kept solver, no hand-written
+   optimiser; measured in docs/MODEL.md.
+
+The health numbers (inliers, reprojection error, disagreement with the camera head, how much of
+the image motion the chosen poses explain) are computed in every mode, so a window whose poses
+do not explain what the tracks show is flagged even when the camera head's poses are used.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import coo_matrix
+from scipy.spatial.transform import Rotation
+
+from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.pipeline.map_fusion import confidence_mask
+from vggt_ros.pipeline.types import Frame, PoseHealth, TrackPrediction, WindowPrediction
+
+POSE_SOURCES = ("camera_head", "tracks", "refined")
+VISIBLE = 0.5  # track-head visibility from which a tracked pixel counts as an observation
+# A window "does not explain its tracks" when the chosen poses leave more than this share of the
+# tracked image motion unexplained (a static estimate while the image moves gives ~1).
+UNEXPLAINED_MOTION_WARN = 0.5
+MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to explain
+DISAGREEMENT_WARN_DEG = 5.0
+
+# (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
+# order (TrackPrediction with [S,N,2] original pixels)
+TrackFn = Callable[[Sequence[Frame], int, np.ndarray], TrackPrediction]
+
+
+@dataclass(frozen=True)
+class PoseSolverConfig:
+    """How windows are solved; the user-facing fields come from vggt_ros.settings."""
+
+    pose_source: str = "refined"
+    num_queries: int = 256  # per anchor keyframe
+    anchors: int = 1  # anchor keyframes per window: the first, then evenly spaced
+    # RANSAC / Huber threshold as a share of the model image width (tracks are in model pixels,
+    # whose count depends on the model: 224 for the demo model, 518 for VGGT-1B).
+    threshold: float = 0.02
+    min_inliers: int = 12
+    depth_sigma: float = 0.05  # prior on each query's log-depth (the network's depth)
+    prior_rot_deg: float = 180.0  # weak prior towards the camera head's rotations
+    prior_trans: float = 100.0  # ... and translations, in units of the window's median depth
+    max_iterations: int = 30
+    conf_threshold: float = 1.0  # queries need at least this depth confidence
+
+    def validate(self) -> None:
+        checks = [
+            ("pose_source", self.pose_source in POSE_SOURCES, f"one of {list(POSE_SOURCES)}"),
+            ("num_queries", self.num_queries >= 8, ">= 8"),
+            ("anchors", self.anchors >= 1, ">= 1"),
+            ("threshold", 0 < self.threshold < 1, "in (0, 1)"),
+            ("min_inliers", self.min_inliers >= 6, ">= 6"),
+            ("depth_sigma", self.depth_sigma > 0, "> 0"),
+            ("prior_rot_deg", self.prior_rot_deg > 0, "> 0"),
+            ("prior_trans", self.prior_trans > 0, "> 0"),
+            ("max_iterations", self.max_iterations >= 1, ">= 1"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"PoseSolverConfig.{name} must be {rule}, got "
+                                 f"{getattr(self, name)!r}")
+
+
+@dataclass
+class PoseSolution:
+    cam_from_world: np.ndarray  # [S,4,4] the poses to use (per pose_source)
+    solver_poses: np.ndarray  # [S,4,4] the track-based poses (head pose where unsolved)
+    health: PoseHealth
+    tracks: Optional["WindowTracks"] = None
+
+
+@dataclass
+class WindowTracks:
+    """Tracked queries of one window, in model pixels of each frame."""
+
+    anchor: np.ndarray  # [M] window index of each query's anchor frame
+    query_uv: np.ndarray  # [M,2] model pixels on the anchor
+    depth: np.ndarray  # [M] the anchor's network depth at the query
+    uv: np.ndarray  # [S,M,2] model pixels per frame
+    visible: np.ndarray  # [S,M] bool
+    weight: np.ndarray  # [S,M] track confidence in [0.1, 1]
+    anchors: list[int] = field(default_factory=list)
+
+
+def anchor_indices(num_frames: int, anchors: int) -> list[int]:
+    """The first frame, then evenly spaced ones (never more than the frames)."""
+    count = min(anchors, num_frames)
+    return sorted({int(round(i * (num_frames - 1) / max(count - 1, 1))) for i in range(count)}
+                  if count > 1 else {0})
+
+
+def select_queries(image: np.ndarray, depth: np.ndarray, conf: np.ndarray,
+                   box: tuple[int, int, int, int], count: int,
+                   conf_threshold: float) -> np.ndarray:
+    """[N<=count, 2] integer model pixels (x, y): per grid cell over ``box`` the most textured
+    pixel with finite positive depth and confidence >= ``conf_threshold`` (2 px from the box
+    edge, where the track head's correlation window would leave the image)."""
+    x0, y0, x1, y1 = box
+    x0, y0 = max(x0, 0) + 2, max(y0, 0) + 2
+    x1, y1 = min(x1, depth.shape[1]) - 2, min(y1, depth.shape[0]) - 2
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 2))
+    grey = np.asarray(image, dtype=np.float32).mean(axis=2)
+    texture = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    usable = np.isfinite(depth) & (depth > 0) & (conf >= conf_threshold)
+    score = np.where(usable, texture + 1e-3, -1.0)[y0:y1, x0:x1]
+    height, width = score.shape
+    cols = max(1, int(round(math.sqrt(count * width / height))))
+    rows = max(1, count // cols)
+    ys = np.linspace(0, height, rows + 1).astype(int)
+    xs = np.linspace(0, width, cols + 1).astype(int)
+    picks = []
+    for r in range(rows):
+        for c in range(cols):
+            cell = score[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]
+            if cell.size == 0:
+                continue
+            flat = int(np.argmax(cell))
+            if cell.flat[flat] < 0:
+                continue
+            cy, cx = divmod(flat, cell.shape[1])
+            picks.append((x0 + xs[c] + cx, y0 + ys[r] + cy))
+    return np.asarray(picks, dtype=np.float64).reshape(-1, 2)
+
+
+def gather_tracks(prediction: WindowPrediction, frames: Sequence[Frame], track: TrackFn,
+                  config: PoseSolverConfig) -> WindowTracks:
+    """Queries on the anchor keyframes, tracked through the window (model pixels)."""
+    num = len(frames)
+    anchors = anchor_indices(num, config.anchors)
+    per_anchor = max(8, config.num_queries)
+    valid_conf = confidence_mask(prediction.depth_conf, config.conf_threshold, 0.0)
+    parts = []
+    for a in anchors:
+        mapping = prediction.mappings[a]
+        conf = np.where(valid_conf[a], prediction.depth_conf[a], 0.0)
+        query = select_queries(prediction.images[a], prediction.depth[a], conf, mapping.valid,
+                               per_anchor, config.conf_threshold)
+        if len(query) == 0:
+            continue
+        answer = track(frames, a, mapping.to_original(query))
+        uv = np.stack([prediction.mappings[s].to_model(answer.tracks_uv[s]) for s in range(num)])
+        visible = (np.asarray(answer.visibility) >= VISIBLE) & np.isfinite(uv).all(axis=2)
+        visible[a] = True
+        uv[a] = query  # the anchor's own observation is the query itself
+        weight = np.clip(np.nan_to_num(np.asarray(answer.confidence, dtype=np.float64)), 0.1, 1.0)
+        weight[a] = 1.0
+        depth = prediction.depth[a][query[:, 1].astype(int), query[:, 0].astype(int)]
+        parts.append((np.full(len(query), a), query, depth.astype(np.float64), uv, visible,
+                      weight))
+    if not parts:
+        empty = np.zeros((num, 0))
+        return WindowTracks(np.zeros(0, int), np.zeros((0, 2)), np.zeros(0),
+                            np.zeros((num, 0, 2)), empty.astype(bool), empty, anchors)
+    anchor, query, depth = (np.concatenate(p) for p in list(zip(*parts))[:3])
+    uv, visible, weight = (np.concatenate(p, axis=1) for p in list(zip(*parts))[3:])
+    return WindowTracks(anchor, query, depth, uv, visible, weight, anchors)
+
+
+def _lift(tracks: WindowTracks, intrinsics: np.ndarray, poses: np.ndarray,
+          depth: Optional[np.ndarray] = None) -> np.ndarray:
+    """[M,3] world points of the queries from their anchors' depth, K and pose."""
+    depth = tracks.depth if depth is None else depth
+    k_inv = np.linalg.inv(intrinsics[tracks.anchor])
+    rays = np.einsum("mij,mj->mi", k_inv, np.column_stack([tracks.query_uv,
+                                                           np.ones(len(depth))]))
+    cam = rays * depth[:, None]
+    world_from_anchor = se3_inverse(poses[tracks.anchor])
+    return np.einsum("mij,mj->mi", world_from_anchor[:, :3, :3], cam) + world_from_anchor[:, :3, 3]
+
+
+def _project(points: np.ndarray, pose: np.ndarray, k: np.ndarray) -> np.ndarray:
+    cam = points @ pose[:3, :3].T + pose[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = (cam @ k.T)[:, :2] / cam[:, 2:3]
+    pix[cam[:, 2] <= 0] = np.nan
+    return pix
+
+
+def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray, threshold_px: float,
+         guess: np.ndarray) -> tuple[Optional[np.ndarray], np.ndarray]:
+    """(cam_from_world or None, inlier mask) from 3D-2D matches by RANSAC + LM refinement."""
+    inliers = np.zeros(len(points), dtype=bool)
+    if len(points) < 6:
+        return None, inliers
+    obj = np.ascontiguousarray(points, dtype=np.float64)
+    img = np.ascontiguousarray(uv, dtype=np.float64)
+    ok, rvec, tvec, idx = cv2.solvePnPRansac(
+        obj, img, k, None, iterationsCount=200, reprojectionError=threshold_px,
+        confidence=0.999, flags=cv2.SOLVEPNP_SQPNP)
+    if not ok or idx is None or len(idx) < 6:
+        return None, inliers
+    inliers[idx.ravel()] = True
+    rvec, tvec = cv2.solvePnPRefineLM(obj[inliers], img[inliers], k, None, rvec, tvec)
+    pose = np.eye(4)
+    pose[:3, :3] = cv2.Rodrigues(rvec)[0]
+    pose[:3, 3] = tvec.ravel()
+    err = np.linalg.norm(_project(obj, pose, k) - img, axis=1)
+    inliers = np.nan_to_num(err, nan=np.inf) <= threshold_px
+    return pose, inliers
+
+
+def _rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angles between rotations [...,3,3] in degrees."""
+    rel = np.swapaxes(a, -1, -2) @ b
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+class PoseSolver:
+    """Solves each window's poses from its tracks and depth (module docstring)."""
+
+    def __init__(self, config: PoseSolverConfig) -> None:
+        config.validate()
+        self.config = config
+
+    def solve(self, prediction: WindowPrediction, tracks: WindowTracks) -> PoseSolution:
+        head = np.array(prediction.cam_from_world, dtype=np.float64)
+        num = len(head)
+        k = np.asarray(prediction.intrinsics, dtype=np.float64)
+        width = prediction.depth.shape[2]
+        threshold = self.config.threshold * width
+        health = PoseHealth(pose_source=self.config.pose_source,
+                            observations=int(tracks.visible.sum() - len(tracks.anchor)))
+        poses, solved, inlier_ratio = self._initial_poses(head, k, tracks, threshold)
+        health.solved_frames = int(solved.sum())
+        health.fallback_frames = int(num - solved.sum())
+        health.inlier_ratio = inlier_ratio
+        depth = tracks.depth
+        if self.config.pose_source == "refined" and solved.sum() >= 2:
+            poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold)
+        relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
+        health.disagreement_deg = float(_rotation_angle_deg(
+            relative(poses)[solved, :3, :3], relative(head)[solved, :3, :3]).max(initial=0.0))
+        chosen = head if self.config.pose_source == "camera_head" else poses
+        self._motion_health(health, chosen, k, tracks,
+                            depth if chosen is poses else tracks.depth)
+        warnings = []
+        if health.fallback_frames:
+            warnings.append(f"{health.fallback_frames} of {num} frames kept the camera-head pose "
+                            f"(fewer than {self.config.min_inliers} track inliers)")
+        if health.disagreement_deg > DISAGREEMENT_WARN_DEG:
+            warnings.append(f"tracks and camera head disagree by "
+                            f"{health.disagreement_deg:.1f} deg")
+        health.degenerate = bool(health.track_motion_px >= MIN_TRACK_MOTION_PX
+                                 and health.unexplained_motion > UNEXPLAINED_MOTION_WARN)
+        if health.degenerate:
+            warnings.append(f"the poses leave {health.unexplained_motion:.0%} of the tracked "
+                            f"image motion ({health.track_motion_px:.1f} px) unexplained")
+        health.warning = "; ".join(warnings)
+        return PoseSolution(cam_from_world=chosen, solver_poses=poses, health=health,
+                            tracks=tracks)
+
+    # ----------------------------------------------------------------------------- stages
+    def _initial_poses(self, head: np.ndarray, k: np.ndarray, tracks: WindowTracks,
+                       threshold: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """PnP per frame from the points of its NEAREST solved anchor, frames taken in order of
+        that distance: tracks degrade with the motion they span, so each pose comes from the
+        shortest tracks available. The first anchor keeps the head's pose of frame 0 (it
+        defines the window's frame); other anchors are lifted with their solved poses."""
+        num = len(head)
+        poses = head.copy()
+        solved = np.zeros(num, dtype=bool)
+        solved[0] = True
+        tried = solved.copy()
+        used = inliers = 0
+        anchors = np.unique(tracks.anchor)
+        while True:
+            ready = anchors[solved[anchors]]
+            candidates = [(int(np.abs(ready - s).min()), s) for s in range(num) if not tried[s]]
+            if not candidates or not len(ready):
+                break
+            _, s = min(candidates)
+            tried[s] = True
+            nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
+            obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
+            points = _lift(tracks, k, poses)
+            pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold, poses[s])
+            if pose is None or inl.sum() < self.config.min_inliers:
+                continue
+            poses[s], solved[s] = pose, True
+            used += int(obs.sum())
+            inliers += int(inl.sum())
+        return poses, solved, (inliers / used if used else float("nan"))
+
+    def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
+                       tracks: WindowTracks, solved: np.ndarray,
+                       threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Jointly refine the solved poses (frame 0 fixed) and the queries' depths: a robust
+        round over every observation, then a round without those it left above the RANSAC
+        threshold (Huber alone still lets 20 % outliers bias the poses)."""
+        frame = np.arange(len(poses))[:, None]
+        mask = (tracks.visible & (frame != tracks.anchor[None]) & solved[:, None]
+                & solved[tracks.anchor][None])
+        depth = tracks.depth
+        for _ in range(2):
+            if mask.sum() < 6:
+                break
+            poses, depth = self._adjust(poses, depth, head, k, tracks, solved, mask, threshold)
+            mask &= _reprojection_errors(poses, k, tracks, depth) <= threshold
+        return poses, depth
+
+    def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
+                tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray,
+                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """One trust-region least-squares solve over the observations in ``mask``."""
+        cfg = self.config
+        free = np.flatnonzero(solved[1:]) + 1  # frame 0 stays: it defines the window frame
+        num_pose = 6 * len(free)
+        m = len(tracks.anchor)
+        obs_frame, obs_point = np.nonzero(mask)
+        sigma_px = threshold / 2.0
+        weight = np.sqrt(tracks.weight[obs_frame, obs_point]) / sigma_px
+        target = tracks.uv[obs_frame, obs_point]
+        rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
+                         np.column_stack([tracks.query_uv, np.ones(m)]))
+        base_rot = Rotation.from_matrix(poses[free, :3, :3])
+        scene_depth = float(np.median(tracks.depth))
+        head_rotvec = (Rotation.from_matrix(head[free, :3, :3]) * base_rot.inv()).as_rotvec()
+        prior_rot = 1.0 / math.radians(cfg.prior_rot_deg)
+        prior_trans = 1.0 / (cfg.prior_trans * scene_depth)
+        log_depth_offset = np.log(depth / tracks.depth)  # vs the network's depth (the prior)
+
+        def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            out = poses.copy()
+            delta = x[:num_pose].reshape(-1, 6)
+            out[free, :3, :3] = (Rotation.from_rotvec(delta[:, :3]) * base_rot).as_matrix()
+            out[free, :3, 3] = poses[free, :3, 3] + delta[:, 3:]
+            return out, depth * np.exp(x[num_pose:])
+
+        def residuals(x: np.ndarray) -> np.ndarray:
+            current, current_depth = unpack(x)
+            world = _lift(tracks, k, current, current_depth)
+            pose = current[obs_frame]
+            point = np.einsum("oij,oj->oi", pose[:, :3, :3], world[obs_point]) + pose[:, :3, 3]
+            z = np.maximum(point[:, 2], 1e-9 * scene_depth)
+            pix = np.einsum("oij,oj->oi", k[obs_frame], point)[:, :2] / z[:, None]
+            reproj = ((pix - target) * weight[:, None]).ravel()
+            delta = x[:num_pose].reshape(-1, 6)
+            prior = np.concatenate([((delta[:, :3] - head_rotvec) * prior_rot).ravel(),
+                                    ((current[free, :3, 3] - head[free, :3, 3])
+                                     * prior_trans).ravel()])
+            depth_prior = (log_depth_offset + x[num_pose:]) / cfg.depth_sigma
+            return np.concatenate([reproj, depth_prior, prior])
+
+        col = {s: 6 * i for i, s in enumerate(free)}
+        sparsity = self._sparsity(obs_frame, obs_point, tracks.anchor, col, m, num_pose)
+        fit = least_squares(residuals, np.zeros(num_pose + m), jac_sparsity=sparsity,
+                            loss="huber", f_scale=2.0, max_nfev=cfg.max_iterations,
+                            x_scale="jac", method="trf")
+        if not np.all(np.isfinite(fit.x)):
+            return poses, depth
+        return unpack(fit.x)
+
+    @staticmethod
+    def _sparsity(obs_frame: np.ndarray, obs_point: np.ndarray, anchor: np.ndarray,
+                  col: dict[int, int], m: int, num_pose: int) -> coo_matrix:
+        """Which parameters each residual depends on: an observation on its frame's pose, its
+        anchor's pose and its point's depth; each prior on its own parameter."""
+        rows, cols = [], []
+        obs_rows = np.arange(len(obs_frame))
+        for xy in (0, 1):
+            r = 2 * obs_rows + xy
+            rows.append(r)
+            cols.append(num_pose + obs_point)
+            for s, c in col.items():
+                for hit in (r[obs_frame == s], r[anchor[obs_point] == s]):
+                    rows.append(np.repeat(hit, 6))
+                    cols.append(np.tile(c + np.arange(6), len(hit)))
+        base = 2 * len(obs_frame)
+        rows.append(base + np.arange(m))
+        cols.append(num_pose + np.arange(m))
+        base += m
+        rot_cols = (6 * np.arange(len(col))[:, None] + np.arange(3)).ravel()
+        rows += [base + np.arange(len(rot_cols)), base + len(rot_cols) + np.arange(len(rot_cols))]
+        cols += [rot_cols, rot_cols + 3]
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        return coo_matrix((np.ones(len(r)), (r, c)), shape=(base + 2 * len(rot_cols),
+                                                             num_pose + m))
+
+    def _motion_health(self, health: PoseHealth, poses: np.ndarray, k: np.ndarray,
+                       tracks: WindowTracks, depth: np.ndarray) -> None:
+        """How far the tracked pixels moved from their anchors, and how much of that the
+        poses reproduce (median reprojection error of every visible observation)."""
+        observed = tracks.visible & (np.arange(len(poses))[:, None] != tracks.anchor[None])
+        if not observed.any():
+            return
+        errors = _reprojection_errors(poses, k, tracks, depth)[observed]
+        moved = np.linalg.norm(tracks.uv - tracks.query_uv[None], axis=2)[observed]
+        health.reprojection_px = float(np.median(errors))
+        health.track_motion_px = float(np.median(moved))
+        if health.track_motion_px > 0:
+            health.unexplained_motion = health.reprojection_px / health.track_motion_px
+
+
+def _reprojection_errors(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
+                         depth: np.ndarray) -> np.ndarray:
+    """[S,M] pixel distance between each query's point reprojected into each frame and its
+    track there (inf behind the camera)."""
+    world = _lift(tracks, k, poses, depth)
+    errors = np.stack([np.linalg.norm(_project(world, poses[s], k[s]) - tracks.uv[s], axis=1)
+                       for s in range(len(poses))])
+    return np.nan_to_num(errors, nan=np.inf)
