@@ -11,9 +11,9 @@ import pytest
 from vggt_ros.evaluation.metrics import align_sim3, ate_rmse, path_length
 from vggt_ros.geometry.camera import se3_inverse, unproject_depth
 from vggt_ros.pipeline.chaining import Chainer
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.window import WindowManager
 from vggt_ros.synth import make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 W, H = 64, 48
 

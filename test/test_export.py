@@ -10,10 +10,10 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.export.atomic import atomic_output
 from vggt_ros.export.outputs import FILES, MapOutputs
 from vggt_ros.export.ply import write_ply
-from vggt_ros.export.summary import write_json
+from vggt_ros.io.atomic import atomic_output
+from vggt_ros.io.strict_json import write_json
 from vggt_ros.pipeline.types import (ChainingStatus, KeyframeResult, PreprocessMapping,
                                      WindowResult)
 

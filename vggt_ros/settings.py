@@ -3,8 +3,9 @@
 The live node declares each entry as a ROS parameter (with its description and range), the
 offline mapper exposes each as a ``--name`` command-line option, and ``config/vggt.yaml``
 lists them all; tests check the three agree. ``group`` says which object consumes a setting:
-``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` -> runtime.build_predictor,
-``ros`` -> only the live node (frames, topics, publishing).
+``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` ->
+``vggt_ros.inference.builder.build_predictor``, ``ros`` -> only the live node (frames, topics,
+publishing).
 """
 from __future__ import annotations
 

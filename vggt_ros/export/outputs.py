@@ -1,6 +1,6 @@
 """Collects the WindowResults of a mapping run and writes every output file.
 
-Kept apart from the run loop (``vggt_ros.mapping``) so the same writer serves any source of
+Kept apart from the run loop (``vggt_ros.offline.mapper``) so the same writer serves any source of
 WindowResults and can be tested without a predictor. Large per-keyframe data (depth,
 confidence) is streamed into the output bag as it arrives; only poses, calibration and a few
 samples for the report are held until the end.
@@ -13,13 +13,13 @@ from typing import Any, Optional
 
 import numpy as np
 
-from vggt_ros.bagio import write_tum
 from vggt_ros.evaluation.metrics import aligned_positions
 from vggt_ros.export.colmap import write_colmap
 from vggt_ros.export.ply import write_ply
 from vggt_ros.export.report import write_report
 from vggt_ros.export.rosbag_out import OutputBagWriter
-from vggt_ros.export.summary import write_json
+from vggt_ros.io.strict_json import write_json
+from vggt_ros.io.tum import write_tum
 from vggt_ros.pipeline.types import KeyframeResult, WindowResult
 
 FILES = {

@@ -7,8 +7,8 @@ invalid) with ``/vggt/depth/camera_info`` (K of the depth image) and ``/vggt/dep
 32FC1, ``/vggt/points`` one PointCloud2 per window (x, y, z FLOAT32 + packed ``rgb`` at offset
 12, point_step 16), ``/vggt/odometry`` and ``/vggt/path`` (all keyframes so far, per window).
 
-Messages are built through ``vggt_ros.bagio`` (rosbags typestore, ROS 2 Kilted), never rclpy,
-so this runs on machines without ROS. The bag is assembled by ``bagio.BagWriter`` in a
+Messages are built through ``vggt_ros.io.bag_messages`` (rosbags typestore, ROS 2 Kilted), never
+rclpy, so this runs on machines without ROS. The bag is assembled by ``BagWriter`` in a
 temporary directory and only its finished single ``.mcap`` file is renamed onto the output
 path; rosbags and the mcap tools read such a file directly.
 """
@@ -22,12 +22,13 @@ from typing import Optional
 
 import numpy as np
 
-from vggt_ros.bagio import BagWriter, header
-from vggt_ros.export.atomic import PathLike
 from vggt_ros.geometry.camera import pose_to_translation_quaternion
-from vggt_ros.imaging import encode_32fc1
+from vggt_ros.io.atomic import PathLike
+from vggt_ros.io.bag_messages import header
+from vggt_ros.io.bag_writer import BagWriter
+from vggt_ros.io.images import encode_32fc1
+from vggt_ros.io.pointcloud import FLOAT32, field_offsets, pack_points
 from vggt_ros.pipeline.types import KeyframeResult, WindowResult
-from vggt_ros.pointcloud import FLOAT32, field_offsets, pack_points
 
 TOPICS: dict[str, str] = {
     "/tf": "tf2_msgs/msg/TFMessage",
@@ -75,7 +76,7 @@ def camera_info(k: np.ndarray, width: int, height: int, stamp_ns: int, frame_id:
 
 
 def pointcloud(points: np.ndarray, colors: np.ndarray, stamp_ns: int, frame_id: str) -> dict:
-    """The live node's cloud layout (vggt_ros.pointcloud), as rosbags message fields."""
+    """The live node's cloud layout (vggt_ros.io.pointcloud), as rosbags message fields."""
     layout, data = pack_points(points, colors)
     fields = [{"name": name, "offset": offset, "datatype": FLOAT32, "count": 1}
               for name, offset in field_offsets(layout)]

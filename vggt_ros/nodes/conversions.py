@@ -6,7 +6,7 @@ Python loop would cost seconds per cloud. Conventions:
 * stamps are integer nanoseconds (``builtin_interfaces/Time`` only at the message boundary);
 * poses are 4x4 float64 ``parent_from_child`` matrices (e.g. ``odom_from_cam``);
 * depth and confidence images are 32FC1 with NaN for invalid pixels (REP-117/118);
-* PointCloud2 uses the compact PCL-compatible layout of :mod:`vggt_ros.pointcloud` (shared
+* PointCloud2 uses the compact PCL-compatible layout of :mod:`vggt_ros.io.pointcloud` (shared
   with the offline mapper's output bag): x, y, z FLOAT32 at offsets 0/4/8 and ``rgb`` at
   offset 12 (a uint32 0x00RRGGBB stored in a FLOAT32 field), ``point_step`` 16,
   unorganised (height 1), ``is_dense`` False. Readers (RViz, PCL, depth tools, our own
@@ -25,8 +25,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vggt_ros.geometry.camera import pose_to_translation_quaternion, translation_quaternion_to_pose
-from vggt_ros.imaging import decode_32fc1, decode_image, encode_32fc1, encode_rgb8
-from vggt_ros.pointcloud import field_offsets, pack_points
+from vggt_ros.io.images import decode_32fc1, decode_image, encode_32fc1, encode_rgb8
+from vggt_ros.io.pointcloud import field_offsets, pack_points
 from vggt_ros.pipeline.types import CameraIntrinsics
 
 __all__ = [

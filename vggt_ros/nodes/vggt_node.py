@@ -33,16 +33,17 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import runtime
 from vggt_ros.geometry.camera import se3_inverse
-from vggt_ros.imaging import ImageDecodeError
+from vggt_ros.inference.builder import build_predictor
+from vggt_ros.inference.device import ModelUnavailableError
+from vggt_ros.io.images import ImageDecodeError
 from vggt_ros.model import CheckpointError
+from vggt_ros.msg import PointTrack
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.nodes import params
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, KeyframeResult, Predictor, WindowResult
-from vggt_ros.msg import PointTrack
 from vggt_ros.srv import TrackPoints
 
 __all__ = ["VGGTNode", "DropOldestQueue", "main"]
@@ -99,7 +100,7 @@ class VGGTNode(Node):
         if problems:
             raise params.ParameterError("; ".join(problems))
         if predictor is None:
-            predictor = runtime.build_predictor(
+            predictor = build_predictor(
                 self.values["checkpoint"], self.values["device"], self.values["precision"],
                 self.values["preprocess_mode"], self.values["image_size"],
                 self.values["compile_model"], log=self.get_logger().info)
@@ -484,7 +485,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         try:
             node = VGGTNode()
-        except (params.ParameterError, runtime.ModelUnavailableError, CheckpointError) as err:
+        except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2
         executor = MultiThreadedExecutor(num_threads=4)

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from vggt_ros import settings
-from vggt_ros.bagio import BagError, read_tum
 from vggt_ros.evaluation.depth import synthetic_depth_source
-from vggt_ros.mapping import MappingError, check_bag, run_offline_mapping
+from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.tum import read_tum
+from vggt_ros.offline.mapper import MappingError, check_bag, run_offline_mapping
 from vggt_ros.pipeline.pipeline import PipelineConfig
 
 PROG = "vggt_map"
@@ -140,7 +141,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 
     # torch is imported only once the input is known to be good.
     from vggt_ros.model.loading import CheckpointError
-    from vggt_ros.runtime import ModelUnavailableError, build_predictor
+    from vggt_ros.inference.builder import build_predictor
+    from vggt_ros.inference.device import ModelUnavailableError
 
     try:
         predictor = build_predictor(

@@ -23,12 +23,14 @@ from typing import Any, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from vggt_ros.bagio import BagError, read_image_stream, read_tum
 from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
 from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
                                          depth_metrics, evaluate_trajectory)
 from vggt_ros.export.outputs import FILES, MapOutputs
-from vggt_ros.imaging import ImageDecodeError, decode_image
+from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.image_stream import read_image_stream
+from vggt_ros.io.images import ImageDecodeError, decode_image
+from vggt_ros.io.tum import read_tum
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.types import Frame, Predictor, WindowResult
 
