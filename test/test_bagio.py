@@ -1,4 +1,5 @@
-"""vggt_synth bags and vggt_ros.io (bags, TUM): round trips through rosbags, TUM files, clear errors."""
+"""vggt_synth bags and vggt_ros.io (bags, TUM): round trips through rosbags, TUM files, clear
+errors."""
 import os
 import shutil
 import subprocess

@@ -21,7 +21,8 @@ DEMO_TRAJECTORY = "loop"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="vggt_ros.offline.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vggt_ros.offline.demo",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".demo"), help="working directory")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--width", type=int, default=320)
