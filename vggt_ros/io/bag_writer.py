@@ -9,8 +9,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from rosbags.interfaces import Qos
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys.store import Typestore
 
@@ -55,13 +56,19 @@ class BagWriter:
         self._writer.open()
         return self
 
-    def write(self, topic: str, msgtype: str, message: Any, log_time_ns: int) -> None:
-        """Serialise ``message`` (dict or typestore object) on ``topic`` at ``log_time_ns``."""
+    def write(self, topic: str, msgtype: str, message: Any, log_time_ns: int,
+              offered_qos: Sequence[Qos] = ()) -> None:
+        """Serialise ``message`` (dict or typestore object) on ``topic`` at ``log_time_ns``.
+
+        ``offered_qos`` is recorded with the topic's connection on its first message (what
+        ``ros2 bag play`` publishes it with, e.g. transient local for latched topics).
+        """
         if self._writer is None:
             raise BagError("BagWriter.write called outside its `with` block")
         conn = self._connections.get(topic)
         if conn is None:
-            conn = self._writer.add_connection(topic, msgtype, typestore=self.ts)
+            conn = self._writer.add_connection(topic, msgtype, typestore=self.ts,
+                                               offered_qos_profiles=offered_qos)
             self._connections[topic] = conn
         elif conn.msgtype != msgtype:
             raise BagError(f"topic {topic} already carries {conn.msgtype}, not {msgtype}")

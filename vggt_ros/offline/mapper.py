@@ -64,6 +64,7 @@ class OfflineMapper:
         self.frames_decoded = 0
         self._depth_eval: list[dict[str, float]] = []
         self._depth_problem = ""
+        self._resets_seen = 0
 
     # ------------------------------------------------------------------ reading
     def _frames(self, bag: Path, image_topic: str,
@@ -110,7 +111,11 @@ class OfflineMapper:
                 _LOG.warning("window %d chained by %s: %s", result.index, status.method,
                              status.warning)
             start = time.perf_counter()
-            outputs.add(result)
+            stats = self.pipeline.stats
+            if stats["resets"] != self._resets_seen:  # a new trajectory: its path restarts
+                self._resets_seen = stats["resets"]
+                outputs.restart_path()
+            outputs.add(result, stats)
             self.timings["write"] += time.perf_counter() - start
             if gt_depth is not None:
                 self._evaluate_depth(result, gt_depth)
