@@ -17,9 +17,10 @@ from rosbags.interfaces import Nodetype
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.store import Typestore
 
+from vggt_ros.io.stamps import split_ns
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-_NS = 1_000_000_000
 _NUMPY_DTYPES = {
     "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "uint8": np.uint8, "int8": np.int8,
     "uint16": np.uint16, "int16": np.int16, "uint32": np.uint32, "int32": np.int32,
@@ -64,7 +65,7 @@ def _field(node: int, detail: Any, value: Any, ts: Typestore, where: str) -> Any
     if node == Nodetype.NAME:
         if detail in ("builtin_interfaces/msg/Time", "builtin_interfaces/msg/Duration") and \
                 isinstance(value, (int, np.integer)):
-            value = {"sec": int(value) // _NS, "nanosec": int(value) % _NS}
+            value = dict(zip(("sec", "nanosec"), split_ns(value)))
         return build_message(detail, value, ts)
     (sub_node, sub_detail), size = detail
     if sub_node == Nodetype.BASE and sub_detail[0] in _NUMPY_DTYPES:
@@ -92,8 +93,3 @@ def _scalar(kind: str, value: Any, where: str) -> Any:
     if kind in _NUMPY_DTYPES:
         return 0 if value is None else int(value)
     raise ValueError(f"{where}: unsupported field type {kind!r}")
-
-
-def header(stamp_ns: int, frame_id: str) -> dict:
-    """A std_msgs/Header dict (stamp from integer nanoseconds)."""
-    return {"stamp": int(stamp_ns), "frame_id": frame_id}

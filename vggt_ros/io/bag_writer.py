@@ -27,7 +27,7 @@ class BagWriter:
     Usage::
 
         with BagWriter(out / "bag", storage="mcap") as bag:
-            bag.write("/camera/image_raw", IMAGE_TYPE, {"header": header(t, fid), ...}, t)
+            bag.write("/camera/image_raw", IMAGE_TYPE, {"header": messages.header(t, fid), ...}, t)
 
     The bag is assembled in a hidden temporary directory beside ``path`` and renamed to
     ``path`` on a clean exit; on an exception the temporary directory is removed.

@@ -13,9 +13,8 @@ import numpy as np
 
 from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
 from vggt_ros.io.bag_reader import decoded_messages, open_bag, topic_connections
+from vggt_ros.io.stamps import join_ns
 from vggt_ros.pipeline.types import CameraIntrinsics
-
-_NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class ImageRecord:
 
 
 def _stamp_ns(msg: Any) -> int:
-    return int(msg.header.stamp.sec) * _NS + int(msg.header.stamp.nanosec)
+    return join_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
 
 
 def _intrinsics(msg: Any) -> Optional[CameraIntrinsics]:

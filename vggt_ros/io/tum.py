@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-_NS = 1_000_000_000
+from vggt_ros.io.atomic import atomic_output
+from vggt_ros.io.stamps import NS_PER_S, format_seconds
 
 
 def format_stamp(stamp_ns: int) -> str:
@@ -21,7 +22,7 @@ def format_stamp(stamp_ns: int) -> str:
     stamp_ns = int(stamp_ns)
     if stamp_ns < 0:
         raise ValueError(f"negative stamp {stamp_ns} ns")
-    return f"{stamp_ns // _NS}.{stamp_ns % _NS:09d}"
+    return format_seconds(stamp_ns)
 
 
 def write_tum(path: str | os.PathLike, stamps_ns: np.ndarray, world_from_cam: np.ndarray) -> None:
@@ -36,10 +37,8 @@ def write_tum(path: str | os.PathLike, stamps_ns: np.ndarray, world_from_cam: np
     for stamp, t, q in zip(stamps, poses[:, :3, 3], quats):
         values = " ".join(f"{x:.9f}" for x in (*t, *q))
         lines.append(f"{format_stamp(stamp)} {values}")
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    with atomic_output(path) as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -56,7 +55,7 @@ def read_tum(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         if len(cols) != 8:
             raise ValueError(f"{path}:{lineno}: expected 8 columns, got {len(cols)}")
         try:
-            stamps.append(int((Decimal(cols[0]) * _NS).to_integral_value()))
+            stamps.append(int((Decimal(cols[0]) * NS_PER_S).to_integral_value()))
             rows.append([float(c) for c in cols[1:]])
         except (InvalidOperation, ValueError) as exc:
             raise ValueError(f"{path}:{lineno}: not a number: {line!r}") from exc

@@ -20,6 +20,7 @@ from std_msgs.msg import Header
 
 from vggt_ros.geometry.camera import translation_quaternion_to_pose
 from vggt_ros.io.images import decode_32fc1, decode_image
+from vggt_ros.io.stamps import join_ns
 from vggt_ros.nodes.rclpy_messages import to_rclpy
 from vggt_ros.pipeline.types import CameraIntrinsics
 from vggt_ros.topics import messages
@@ -63,7 +64,7 @@ def stamp_to_time(stamp_ns: int) -> Time:
 
 
 def time_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * messages.NS_PER_S + int(stamp.nanosec)
+    return join_ns(stamp.sec, stamp.nanosec)
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Header:

@@ -21,6 +21,7 @@ import numpy as np
 from vggt_ros.geometry.camera import pose_to_translation_quaternion
 from vggt_ros.io.images import encode_32fc1, encode_rgb8
 from vggt_ros.io.pointcloud import FLOAT32, field_offsets, pack_points
+from vggt_ros.io.stamps import split_ns
 
 __all__ = [
     "DIAGNOSTIC_OK", "DIAGNOSTIC_WARN", "DIAGNOSTIC_ERROR",
@@ -29,7 +30,6 @@ __all__ = [
     "diagnostic_status", "diagnostic_array",
 ]
 
-NS_PER_S = 1_000_000_000
 # diagnostic_msgs/DiagnosticStatus levels (a byte on the wire).
 DIAGNOSTIC_OK, DIAGNOSTIC_WARN, DIAGNOSTIC_ERROR = 0, 1, 2
 
@@ -41,7 +41,7 @@ def stamp(stamp_ns: int) -> Message:
     stamp_ns = int(stamp_ns)
     if stamp_ns < 0:
         raise ValueError(f"ROS stamps cannot be negative, got {stamp_ns} ns")
-    return {"sec": stamp_ns // NS_PER_S, "nanosec": stamp_ns % NS_PER_S}
+    return dict(zip(("sec", "nanosec"), split_ns(stamp_ns)))
 
 
 def header(stamp_ns: int, frame_id: str) -> Message:
