@@ -32,11 +32,13 @@ def _load_model(checkpoint: str, dev: torch.device) -> tuple[torch.nn.Module, st
     return load_embedded_model().to(dev).eval(), "embedded demo model"
 
 
-def build_predictor(checkpoint: str, device: str, precision: str, preprocess_mode: str,
+def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_mode: str,
                     image_size: int, compile_model: bool = True,
                     log: Optional[Callable[[str], None]] = None) -> Predictor:
     """Load the model named by ``checkpoint`` (empty: the embedded demo) and wrap it for the
-    pipeline. Raises ModelUnavailableError / CheckpointError with the reason."""
+    pipeline. The arguments are the ``predictor`` settings of ``vggt_ros.settings``, by name
+    (``settings.of_group(values, "predictor")``). Raises ModelUnavailableError /
+    CheckpointError with the reason."""
     dev = resolve_device(device)
     model, name = _load_model(checkpoint, dev)
     image_size = image_size or model.config.img_size  # 0: the size the model was trained at

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import torch
 
+from vggt_ros.settings import BY_NAME
+
 __all__ = ["PRECISIONS", "AUTOCAST_DTYPES", "ModelUnavailableError", "resolve_device",
            "resolve_precision"]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = BY_NAME["precision"].choices
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

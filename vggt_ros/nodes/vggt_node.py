@@ -32,6 +32,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
+from vggt_ros import settings
 from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.inference.builder import build_predictor
 from vggt_ros.inference.device import ModelUnavailableError
@@ -101,10 +102,8 @@ class VGGTNode(Node):
         if problems:
             raise params.ParameterError("; ".join(problems))
         if predictor is None:
-            predictor = build_predictor(
-                self.values["checkpoint"], self.values["device"], self.values["precision"],
-                self.values["preprocess_mode"], self.values["image_size"],
-                self.values["compile_model"], log=self.get_logger().info)
+            predictor = build_predictor(**settings.of_group(self.values, "predictor"),
+                                        log=self.get_logger().info)
         self.predictor = predictor
         self.pipeline = Pipeline(predictor, params.pipeline_config(self.values))
         self.add_on_set_parameters_callback(params.on_set_callback(lambda: self.values))

@@ -140,13 +140,13 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     out = args.out or args.bag.with_name(args.bag.name.removesuffix(".mcap") + "_map")
 
     # torch is imported only once the input is known to be good.
-    from vggt_ros.model.loading import CheckpointError
     from vggt_ros.inference.builder import build_predictor
     from vggt_ros.inference.device import ModelUnavailableError
+    from vggt_ros.model.loading import CheckpointError
 
     try:
         predictor = build_predictor(
-            **{s.name: values[s.name] for s in settings.SETTINGS if s.group == "predictor"},
+            **settings.of_group(values, "predictor"),
             log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     except (ModelUnavailableError, CheckpointError) as exc:
         raise UsageError(f"cannot load the model: {exc}") from None
