@@ -19,7 +19,7 @@ test: setup
 	@$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup
-	@$(PY) -m vggt_ros.demo
+	@$(PY) -m vggt_ros.offline.demo
 
 # Robot install path: a colcon workspace build of this repo with the venv's ROS wheels.
 colcon-check: setup

@@ -16,7 +16,7 @@ setup(
     entry_points={
         "console_scripts": [
             "vggt_node = vggt_ros.nodes.vggt_node:main",
-            "vggt_map = vggt_ros.tools.mapper_cli:main",
+            "vggt_map = vggt_ros.offline.cli:main",
             "vggt_synth = vggt_ros.synth.cli:main",
             "vggt_eval = vggt_ros.evaluation.cli:main",
             "vggt_bench = vggt_ros.bench.cli:main",

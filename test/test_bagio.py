@@ -1,4 +1,5 @@
-"""vggt_synth bags and vggt_ros.bagio: round trips through rosbags, TUM files, clear errors."""
+"""vggt_synth bags and vggt_ros.io (bags, TUM): round trips through rosbags, TUM files, clear
+errors."""
 import os
 import shutil
 import subprocess
@@ -11,9 +12,12 @@ import yaml
 from rosbags.rosbag2 import Reader, Writer
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.bagio import (IMAGE_TYPE, BagError, BagWriter, build_message, header,
-                            list_topics, read_image_stream, read_messages, read_tum,
-                            typestore, write_tum)
+from vggt_ros.io.bag_messages import IMAGE_TYPE, BagError, build_message, typestore
+from vggt_ros.io.bag_reader import list_topics, read_messages
+from vggt_ros.io.bag_writer import BagWriter
+from vggt_ros.io.image_stream import read_image_stream
+from vggt_ros.io.tum import read_tum, write_tum
+from vggt_ros.topics.messages import header
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.cli import main
 

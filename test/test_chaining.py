@@ -11,9 +11,9 @@ import pytest
 from vggt_ros.evaluation.metrics import align_sim3, ate_rmse, path_length
 from vggt_ros.geometry.camera import se3_inverse, unproject_depth
 from vggt_ros.pipeline.chaining import Chainer
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.window import WindowManager
 from vggt_ros.synth import make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 W, H = 64, 48
 
@@ -50,7 +50,7 @@ class Degraded:
 
 
 def chain(frames, predictor, window=8, overlap=2, **chainer_kwargs):
-    manager = WindowManager(window, overlap)
+    manager = WindowManager(window_size=window, overlap=overlap)
     chainer = Chainer(**chainer_kwargs)
     results = []
     windows = [w for w in (manager.add(f) for f in frames) if w is not None]
@@ -118,7 +118,7 @@ def test_noisy_chain_stays_within_two_percent_of_path(loop):
 
 def test_overlap_keyframes_keep_their_first_pose(loop):
     seq, frames = loop
-    manager, chainer = WindowManager(8, 2), Chainer()
+    manager, chainer = WindowManager(window_size=8, overlap=2), Chainer()
     predictor = GroundTruthPredictor(seq, depth_noise=0.01, rot_noise_deg=0.5, seed=6)
     windows = [w for w in (manager.add(f) for f in frames[:30]) if w is not None]
     first = chainer.place(predictor.predict(windows[0]), windows[0])

@@ -5,7 +5,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from vggt_ros.imaging import ImageDecodeError
+from vggt_ros.io.images import ImageDecodeError
 from vggt_ros.nodes import conversions as cv
 
 pytestmark = pytest.mark.ros

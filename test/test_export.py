@@ -10,15 +10,19 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.export.atomic import atomic_output
 from vggt_ros.export.outputs import FILES, MapOutputs
 from vggt_ros.export.ply import write_ply
-from vggt_ros.export.summary import write_json
+from vggt_ros.io.atomic import atomic_output
+from vggt_ros.io.strict_json import write_json
 from vggt_ros.pipeline.types import (ChainingStatus, KeyframeResult, PreprocessMapping,
                                      WindowResult)
 
 H, W = 6, 8  # depth (model) pixels
 ORIG = (16, 12)  # original camera image (width, height): model = original / 2
+# Pipeline.stats as the mapper hands them over after each window (feeds /diagnostics).
+STATS = {"scale_status": "non-metric", "resets": 0, "last_reset_reason": "", "map_points": 40,
+         "frames_in": 5, "keyframes": 5, "dropped_non_keyframes": 0, "windows": 2,
+         "timings": {"predict": 0.5}}
 
 
 def _keyframe(i: int, rng: np.random.Generator, focal: float) -> KeyframeResult:
@@ -58,7 +62,7 @@ def written(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     outputs = MapOutputs(out, odom_frame="odom")
     for window in windows:
-        outputs.add(window)
+        outputs.add(window, STATS)
     points = rng.normal(size=(40, 3)).astype(np.float32)
     colors = rng.integers(0, 255, (40, 3), dtype=np.uint8)
     gt = np.stack([k.odom_from_cam for k in kfs])
@@ -162,12 +166,17 @@ def test_output_bag_reads_back_with_rosbags(written):
         "/vggt/depth/camera_info": "sensor_msgs/msg/CameraInfo",
         "/vggt/depth/confidence": "sensor_msgs/msg/Image",
         "/vggt/points": "sensor_msgs/msg/PointCloud2", "/vggt/odometry": "nav_msgs/msg/Odometry",
-        "/vggt/path": "nav_msgs/msg/Path"}
-    for topic in ("/tf", "/vggt/depth", "/vggt/depth/camera_info", "/vggt/depth/confidence",
-                  "/vggt/odometry"):
+        "/vggt/path": "nav_msgs/msg/Path", "/vggt/map_points": "sensor_msgs/msg/PointCloud2",
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+    for topic in ("/tf", "/vggt/depth", "/vggt/depth/camera_info", "/vggt/depth/confidence"):
         assert len(msgs[topic]) == len(kfs), topic
     assert len(msgs["/vggt/points"]) == len(msgs["/vggt/path"]) == len(windows)
     assert len(msgs["/vggt/path"][-1].poses) == len(kfs)
+    # Odometry as the node publishes it: once per window, the pose of its newest keyframe.
+    assert len(msgs["/vggt/odometry"]) == len(windows)
+    for odom, window in zip(msgs["/vggt/odometry"], windows):
+        p = odom.pose.pose.position
+        np.testing.assert_allclose([p.x, p.y, p.z], window.new_keyframes[-1].odom_from_cam[:3, 3])
     for depth, info, kf in zip(msgs["/vggt/depth"], msgs["/vggt/depth/camera_info"], kfs):
         assert depth.encoding == "32FC1" and (depth.width, depth.height) == (info.width,
                                                                                info.height)
@@ -190,6 +199,33 @@ def test_output_bag_reads_back_with_rosbags(written):
     np.testing.assert_array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1),
                                   windows[1].points)
     np.testing.assert_array_equal(rec["rgb"] >> 16, windows[1].colors[:, 0])
+
+
+def test_output_bag_has_the_map_diagnostics_and_latched_qos(written):
+    out, windows, _, points, _ = written
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    with Reader(out / "outputs.mcap") as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+        msgs: dict[str, list] = {}
+        for conn, _, raw in reader.messages():
+            msgs.setdefault(conn.topic, []).append(typestore.deserialize_cdr(raw, conn.msgtype))
+    (cloud,) = msgs["/vggt/map_points"]  # the fused map, once
+    assert cloud.width == len(points) and cloud.header.frame_id == "odom"
+    rec = np.frombuffer(cloud.data.tobytes(), dtype=np.dtype(
+        {"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8],
+         "itemsize": cloud.point_step}))
+    np.testing.assert_array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1), points)
+    assert len(msgs["/diagnostics"]) == len(windows)
+    status = msgs["/diagnostics"][-1].status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.name == "vggt: pipeline"
+    assert values["chaining.method"] == "points" and values["scale"] == "non-metric"
+    for topic in ("/vggt/path", "/vggt/map_points"):  # replayed latched, as the node offers them
+        (profile,) = qos[topic]
+        assert profile.durability.name == "TRANSIENT_LOCAL" and profile.depth == 1, topic
+        assert profile.reliability.name == "RELIABLE"
+    (depth_qos,) = qos["/vggt/depth"]
+    assert depth_qos.durability.name == "VOLATILE" and depth_qos.depth == 5
 
 
 def test_report_is_a_png_and_summary_is_strict_json(written):

@@ -239,7 +239,7 @@ def test_bench_cli_rejects_bad_arguments():
 def test_predictor_fast_path_matches_the_reference_predictor(reference):
     import numpy as np
 
-    from vggt_ros.inference import VGGTPredictor
+    from vggt_ros.inference.predictor import VGGTPredictor
     from vggt_ros.pipeline.types import Frame
 
     rng = np.random.default_rng(3)
@@ -268,7 +268,7 @@ def test_predictor_fast_path_matches_the_reference_predictor(reference):
 
 
 def test_compile_model_setting_reaches_the_fast_path(reference):
-    from vggt_ros.inference import VGGTPredictor
+    from vggt_ros.inference.predictor import VGGTPredictor
 
     default = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True)
     eager = VGGTPredictor(copy.deepcopy(reference), device="cpu", image_size=W, fast=True,

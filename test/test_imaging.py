@@ -4,7 +4,7 @@ from array import array
 import numpy as np
 import pytest
 
-from vggt_ros.imaging import (
+from vggt_ros.io.images import (
     ImageDecodeError,
     decode_32fc1,
     decode_image,

@@ -6,9 +6,9 @@ import torch
 
 from vggt_ros.geometry.camera import project_points, unproject_depth
 from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
-from vggt_ros.inference import VGGTPredictor, run_vggt
+from vggt_ros.inference.predictor import VGGTPredictor, run_vggt
+from vggt_ros.inference.preprocessing import model_input_size, preprocess_images
 from vggt_ros.pipeline.types import Frame
-from vggt_ros.preprocessing import model_input_size, preprocess_images
 
 SIZE = 70  # model input width for the tiny model (multiple of 14)
 

@@ -16,14 +16,15 @@ from plyfile import PlyData
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from vggt_ros.bagio import BagWriter, read_tum
 from vggt_ros.evaluation.depth import synthetic_depth_source
-from vggt_ros.mapping import MappingError, run_offline_mapping
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
+from vggt_ros.io.bag_writer import BagWriter
+from vggt_ros.io.tum import read_tum
+from vggt_ros.offline.mapper import MappingError, run_offline_mapping
 from vggt_ros.pipeline.pipeline import PipelineConfig
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.cli import IMAGE_TOPIC, image_message
 from vggt_ros.synth.cli import main as synth_main
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 FRAMES, WIDTH, HEIGHT, SEED = 40, 64, 48, 1
@@ -140,7 +141,7 @@ def test_empty_image_topic_raises(tmp_path):
 
 def _vggt_map(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the CLI in a child that inherits conftest's environment."""
-    return subprocess.run([sys.executable, "-m", "vggt_ros.tools.mapper_cli", *args],
+    return subprocess.run([sys.executable, "-m", "vggt_ros.offline.cli", *args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -228,7 +229,7 @@ def test_cli_error_cases_exit_2_with_one_line(small_bag, tmp_path):
 
 def test_cli_has_an_option_for_every_pipeline_and_predictor_setting():
     from vggt_ros import settings
-    from vggt_ros.tools.mapper_cli import build_parser
+    from vggt_ros.offline.cli import build_parser
 
     parser = build_parser()
     by_dest = {a.dest: a for a in parser._actions}

@@ -147,7 +147,7 @@ def test_depth_metrics_reject_unusable_input():
 def test_vggt_eval_cli_prints_and_writes_json(tmp_path, capsys):
     import json
 
-    from vggt_ros.bagio import write_tum
+    from vggt_ros.io.tum import write_tum
     from vggt_ros.evaluation.cli import main
 
     gt = _curve(10)

@@ -26,9 +26,9 @@ from vggt_ros.geometry.camera import project_points
 from vggt_ros.geometry.sim3 import umeyama_sim3
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.nodes.vggt_node import VGGTNode
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.srv import TrackPoints
 from vggt_ros.synth import FRAME_ID, make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from vggt_ros.geometry.camera import project_points, se3_inverse
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.pipeline import (FrameRejected, Pipeline, PipelineConfig,
                                         TrackRequestError, WindowFailed)
 from vggt_ros.pipeline.types import CameraIntrinsics
 from vggt_ros.synth import make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 W, H = 64, 48
 

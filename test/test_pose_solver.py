@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vggt_ros.geometry.camera import se3_inverse
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import (PoseSolver, PoseSolverConfig, anchor_indices,
                                            gather_tracks, select_queries)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from safetensors.numpy import load_file
 
-from vggt_ros.preprocessing import (model_input_size, preprocess_image, preprocess_images,
+from vggt_ros.inference.preprocessing import (model_input_size, preprocess_image, preprocess_images,
                                     to_uint8_images)
 
 EXPECTED_CASES = ("crop.landscape", "crop.portrait", "crop.both",

@@ -3,8 +3,9 @@
 The live node declares each entry as a ROS parameter (with its description and range), the
 offline mapper exposes each as a ``--name`` command-line option, and ``config/vggt.yaml``
 lists them all; tests check the three agree. ``group`` says which object consumes a setting:
-``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` -> runtime.build_predictor,
-``ros`` -> only the live node (frames, topics, publishing).
+``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` ->
+``vggt_ros.inference.builder.build_predictor``, ``ros`` -> only the live node (frames, topics,
+publishing).
 """
 from __future__ import annotations
 
@@ -126,10 +127,25 @@ def defaults(group: Optional[str] = None) -> dict[str, Any]:
     return {s.name: s.default for s in SETTINGS if group is None or s.group == group}
 
 
+def of_group(values: dict[str, Any], group: str) -> dict[str, Any]:
+    """The entries of ``values`` that belong to ``group``, to pass on by name (e.g. the
+    ``predictor`` settings as ``build_predictor``'s keyword arguments)."""
+    return {s.name: values[s.name] for s in SETTINGS if s.group == group}
+
+
+def overlap_problem(window_size: int, overlap: int) -> Optional[str]:
+    """The one rule between two settings: consecutive windows share ``overlap`` keyframes (the
+    chaining correspondences), so each window must also bring at least one new keyframe."""
+    if overlap >= window_size:
+        return "overlap must be smaller than window_size"
+    return None
+
+
 def validate(values: dict[str, Any]) -> list[str]:
     """Check known settings; returns the reasons of every rejected value (empty = all fine)."""
     problems = [f"unknown setting {k!r}" for k in values if k not in BY_NAME]
     problems += [r for k, v in values.items() if k in BY_NAME and (r := BY_NAME[k].check(v))]
-    if values.get("overlap", 0) >= values.get("window_size", 1 << 30):
-        problems.append("overlap must be smaller than window_size")
+    if "overlap" in values and "window_size" in values:
+        problem = overlap_problem(values["window_size"], values["overlap"])
+        problems += [problem] if problem else []
     return problems

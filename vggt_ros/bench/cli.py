@@ -600,7 +600,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.render:
         print(markdown_tables(json.loads(Path(args.render).read_text())))
         return 0
-    from vggt_ros.runtime import resolve_device
+    from vggt_ros.inference.device import resolve_device
 
     device = resolve_device(args.device)
     peak = args.peak_tflops or (790.0 if device.type == "cuda" else None)

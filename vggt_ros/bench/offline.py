@@ -22,8 +22,8 @@ import torch
 from safetensors.torch import save_file
 
 from vggt_ros.bench.cli import build_config, random_model
+from vggt_ros.offline import cli as mapper_cli
 from vggt_ros.synth import cli as synth_cli
-from vggt_ros.tools import mapper_cli
 
 
 def write_random_checkpoint(config: str, seed: int, path: Path) -> None:

@@ -14,9 +14,9 @@ import statistics
 import sys
 from typing import Optional, Sequence
 
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
 from vggt_ros.synth import make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 
 class _Cached:

@@ -18,10 +18,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from vggt_ros.bagio import read_tum
 from vggt_ros.evaluation.metrics import (MetricsError, combine_depth_metrics, depth_metrics,
                                          evaluate_trajectory)
-from vggt_ros.export.summary import write_json
+from vggt_ros.io.strict_json import write_json
+from vggt_ros.io.tum import read_tum
 
 PROG = "vggt_eval"
 

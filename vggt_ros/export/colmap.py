@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.export.atomic import PathLike, atomic_output
 from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.io.atomic import PathLike, atomic_output
 
 
 def image_name(stamp_ns: int) -> str:

@@ -1,7 +1,7 @@
 """Collects the WindowResults of a mapping run and writes every output file.
 
-Kept apart from the run loop (``vggt_ros.mapping``) so the same writer serves any source of
-WindowResults and can be tested without a predictor. Large per-keyframe data (depth,
+Kept apart from the run loop (``vggt_ros.offline.mapper``) so the same writer serves any source
+of WindowResults and can be tested without a predictor. Large per-keyframe data (depth,
 confidence) is streamed into the output bag as it arrives; only poses, calibration and a few
 samples for the report are held until the end.
 """
@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from vggt_ros.bagio import write_tum
 from vggt_ros.evaluation.metrics import aligned_positions
 from vggt_ros.export.colmap import write_colmap
 from vggt_ros.export.ply import write_ply
 from vggt_ros.export.report import write_report
 from vggt_ros.export.rosbag_out import OutputBagWriter
-from vggt_ros.export.summary import write_json
+from vggt_ros.io.strict_json import write_json
+from vggt_ros.io.tum import write_tum
 from vggt_ros.pipeline.types import KeyframeResult, WindowResult
 
 FILES = {
@@ -82,9 +82,14 @@ class MapOutputs:
         self._conf_count = 0
         self._rng = np.random.default_rng(seed)
         self._bag = OutputBagWriter(self.out_dir / FILES["bag"], odom_frame)
+        self._last_stamp: Optional[int] = None
 
-    def add(self, result: WindowResult) -> None:
-        self._bag.write_window(result)
+    def add(self, result: WindowResult,
+            pipeline_stats: Optional[Mapping[str, Any]] = None) -> None:
+        """One window; ``pipeline_stats`` (the pipeline's stats after it) adds its
+        ``/diagnostics`` to the output bag."""
+        self._bag.write_window(result, pipeline_stats)
+        self._last_stamp = result.stamps_ns[-1]
         for kf in result.new_keyframes:
             self.keyframes.append(KeyframeRecord(
                 kf.stamp_ns, kf.frame_id, np.array(kf.odom_from_cam, dtype=np.float64),
@@ -92,6 +97,10 @@ class MapOutputs:
                 tuple(int(v) for v in kf.mapping.original_size)))
             self._samples.offer(kf)
             self._sample_confidence(kf.confidence)
+
+    def restart_path(self) -> None:
+        """The pipeline started a new trajectory: the bag's path restarts, as the node's."""
+        self._bag.restart_path()
 
     def _sample_confidence(self, conf: np.ndarray) -> None:
         if self._conf_count >= CONF_SAMPLES_MAX:
@@ -120,6 +129,8 @@ class MapOutputs:
         indices, their associated ground-truth poses [K,4,4]) overlays the ground truth on the
         report's trajectory, the estimate Sim(3)-aligned to it."""
         written: dict[str, Path] = {}
+        if self._last_stamp is not None:
+            self._bag.write_map(points, colors, self._last_stamp)
         written["bag"] = self._bag.close()
         path = self.out_dir / FILES["trajectory"]
         write_tum(path, self.stamps_ns, self.poses)

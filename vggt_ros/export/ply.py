@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggt_ros.export.atomic import PathLike, atomic_output
+from vggt_ros.io.atomic import PathLike, atomic_output
 
 _VERTEX = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
                     ("red", "u1"), ("green", "u1"), ("blue", "u1")])

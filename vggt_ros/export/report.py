@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from vggt_ros.export.atomic import PathLike, atomic_output  # noqa: E402
+from vggt_ros.io.atomic import PathLike, atomic_output  # noqa: E402
 
 
 def _top_view_axes(positions: np.ndarray) -> tuple[int, int]:

@@ -1,105 +1,64 @@
 """The mapper's results as a ROS 2 bag (``outputs.mcap``), to replay in RViz or feed to other
 nodes exactly as if the live node had produced them.
 
-Topics (message layouts as the live node publishes them, see ``vggt_ros.nodes.conversions``):
-``/tf`` odom -> camera optical frame per keyframe, ``/vggt/depth`` 32FC1 (map units, NaN =
-invalid) with ``/vggt/depth/camera_info`` (K of the depth image) and ``/vggt/depth/confidence``
-32FC1, ``/vggt/points`` one PointCloud2 per window (x, y, z FLOAT32 + packed ``rgb`` at offset
-12, point_step 16), ``/vggt/odometry`` and ``/vggt/path`` (all keyframes so far, per window).
+Topics, types, QoS and messages come from ``vggt_ros.topics`` (the same definitions the node
+publishes with), resolved in the ``/vggt`` namespace: ``/tf`` (odom -> camera optical frame per
+keyframe), ``/vggt/depth``, ``/vggt/depth/camera_info``, ``/vggt/depth/confidence``,
+``/vggt/points`` and ``/vggt/odometry`` / ``/vggt/path`` / ``/diagnostics`` per window, and
+``/vggt/map_points`` (the fused map) once at the end. Each connection carries its offered QoS,
+so ``ros2 bag play`` replays ``path`` and ``map_points`` latched (transient local).
 
-Messages are built through ``vggt_ros.bagio`` (rosbags typestore, ROS 2 Kilted), never rclpy,
-so this runs on machines without ROS. The bag is assembled by ``bagio.BagWriter`` in a
-temporary directory and only its finished single ``.mcap`` file is renamed onto the output
-path; rosbags and the mcap tools read such a file directly.
+Messages are serialised with rosbags (``vggt_ros.io.bag_messages``), never rclpy, so this runs
+on machines without ROS. The bag is assembled by ``BagWriter`` in a temporary directory and
+only its finished single ``.mcap`` file is renamed onto the output path; rosbags and the mcap
+tools read such a file directly.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
 
-from vggt_ros.bagio import BagWriter, header
-from vggt_ros.export.atomic import PathLike
-from vggt_ros.geometry.camera import pose_to_translation_quaternion
-from vggt_ros.imaging import encode_32fc1
-from vggt_ros.pipeline.types import KeyframeResult, WindowResult
-from vggt_ros.pointcloud import FLOAT32, field_offsets, pack_points
+from vggt_ros.io.atomic import PathLike
+from vggt_ros.io.bag_writer import BagWriter
+from vggt_ros.pipeline.types import WindowResult
+from vggt_ros.topics import messages
+from vggt_ros.topics.diagnostics import pipeline_status, status_name
+from vggt_ros.topics.table import BAG_NAMESPACE, NODE_NAME, OUTPUTS, Topic, resolve
+from vggt_ros.topics.window_outputs import Output, WindowOutputs
 
-TOPICS: dict[str, str] = {
-    "/tf": "tf2_msgs/msg/TFMessage",
-    "/vggt/depth": "sensor_msgs/msg/Image",
-    "/vggt/depth/camera_info": "sensor_msgs/msg/CameraInfo",
-    "/vggt/depth/confidence": "sensor_msgs/msg/Image",
-    "/vggt/points": "sensor_msgs/msg/PointCloud2",
-    "/vggt/odometry": "nav_msgs/msg/Odometry",
-    "/vggt/path": "nav_msgs/msg/Path",
-}
+_LOG = logging.getLogger(__name__)
+_UNSET = QosTime(0, 0)  # rmw's "default" for deadline, lifespan and lease duration
 
 
-
-def _pose(pose: np.ndarray) -> tuple[dict, dict]:
-    t, q = pose_to_translation_quaternion(pose)
-    return (dict(zip("xyz", map(float, t))), dict(zip("xyzw", map(float, q))))
-
-
-def tf_message(pose: np.ndarray, stamp_ns: int, parent: str, child: str) -> dict:
-    translation, rotation = _pose(pose)
-    return {"transforms": [{"header": header(stamp_ns, parent), "child_frame_id": child,
-                            "transform": {"translation": translation, "rotation": rotation}}]}
-
-
-def pose_message(pose: np.ndarray) -> dict:
-    position, orientation = _pose(pose)
-    return {"position": position, "orientation": orientation}
-
-
-def float_image(values: np.ndarray, stamp_ns: int, frame_id: str) -> dict:
-    """HxW float -> 32FC1 Image fields (little-endian, NaN kept as invalid)."""
-    height, width = values.shape
-    return {"header": header(stamp_ns, frame_id), "height": height, "width": width,
-            "encoding": "32FC1", "is_bigendian": 0, "step": 4 * width,
-            "data": np.frombuffer(encode_32fc1(values), dtype=np.uint8)}
-
-
-def camera_info(k: np.ndarray, width: int, height: int, stamp_ns: int, frame_id: str) -> dict:
-    """Pinhole CameraInfo of an undistorted image (d empty, r identity, p = [K | 0])."""
-    p = np.zeros((3, 4))
-    p[:, :3] = k
-    return {"header": header(stamp_ns, frame_id), "height": height, "width": width,
-            "distortion_model": "plumb_bob", "k": np.asarray(k, np.float64).ravel(),
-            "r": np.eye(3).ravel(), "p": p.ravel()}
-
-
-def pointcloud(points: np.ndarray, colors: np.ndarray, stamp_ns: int, frame_id: str) -> dict:
-    """The live node's cloud layout (vggt_ros.pointcloud), as rosbags message fields."""
-    layout, data = pack_points(points, colors)
-    fields = [{"name": name, "offset": offset, "datatype": FLOAT32, "count": 1}
-              for name, offset in field_offsets(layout)]
-    return {"header": header(stamp_ns, frame_id), "height": 1, "width": len(points),
-            "fields": fields, "is_bigendian": False, "point_step": layout.itemsize,
-            "row_step": layout.itemsize * len(points),
-            "data": np.frombuffer(data, dtype=np.uint8), "is_dense": False}
-
-
-def odometry(pose: np.ndarray, stamp_ns: int, parent: str, child: str) -> dict:
-    """Pose only; zero twist and covariances (VGGT gives no uncertainty), as the live node."""
-    return {"header": header(stamp_ns, parent), "child_frame_id": child,
-            "pose": {"pose": pose_message(pose)}}
+def offered_qos(topic: Topic) -> Qos:
+    """The QoS the live node offers on ``topic``, as bag metadata for ``ros2 bag play``."""
+    durability = QosDurability.TRANSIENT_LOCAL if topic.latched else QosDurability.VOLATILE
+    return Qos(history=QosHistory.KEEP_LAST, depth=topic.depth,
+               reliability=QosReliability.RELIABLE, durability=durability, deadline=_UNSET,
+               lifespan=_UNSET, liveliness=QosLiveliness.AUTOMATIC,
+               liveliness_lease_duration=_UNSET, avoid_ros_namespace_conventions=False)
 
 
 class OutputBagWriter:
     """Streams WindowResults into a bag as they arrive (so depth maps are never all held in
     memory) and publishes the finished ``.mcap`` at ``path`` only on :meth:`close`."""
 
-    def __init__(self, path: PathLike, odom_frame: str = "odom") -> None:
+    def __init__(self, path: PathLike, odom_frame: str = "odom",
+                 namespace: str = BAG_NAMESPACE) -> None:
         self.path = Path(path)
-        self.odom_frame = odom_frame
-        self.counts: dict[str, int] = {topic: 0 for topic in TOPICS}
-        self._path_poses: list[dict] = []
+        self.namespace = namespace
+        self.counts: dict[str, int] = {resolve(name, namespace): 0 for name in OUTPUTS}
+        self.skipped: Counter[str] = Counter()  # topic -> messages that could not be built
+        self._outputs = WindowOutputs(odom_frame, on_bad_pose=self._warn)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp",
                                           dir=self.path.parent))
@@ -120,37 +79,48 @@ class OutputBagWriter:
         else:
             self.abort()
 
-    def _write(self, topic: str, msg: dict, stamp_ns: int) -> None:
+    def _warn(self, reason: str) -> None:
+        _LOG.warning("output bag: %s", reason)
+
+    def _write(self, output: Output) -> None:
+        """Build and write one output; one that cannot be built is skipped and counted, as the
+        node skips it."""
         if self._bag is None:
             raise RuntimeError("output bag already closed")
-        self._bag.write(topic, TOPICS[topic], msg, int(stamp_ns))
+        topic = resolve(output.topic, self.namespace)
+        try:
+            message = output.build()
+        except ValueError as err:
+            if not self.skipped[topic]:
+                self._warn(f"{topic} message at {output.stamp_ns} ns skipped: {err}")
+            self.skipped[topic] += 1
+            return
+        spec = OUTPUTS[output.topic]
+        self._bag.write(topic, spec.msgtype, message, int(output.stamp_ns),
+                        offered_qos=[offered_qos(spec)])
         self.counts[topic] += 1
 
-    def write_keyframe(self, kf: KeyframeResult) -> None:
-        stamp = kf.stamp_ns
-        self._write("/tf", tf_message(kf.odom_from_cam, stamp, self.odom_frame, kf.frame_id),
-                    stamp)
-        height, width = kf.depth.shape
-        self._write("/vggt/depth", float_image(kf.depth, stamp, kf.frame_id), stamp)
-        self._write("/vggt/depth/camera_info",
-                    camera_info(kf.intrinsics, width, height, stamp, kf.frame_id), stamp)
-        self._write("/vggt/depth/confidence", float_image(kf.confidence, stamp, kf.frame_id),
-                    stamp)
-        self._write("/vggt/odometry",
-                    odometry(kf.odom_from_cam, stamp, self.odom_frame, kf.frame_id), stamp)
-        self._path_poses.append({"header": header(stamp, self.odom_frame),
-                                 "pose": pose_message(kf.odom_from_cam)})
+    def write_window(self, result: WindowResult,
+                     pipeline_stats: Optional[Mapping[str, Any]] = None) -> None:
+        """The window's messages in the node's order; with ``pipeline_stats`` (the pipeline's
+        ``stats`` after this window) also its ``/diagnostics`` status."""
+        for output in self._outputs.window(result):
+            self._write(output)
+        if pipeline_stats is not None:
+            stamp = result.stamps_ns[-1]
+            level, message, values = pipeline_status(result.chaining, pipeline_stats)
+            status = messages.diagnostic_status(level, status_name(NODE_NAME), message, "",
+                                                values)
+            self._write(Output("/diagnostics", stamp,
+                               lambda: messages.diagnostic_array([status], stamp)))
 
-    def write_window(self, result: WindowResult) -> None:
-        """All new keyframes of the window, its cloud, and the path so far."""
-        for kf in result.new_keyframes:
-            self.write_keyframe(kf)
-        stamp = result.stamps_ns[-1]
-        self._write("/vggt/points", pointcloud(result.points, result.colors, stamp,
-                                               self.odom_frame), stamp)
-        if self._path_poses:
-            self._write("/vggt/path", {"header": header(stamp, self.odom_frame),
-                                       "poses": list(self._path_poses)}, stamp)
+    def write_map(self, points: np.ndarray, colors: np.ndarray, stamp_ns: int) -> None:
+        """The fused map, once: latched on playback like the node's last ``map_points``."""
+        self._write(self._outputs.map(points, colors, stamp_ns))
+
+    def restart_path(self) -> None:
+        """The pipeline started a new trajectory: the path restarts, as on the node."""
+        self._outputs.restart_path()
 
     def close(self) -> Path:
         """Finish the bag and move its ``.mcap`` onto ``path`` (atomic rename)."""

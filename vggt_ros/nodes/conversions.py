@@ -1,17 +1,11 @@
 """ROS messages <-> NumPy for the vggt node (and for tests and tools that read its output).
 
-Every builder works on whole arrays (``tobytes`` / ``frombuffer``): a per-point or per-pixel
-Python loop would cost seconds per cloud. Conventions:
-
-* stamps are integer nanoseconds (``builtin_interfaces/Time`` only at the message boundary);
-* poses are 4x4 float64 ``parent_from_child`` matrices (e.g. ``odom_from_cam``);
-* depth and confidence images are 32FC1 with NaN for invalid pixels (REP-117/118);
-* PointCloud2 uses the compact PCL-compatible layout of :mod:`vggt_ros.pointcloud` (shared
-  with the offline mapper's output bag): x, y, z FLOAT32 at offsets 0/4/8 and ``rgb`` at
-  offset 12 (a uint32 0x00RRGGBB stored in a FLOAT32 field), ``point_step`` 16,
-  unorganised (height 1), ``is_dense`` False. Readers (RViz, PCL, depth tools, our own
-  :func:`pointcloud2_to_numpy`) locate fields by name and offset, so this is read like the
-  32-byte ``PointXYZRGB`` layout while sending half the bytes.
+Outgoing messages are built once, as plain data, by :mod:`vggt_ros.topics.messages` (shared
+with the offline mapper's output bag); the builders here only convert that data to rclpy at
+the node's edge. The readers (images, CameraInfo, clouds, poses) work on whole arrays
+(``frombuffer``): a per-point or per-pixel Python loop would cost seconds per cloud.
+:func:`pointcloud2_to_numpy` locates fields by name and offset, so it also reads the 32-byte
+``PointXYZRGB`` layout of other publishers.
 """
 from __future__ import annotations
 
@@ -24,10 +18,12 @@ from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from vggt_ros.geometry.camera import pose_to_translation_quaternion, translation_quaternion_to_pose
-from vggt_ros.imaging import decode_32fc1, decode_image, encode_32fc1, encode_rgb8
-from vggt_ros.pointcloud import field_offsets, pack_points
+from vggt_ros.geometry.camera import translation_quaternion_to_pose
+from vggt_ros.io.images import decode_32fc1, decode_image
+from vggt_ros.io.stamps import join_ns
+from vggt_ros.nodes.rclpy_messages import to_rclpy
 from vggt_ros.pipeline.types import CameraIntrinsics
+from vggt_ros.topics import messages
 
 __all__ = [
     "CameraInfoError",
@@ -42,14 +38,11 @@ __all__ = [
     "camera_info_to_intrinsics",
     "pointcloud2_from_numpy",
     "pointcloud2_to_numpy",
-    "pose_to_transform",
     "transform_to_pose",
     "transform_stamped",
     "pose_stamped",
     "odometry",
 ]
-
-_NS = 1_000_000_000
 
 # PointField datatype -> NumPy base type (byte order is added from the message).
 _FIELD_TYPES = {
@@ -67,18 +60,15 @@ class CameraInfoError(ValueError):
 
 def stamp_to_time(stamp_ns: int) -> Time:
     """Integer nanoseconds -> builtin_interfaces/Time (stamps before 1970 are not valid ROS)."""
-    stamp_ns = int(stamp_ns)
-    if stamp_ns < 0:
-        raise ValueError(f"ROS stamps cannot be negative, got {stamp_ns} ns")
-    return Time(sec=stamp_ns // _NS, nanosec=stamp_ns % _NS)
+    return to_rclpy(Time, messages.stamp(stamp_ns))
 
 
 def time_to_ns(stamp: Time) -> int:
-    return int(stamp.sec) * _NS + int(stamp.nanosec)
+    return join_ns(stamp.sec, stamp.nanosec)
 
 
 def make_header(stamp_ns: int, frame_id: str) -> Header:
-    return Header(stamp=stamp_to_time(stamp_ns), frame_id=frame_id)
+    return to_rclpy(Header, messages.header(stamp_ns, frame_id))
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -90,17 +80,12 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 
 
 def rgb_to_image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
-    height, width = np.asarray(rgb).shape[:2]
-    return Image(header=make_header(stamp_ns, frame_id), height=height, width=width,
-                 encoding="rgb8", is_bigendian=False, step=3 * width, data=encode_rgb8(rgb))
+    return to_rclpy(Image, messages.rgb_image(rgb, stamp_ns, frame_id))
 
 
 def float_image(values: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     """HxW float array (depth in map units, confidence) -> 32FC1 Image, NaN kept as invalid."""
-    height, width = np.asarray(values).shape[:2]
-    return Image(header=make_header(stamp_ns, frame_id), height=height, width=width,
-                 encoding="32FC1", is_bigendian=False, step=4 * width,
-                 data=encode_32fc1(values))
+    return to_rclpy(Image, messages.float_image(values, stamp_ns, frame_id))
 
 
 def image_to_float(msg: Image) -> np.ndarray:
@@ -114,20 +99,8 @@ def image_to_float(msg: Image) -> np.ndarray:
 
 def camera_info_from_k(k: np.ndarray, width: int, height: int, stamp_ns: int,
                        frame_id: str) -> CameraInfo:
-    """A pinhole CameraInfo for an undistorted image of ``width`` x ``height`` (REP-104).
-
-    d is empty with model plumb_bob (no distortion: our depth is predicted on the undistorted
-    model grid), r is identity (monocular), p = [K | 0]. K must describe THIS image size, which
-    is what lets depth_image_proc pair it with the depth image.
-    """
-    k = np.asarray(k, dtype=np.float64)
-    if k.shape != (3, 3) or not np.isfinite(k).all():
-        raise ValueError(f"K must be a finite 3x3 matrix, got {k}")
-    p = np.zeros((3, 4))
-    p[:, :3] = k
-    return CameraInfo(header=make_header(stamp_ns, frame_id), height=int(height),
-                      width=int(width), distortion_model="plumb_bob", d=[],
-                      k=k.reshape(-1), r=np.eye(3).reshape(-1), p=p.reshape(-1))
+    """A pinhole CameraInfo for an undistorted image (see ``messages.camera_info``)."""
+    return to_rclpy(CameraInfo, messages.camera_info(k, width, height, stamp_ns, frame_id))
 
 
 def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
@@ -147,14 +120,8 @@ def camera_info_to_intrinsics(msg: CameraInfo) -> CameraIntrinsics:
 
 def pointcloud2_from_numpy(points: np.ndarray, colors: Optional[np.ndarray], stamp_ns: int,
                            frame_id: str) -> PointCloud2:
-    """[N,3] points (+ [N,3] uint8 RGB) -> unorganised PointCloud2 (layout: module docstring)."""
-    layout, data = pack_points(points, colors)
-    n = len(points)
-    fields = [PointField(name=name, offset=offset, datatype=PointField.FLOAT32, count=1)
-              for name, offset in field_offsets(layout)]
-    return PointCloud2(header=make_header(stamp_ns, frame_id), height=1, width=n,
-                       fields=fields, is_bigendian=False, point_step=layout.itemsize,
-                       row_step=layout.itemsize * n, data=data, is_dense=False)
+    """[N,3] points (+ [N,3] uint8 RGB) -> unorganised PointCloud2 (``messages.pointcloud``)."""
+    return to_rclpy(PointCloud2, messages.pointcloud(points, colors, stamp_ns, frame_id))
 
 
 def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -195,14 +162,6 @@ def pointcloud2_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, Optional[np.ndar
 
 # --- poses ----------------------------------------------------------------------------------
 
-def pose_to_transform(pose: np.ndarray) -> Transform:
-    translation, quat = pose_to_translation_quaternion(pose)
-    t = Transform()
-    t.translation.x, t.translation.y, t.translation.z = (float(v) for v in translation)
-    t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w = (float(v) for v in quat)
-    return t
-
-
 def transform_to_pose(transform: Transform) -> np.ndarray:
     """geometry_msgs/Transform or Pose -> 4x4 float64 parent_from_child."""
     if isinstance(transform, Pose):
@@ -213,29 +172,16 @@ def transform_to_pose(transform: Transform) -> np.ndarray:
                                           np.array([rot.x, rot.y, rot.z, rot.w]))
 
 
-def _pose_msg(pose: np.ndarray) -> Pose:
-    t = pose_to_transform(pose)
-    msg = Pose()
-    msg.position.x, msg.position.y, msg.position.z = (t.translation.x, t.translation.y,
-                                                      t.translation.z)
-    msg.orientation = t.rotation
-    return msg
-
-
 def transform_stamped(pose: np.ndarray, stamp_ns: int, parent: str,
                       child: str) -> TransformStamped:
     """``pose`` = parent_from_child (child's pose in the parent frame), as tf2 expects."""
-    return TransformStamped(header=make_header(stamp_ns, parent), child_frame_id=child,
-                            transform=pose_to_transform(pose))
+    return to_rclpy(TransformStamped, messages.transform_stamped(pose, stamp_ns, parent, child))
 
 
 def pose_stamped(pose: np.ndarray, stamp_ns: int, frame_id: str) -> PoseStamped:
-    return PoseStamped(header=make_header(stamp_ns, frame_id), pose=_pose_msg(pose))
+    return to_rclpy(PoseStamped, messages.pose_stamped(pose, stamp_ns, frame_id))
 
 
 def odometry(pose: np.ndarray, stamp_ns: int, parent: str, child: str) -> Odometry:
-    """Odometry with the pose only: twist and both covariances are left zero (VGGT gives no
-    uncertainty; consumers that fuse odometry must set their own covariances)."""
-    msg = Odometry(header=make_header(stamp_ns, parent), child_frame_id=child)
-    msg.pose.pose = _pose_msg(pose)
-    return msg
+    """Odometry with the pose only (see ``messages.odometry``)."""
+    return to_rclpy(Odometry, messages.odometry(pose, stamp_ns, parent, child))

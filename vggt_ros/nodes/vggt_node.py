@@ -17,47 +17,50 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Point
-from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import runtime
+from vggt_ros import settings
 from vggt_ros.geometry.camera import se3_inverse
-from vggt_ros.imaging import ImageDecodeError
+from vggt_ros.inference.builder import build_predictor
+from vggt_ros.inference.device import ModelUnavailableError
+from vggt_ros.io.images import ImageDecodeError
 from vggt_ros.model import CheckpointError
+from vggt_ros.msg import PointTrack
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.nodes import params
+from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, KeyframeResult, Predictor, WindowResult
-from vggt_ros.msg import PointTrack
 from vggt_ros.srv import TrackPoints
+from vggt_ros.topics import messages
+from vggt_ros.topics.diagnostics import pipeline_status, status_name
+from vggt_ros.topics.table import NODE_NAME, OUTPUTS
+from vggt_ros.topics.window_outputs import Output, WindowOutputs
 
 __all__ = ["VGGTNode", "DropOldestQueue", "main"]
 
-NODE_NAME = "vggt"
 LOG_PERIOD_S = 10.0  # repeat a per-kind warning at most this often
 
-_TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
-                     durability=DurabilityPolicy.VOLATILE)
 _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
-_OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.VOLATILE)
+# Window output topic -> the publish_* switch that turns it off (odometry and path are always
+# published; publish_map is read by the map timer, before it copies the map).
+_SWITCHES = {"/tf": "publish_tf", "depth": "publish_depth", "depth/camera_info": "publish_depth",
+             "depth/confidence": "publish_depth", "points": "publish_points"}
 
 
 class DropOldestQueue:
@@ -99,10 +102,8 @@ class VGGTNode(Node):
         if problems:
             raise params.ParameterError("; ".join(problems))
         if predictor is None:
-            predictor = runtime.build_predictor(
-                self.values["checkpoint"], self.values["device"], self.values["precision"],
-                self.values["preprocess_mode"], self.values["image_size"],
-                self.values["compile_model"], log=self.get_logger().info)
+            predictor = build_predictor(**settings.of_group(self.values, "predictor"),
+                                        log=self.get_logger().info)
         self.predictor = predictor
         self.pipeline = Pipeline(predictor, params.pipeline_config(self.values))
         self.add_on_set_parameters_callback(params.on_set_callback(lambda: self.values))
@@ -117,7 +118,8 @@ class VGGTNode(Node):
         self._camera_info: Optional[CameraIntrinsics] = None
         self._static_tf = StaticTransforms()
         self._base_tf_missing_logged = False
-        self._path = Path()
+        self._outputs = WindowOutputs(self.values["odom_frame"], self._child_pose,
+                                      lambda reason: self._output_error("bad_output", reason))
         self._frames_in = 0
         self._keyframes_out = 0
         self._windows = 0
@@ -148,15 +150,9 @@ class VGGTNode(Node):
             callback_group=inputs)
         self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, _TF_STATIC_QOS,
                                  callback_group=inputs)
-        self._pub_depth = self.create_publisher(Image, "depth", _OUTPUT_QOS)
-        self._pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", _OUTPUT_QOS)
-        self._pub_conf = self.create_publisher(Image, "depth/confidence", _OUTPUT_QOS)
-        self._pub_points = self.create_publisher(PointCloud2, "points", _OUTPUT_QOS)
-        self._pub_odom = self.create_publisher(Odometry, "odometry", _OUTPUT_QOS)
-        self._pub_path = self.create_publisher(Path, "path", _LATCHED_QOS)
-        self._pub_map = self.create_publisher(PointCloud2, "map_points", _LATCHED_QOS)
-        self._pub_tf = self.create_publisher(TFMessage, "/tf", _TF_QOS)
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._output_publishers = {
+            name: self.create_publisher(message_class(topic.msgtype), name, qos_profile(topic))
+            for name, topic in OUTPUTS.items()}
         self.create_service(TrackPoints, "track_points", self._on_track_points,
                             callback_group=service_group)
         self._diag_timer = self.create_timer(self.values["diagnostics_period"],
@@ -203,11 +199,16 @@ class VGGTNode(Node):
     def _output_error(self, kind: str, reason: str) -> None:
         self._count(self.output_errors, kind, "output skipped", reason)
 
-    def _emit(self, publisher: Any, build: Callable[..., Any], *args: Any) -> None:
-        """Build and publish one message. A value no message can carry (e.g. a non-finite
-        predicted K) skips only this message; DDS refusing a sample under load is counted too."""
+    def _emit(self, output: Output) -> None:
+        """Build and publish one output unless its publish_* switch is off. A value no message
+        can carry (e.g. a non-finite predicted K) skips only this message; DDS refusing a
+        sample under load is counted too."""
+        switch = _SWITCHES.get(output.topic)
+        if switch is not None and not self.values[switch]:
+            return
+        publisher = self._output_publishers[output.topic]
         try:
-            msg = build(*args)
+            msg = to_rclpy(publisher.msg_type, output.build())
         except ValueError as err:
             self._output_error("bad_output", f"{publisher.topic_name}: {err}")
             return
@@ -288,8 +289,7 @@ class VGGTNode(Node):
         if stats["resets"] == self._resets_seen:
             return
         self._resets_seen = stats["resets"]
-        with self._state_lock:
-            self._path = Path()
+        self._outputs.restart_path()
         self.get_logger().warning(f"trajectory reset: {stats['last_reset_reason']}")
 
     # --- outputs --------------------------------------------------------------------------
@@ -312,50 +312,15 @@ class VGGTNode(Node):
             return None
         return base, kf.odom_from_cam @ se3_inverse(base_from_cam)
 
-    def _publish_keyframe(self, kf: KeyframeResult) -> Optional[tuple[str, np.ndarray]]:
-        """Depth outputs and TF of one keyframe; returns (frame, odom_from_frame) for the
-        odometry/path, or None when no pose can be published for it."""
-        odom = self.values["odom_frame"]
-        if self.values["publish_depth"]:
-            h, w = kf.depth.shape
-            self._emit(self._pub_depth, conv.float_image, kf.depth, kf.stamp_ns, kf.frame_id)
-            self._emit(self._pub_depth_info, conv.camera_info_from_k, kf.intrinsics, w, h,
-                       kf.stamp_ns, kf.frame_id)
-            self._emit(self._pub_conf, conv.float_image, kf.confidence, kf.stamp_ns,
-                       kf.frame_id)
-        child = self._child_pose(kf)
-        if child is None:
-            return None
-        frame, pose = child
-        if not np.isfinite(pose).all():
-            self._output_error("bad_output", f"non-finite pose for keyframe {kf.stamp_ns}")
-            return None
-        if self.values["publish_tf"]:
-            self._emit(self._pub_tf, lambda: TFMessage(
-                transforms=[conv.transform_stamped(pose, kf.stamp_ns, odom, frame)]))
-        with self._state_lock:
-            self._path.poses.append(conv.pose_stamped(pose, kf.stamp_ns, odom))
-        return child
-
     def _publish_window(self, result: WindowResult) -> None:
-        odom = self.values["odom_frame"]
-        newest = None
-        for kf in result.new_keyframes:
-            newest = (kf, self._publish_keyframe(kf))
+        outputs = self._outputs.window(result)
         with self._state_lock:
             self._windows += 1
             self._keyframes_out += len(result.new_keyframes)
             self._last_window = result
             self._map_dirty = True
-            path = Path(header=conv.make_header(result.stamps_ns[-1], odom),
-                        poses=list(self._path.poses))
-        if self.values["publish_points"]:
-            self._emit(self._pub_points, conv.pointcloud2_from_numpy, result.points,
-                       result.colors, result.stamps_ns[-1], odom)
-        if newest is not None and newest[1] is not None:
-            kf, (frame, pose) = newest
-            self._emit(self._pub_odom, conv.odometry, pose, kf.stamp_ns, odom, frame)
-        self._emit(self._pub_path, lambda: path)
+        for output in outputs:
+            self._emit(output)
 
     def _publish_map(self) -> None:
         if not self.values["publish_map"]:
@@ -366,13 +331,12 @@ class VGGTNode(Node):
             self._map_dirty = False
             stamp = self._last_window.stamps_ns[-1]
         points, colors = self.pipeline.map_cloud()
-        self._emit(self._pub_map, conv.pointcloud2_from_numpy, points, colors, stamp,
-                   self.values["odom_frame"])
+        self._emit(self._outputs.map(points, colors, stamp))
 
     # --- diagnostics ----------------------------------------------------------------------
 
-    def diagnostics_status(self) -> DiagnosticStatus:
-        """The node's health in one DiagnosticStatus (also used by tests)."""
+    def _diagnostics(self) -> messages.Message:
+        """The node's health as one plain-data DiagnosticStatus."""
         now = time.monotonic()
         describe = self.predictor.describe()
         with self._state_lock:
@@ -400,36 +364,22 @@ class VGGTNode(Node):
 
             values["gpu_memory_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
             values["gpu_memory_reserved_mb"] = torch.cuda.memory_reserved() / 2**20
-        level, message = DiagnosticStatus.OK, "running"
-        if chaining is not None:
-            values.update({"chaining.method": chaining.method, "chaining.scale": chaining.scale,
-                           "chaining.residual": chaining.residual,
-                           "chaining.inlier_ratio": chaining.inlier_ratio,
-                           "chaining.num_points": chaining.num_points,
-                           "chaining.warning": chaining.warning})
-            if chaining.warning:
-                level, message = DiagnosticStatus.WARN, f"chaining: {chaining.warning}"
-        else:
-            message = "waiting for the first window"
-        stats = self.pipeline.stats
-        values["scale"] = stats["scale_status"]
-        values["resets"] = stats["resets"]
-        values["last_reset_reason"] = stats["last_reset_reason"]
-        values["map_points"] = stats["map_points"]
-        values.update({f"pipeline.{k}": stats[k] for k in
-                       ("frames_in", "keyframes", "dropped_non_keyframes", "windows")})
-        values.update({f"timing.{k}_s": v for k, v in stats["timings"].items()})
+        level, message, pipeline_values = pipeline_status(chaining, self.pipeline.stats)
+        values.update(pipeline_values)
         if not self._worker.is_alive():
-            level, message = DiagnosticStatus.ERROR, "worker thread stopped"
-        return DiagnosticStatus(
-            level=level, name=f"{self.get_name()}: pipeline", message=message,
-            hardware_id=str(values["device"]),
-            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+            level, message = messages.DIAGNOSTIC_ERROR, "worker thread stopped"
+        return messages.diagnostic_status(level, status_name(self.get_name()), message,
+                                          str(values["device"]), values)
+
+    def diagnostics_status(self) -> DiagnosticStatus:
+        """The node's health in one DiagnosticStatus (also used by tests)."""
+        return to_rclpy(DiagnosticStatus, self._diagnostics())
 
     def _publish_diagnostics(self) -> None:
-        msg = DiagnosticArray(header=conv.make_header(self.get_clock().now().nanoseconds, ""),
-                              status=[self.diagnostics_status()])
-        self._emit(self._pub_diag, lambda: msg)
+        stamp = self.get_clock().now().nanoseconds
+        status = self._diagnostics()
+        self._emit(Output("/diagnostics", stamp,
+                          lambda: messages.diagnostic_array([status], stamp)))
 
     # --- track_points service -------------------------------------------------------------
 
@@ -471,12 +421,6 @@ class VGGTNode(Node):
                             f"(query frame {answer.query_index})")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start."""
     rclpy.init(args=sys.argv if argv is None else argv)
@@ -484,7 +428,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         try:
             node = VGGTNode()
-        except (params.ParameterError, runtime.ModelUnavailableError, CheckpointError) as err:
+        except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2
         executor = MultiThreadedExecutor(num_threads=4)

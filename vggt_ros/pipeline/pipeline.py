@@ -188,11 +188,15 @@ class Pipeline:
         self.config = config
         self.map = VoxelMap(config.voxel_size, config.max_map_points)
         self._windows = WindowManager(
-            config.window_size, config.overlap, config.keyframe_stride,
-            config.keyframe_min_motion, config.min_window_frames or config.overlap + 1)
-        self._chainer = Chainer(config.conf_threshold, config.conf_percentile,
-                                config.metric_scale, config.huber_delta, config.irls_iters,
-                                config.max_scale_jump, config.max_window_points)
+            window_size=config.window_size, overlap=config.overlap,
+            keyframe_stride=config.keyframe_stride,
+            keyframe_min_motion=config.keyframe_min_motion,
+            min_window_frames=config.min_window_frames or config.overlap + 1)
+        self._chainer = Chainer(
+            conf_threshold=config.conf_threshold, conf_percentile=config.conf_percentile,
+            metric_scale=config.metric_scale, huber_delta=config.huber_delta,
+            irls_iters=config.irls_iters, max_scale_jump=config.max_scale_jump,
+            max_window_points=config.max_window_points)
         self._pose_solver = PoseSolver(PoseSolverConfig(
             pose_source=config.pose_source, num_queries=config.pose_queries,
             anchors=config.pose_anchors, conf_threshold=config.conf_threshold))

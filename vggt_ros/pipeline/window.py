@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from vggt_ros.pipeline.types import Frame
+from vggt_ros.settings import BY_NAME, overlap_problem
 
 THUMB_WIDTH = 32
 
@@ -44,21 +45,26 @@ def image_change(thumb_a: np.ndarray, thumb_b: np.ndarray) -> float:
 
 
 class WindowManager:
-    """Buffers keyframes and hands out complete, overlapping windows (see module docstring)."""
+    """Buffers keyframes and hands out complete, overlapping windows (see module docstring).
 
-    def __init__(self, window_size: int, overlap: int, keyframe_stride: int = 1,
+    The settings' lower bounds and the overlap rule come from ``vggt_ros.settings``, the one
+    place they are stated; ``min_window_frames`` is internal and checked here.
+    """
+
+    def __init__(self, *, window_size: int, overlap: int, keyframe_stride: int = 1,
                  keyframe_min_motion: float = 0.0, min_window_frames: Optional[int] = None
                  ) -> None:
         if min_window_frames is None:
             min_window_frames = overlap + 1
-        if window_size < 2:
-            raise ValueError(f"window_size must be >= 2, got {window_size}")
-        if not 1 <= overlap < window_size:
-            raise ValueError(f"overlap must be in [1, window_size-1], got {overlap}")
-        if keyframe_stride < 1:
-            raise ValueError(f"keyframe_stride must be >= 1, got {keyframe_stride}")
-        if not keyframe_min_motion >= 0.0:
-            raise ValueError(f"keyframe_min_motion must be >= 0, got {keyframe_min_motion}")
+        for name, value in (("window_size", window_size), ("overlap", overlap),
+                            ("keyframe_stride", keyframe_stride),
+                            ("keyframe_min_motion", keyframe_min_motion)):
+            lowest = BY_NAME[name].min
+            if not value >= lowest:  # "not >=" also refuses NaN
+                raise ValueError(f"{name} must be >= {lowest:g}, got {value}")
+        problem = overlap_problem(window_size, overlap)
+        if problem:
+            raise ValueError(f"{problem}, got overlap {overlap} and window_size {window_size}")
         if not overlap < min_window_frames <= window_size:
             raise ValueError(f"min_window_frames must be in [overlap+1, window_size], "
                              f"got {min_window_frames}")

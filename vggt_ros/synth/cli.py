@@ -19,10 +19,12 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.bagio import (CAMERA_INFO_TYPE, IMAGE_TYPE, STORAGES, BagError, BagWriter,
-                            header, write_tum)
+from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
+from vggt_ros.io.bag_writer import STORAGES, BagWriter
+from vggt_ros.io.tum import write_tum
 from vggt_ros.synth import FRAME_ID, SyntheticSequence, make_sequence
 from vggt_ros.synth.trajectory import TRAJECTORIES
+from vggt_ros.topics.messages import header
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"

@@ -59,7 +59,7 @@ def window_metrics(model: torch.nn.Module, seeds: Sequence[int], image_size: int
                    trajectories: Sequence[str] = EVALUATION_TRAJECTORIES) -> dict[str, Any]:
     """Depth and rotation metrics on one ``frames``-frame window (every ``gap``-th frame) per
     held-out seed, cycling through ``trajectories``."""
-    from vggt_ros.inference import run_vggt
+    from vggt_ros.inference.predictor import run_vggt
 
     depth_model, depth_const, rot_model, rot_still, per_window = [], [], [], [], []
     width, height = CAMERA_SIZE
@@ -99,7 +99,7 @@ def track_metrics(model: torch.nn.Module, seeds: Sequence[int], image_size: int,
                   trajectories: Sequence[str] = EVALUATION_TRAJECTORIES) -> dict[str, Any]:
     """Track-head pixel error (camera pixels) on points visible in the later frames, against
     ground truth by reprojection; baseline: the point does not move."""
-    from vggt_ros.inference import run_vggt
+    from vggt_ros.inference.predictor import run_vggt
 
     width, height = CAMERA_SIZE
     errors, still = [], []
@@ -129,7 +129,7 @@ def track_metrics(model: torch.nn.Module, seeds: Sequence[int], image_size: int,
 def pipeline_ate(model: torch.nn.Module, seed: int, image_size: int, num_frames: int = 200,
                  trajectory: str = "loop") -> dict[str, Any]:
     """Full pipeline (windows, chaining) over a held-out sequence; ATE vs the no-motion baseline."""
-    from vggt_ros.inference import VGGTPredictor
+    from vggt_ros.inference.predictor import VGGTPredictor
     from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
 
     width, height = CAMERA_SIZE

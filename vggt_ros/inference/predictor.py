@@ -4,13 +4,10 @@ Everything downstream (live node, offline mapper, track service) goes through ``
 ``VGGTPredictor`` only adapts it to the ``Predictor`` protocol of ``vggt_ros.pipeline.types``,
 so preprocessing, precision handling and the mapping back to camera pixels exist once.
 
-Precision follows the upstream recommendation (ARCHITECTURE.md §9): on CUDA the trunk runs
-under bf16 (fp16 before Ampere) autocast while the model keeps its camera/depth heads in fp32;
-on CPU everything is fp32, because CPU autocast would also lower LayerNorm and attention.
-``VGGTPredictor`` with precision "auto" on CUDA uses the fast path instead
-(``vggt_ros.model.fast``: bf16 weights, DINO patch-token cache keyed by frame, point head off,
-track requests re-using the last window's tokens); "fp32", "bf16" and "fp16" keep the reference
-path with the official numerics.
+Precision is resolved by ``vggt_ros.inference.device``. ``VGGTPredictor`` with precision
+"auto" on CUDA uses the fast path instead (``vggt_ros.model.fast``: bf16 weights, DINO
+patch-token cache keyed by frame, point head off, track requests re-using the last window's
+tokens); "fp32", "bf16" and "fp16" keep the reference path with the official numerics.
 """
 from __future__ import annotations
 
@@ -27,16 +24,13 @@ import torch
 
 from vggt_ros.geometry.camera import to_homogeneous, unproject_depth
 from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
+from vggt_ros.inference.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
+from vggt_ros.inference.preprocessing import MODES, preprocess_images, to_uint8_images
 from vggt_ros.model.fast import FastOptions, FastVGGT
 from vggt_ros.model.vggt import VGGT
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
-from vggt_ros.preprocessing import MODES, preprocess_images, to_uint8_images
-from vggt_ros.runtime import resolve_device
 
-__all__ = ["PRECISIONS", "InferenceResult", "resolve_precision", "run_vggt", "VGGTPredictor"]
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+__all__ = ["InferenceResult", "run_vggt", "VGGTPredictor"]
 
 
 @dataclass
@@ -62,20 +56,6 @@ class InferenceResult:
             raise ValueError("world_points need the depth and camera predictions "
                              "(run_vggt was called with geometry=False)")
         return unproject_depth(self.depth, self.cam_from_world, self.intrinsics)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> bf16 on Ampere+ CUDA, fp16 on older CUDA, fp32 on CPU; rejects CPU bf16/fp16."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if device.type != "cuda":
-        if precision in _AUTOCAST_DTYPES:
-            raise ValueError(f"precision {precision} needs a CUDA device (got {device}); "
-                             f"use fp32 or auto on CPU")
-        return "fp32"
-    if precision == "auto":
-        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
-    return precision
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -159,8 +139,8 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
 
     start = time.perf_counter()
     fast = isinstance(model, FastVGGT)
-    autocast = (torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
-                if precision in _AUTOCAST_DTYPES and not fast else contextlib.nullcontext())
+    autocast = (torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
+                if precision in AUTOCAST_DTYPES and not fast else contextlib.nullcontext())
     extra = {"frame_keys": frame_keys} if fast else {}
     with torch.inference_mode(), autocast:
         out = model(tensor, query_points=queries, heads=heads, **extra)
@@ -221,7 +201,7 @@ class VGGTPredictor:
             raise ValueError(f"the fast path needs a vggt_ros VGGT model, got {type(model).__name__}")
         model = model.to(self.device).eval()
         if fast and not isinstance(model, FastVGGT):
-            dtype = {"fp32": torch.float32, **_AUTOCAST_DTYPES}[self.precision]
+            dtype = {"fp32": torch.float32, **AUTOCAST_DTYPES}[self.precision]
             no_compile = {} if compile_model else {"compile_blocks": False, "compile_heads": False}
             model = FastVGGT(model, fast_options or FastOptions(dtype=dtype, **no_compile))
         self.fast = bool(fast)

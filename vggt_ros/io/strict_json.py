@@ -1,5 +1,5 @@
-"""summary.json: the run's numbers in strict JSON (NaN/inf become null, NumPy scalars become
-plain numbers), so any JSON parser, not only Python's, reads it."""
+"""Strict JSON files (summary.json, vggt_eval's metrics): NaN/inf become null, NumPy scalars
+become plain numbers, so any JSON parser, not only Python's, reads them."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vggt_ros.export.atomic import PathLike, atomic_output
+from vggt_ros.io.atomic import PathLike, atomic_output
 
 
 def to_jsonable(value: Any) -> Any:

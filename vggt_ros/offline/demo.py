@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from vggt_ros.offline import cli as mapper_cli
 from vggt_ros.synth import cli as synth_cli
-from vggt_ros.tools import mapper_cli
 
 # A seed outside the training range (vggt_ros.training.data keeps seeds >= 1_000_000 held out).
 DEMO_SEED = 1_000_007
@@ -21,7 +21,8 @@ DEMO_TRAJECTORY = "loop"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="vggt_ros.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="vggt_ros.offline.demo",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(".demo"), help="working directory")
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--width", type=int, default=320)

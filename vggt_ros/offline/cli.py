@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from vggt_ros import settings
-from vggt_ros.bagio import BagError, read_tum
 from vggt_ros.evaluation.depth import synthetic_depth_source
-from vggt_ros.mapping import MappingError, check_bag, run_offline_mapping
+from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.tum import read_tum
+from vggt_ros.offline.mapper import MappingError, check_bag, run_offline_mapping
 from vggt_ros.pipeline.pipeline import PipelineConfig
 
 PROG = "vggt_map"
@@ -139,12 +140,13 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     out = args.out or args.bag.with_name(args.bag.name.removesuffix(".mcap") + "_map")
 
     # torch is imported only once the input is known to be good.
+    from vggt_ros.inference.builder import build_predictor
+    from vggt_ros.inference.device import ModelUnavailableError
     from vggt_ros.model.loading import CheckpointError
-    from vggt_ros.runtime import ModelUnavailableError, build_predictor
 
     try:
         predictor = build_predictor(
-            **{s.name: values[s.name] for s in settings.SETTINGS if s.group == "predictor"},
+            **settings.of_group(values, "predictor"),
             log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
     except (ModelUnavailableError, CheckpointError) as exc:
         raise UsageError(f"cannot load the model: {exc}") from None

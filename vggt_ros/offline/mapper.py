@@ -23,12 +23,14 @@ from typing import Any, Iterator, Optional
 import numpy as np
 from tqdm import tqdm
 
-from vggt_ros.bagio import BagError, read_image_stream, read_tum
 from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
 from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
                                          depth_metrics, evaluate_trajectory)
 from vggt_ros.export.outputs import FILES, MapOutputs
-from vggt_ros.imaging import ImageDecodeError, decode_image
+from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.image_stream import read_image_stream
+from vggt_ros.io.images import ImageDecodeError, decode_image
+from vggt_ros.io.tum import read_tum
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.types import Frame, Predictor, WindowResult
 
@@ -62,6 +64,7 @@ class OfflineMapper:
         self.frames_decoded = 0
         self._depth_eval: list[dict[str, float]] = []
         self._depth_problem = ""
+        self._resets_seen = 0
 
     # ------------------------------------------------------------------ reading
     def _frames(self, bag: Path, image_topic: str,
@@ -108,7 +111,11 @@ class OfflineMapper:
                 _LOG.warning("window %d chained by %s: %s", result.index, status.method,
                              status.warning)
             start = time.perf_counter()
-            outputs.add(result)
+            stats = self.pipeline.stats
+            if stats["resets"] != self._resets_seen:  # a new trajectory: its path restarts
+                self._resets_seen = stats["resets"]
+                outputs.restart_path()
+            outputs.add(result, stats)
             self.timings["write"] += time.perf_counter() - start
             if gt_depth is not None:
                 self._evaluate_depth(result, gt_depth)

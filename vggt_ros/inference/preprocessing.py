@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from vggt_ros.pipeline.types import PreprocessMapping
+from vggt_ros.settings import BY_NAME
 
 __all__ = [
     "PATCH_SIZE",
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 PATCH_SIZE = 14
-MODES = ("crop", "pad")
+MODES = BY_NAME["preprocess_mode"].choices
 
 
 def _check_args(mode: str, target: int) -> None:

@@ -1,0 +1,7 @@
+"""File and message formats, with no rclpy and no model code.
+
+Bags (``bag_messages``, ``bag_reader``, ``bag_writer``, ``image_stream``), ROS stamps
+(``stamps``), image encodings (``images``), the PointCloud2 layout (``pointcloud``), TUM
+trajectories (``tum``), strict JSON (``strict_json``) and atomic file creation (``atomic``).
+Import the modules directly.
+"""

@@ -1,0 +1,105 @@
+"""Camera images from a bag, each paired with the calibration that was valid for it.
+
+Images are yielded with their raw fields; turning an encoding into RGB is
+``vggt_ros.io.images``' job.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
+from vggt_ros.io.bag_reader import decoded_messages, open_bag, topic_connections
+from vggt_ros.io.stamps import join_ns
+from vggt_ros.pipeline.types import CameraIntrinsics
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One sensor_msgs/Image from a bag, fields as recorded (not decoded)."""
+
+    stamp_ns: int  # header stamp
+    log_time_ns: int  # bag receive time
+    frame_id: str
+    encoding: str
+    height: int
+    width: int
+    step: int
+    is_bigendian: bool
+    data: np.ndarray  # uint8 [>= step * height]
+    camera_info: Optional[CameraIntrinsics]  # latest calibrated CameraInfo, see reader
+
+
+def _stamp_ns(msg: Any) -> int:
+    return join_ns(msg.header.stamp.sec, msg.header.stamp.nanosec)
+
+
+def _intrinsics(msg: Any) -> Optional[CameraIntrinsics]:
+    """CameraInfo -> intrinsics; None when uncalibrated (K all zero, the ROS convention)."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if k[0, 0] == 0.0:
+        return None
+    return CameraIntrinsics(k=k, width=int(msg.width), height=int(msg.height))
+
+
+def read_image_stream(bag_path: str | os.PathLike, image_topic: str,
+                      camera_info_topic: Optional[str] = None,
+                      on_bad_message: Optional[Callable[[str], None]] = None
+                      ) -> Iterator[ImageRecord]:
+    """Images on ``image_topic`` in bag order with raw fields and their camera calibration.
+
+    ``camera_info`` of each record is the latest CameraInfo logged before the image; images
+    logged before the first CameraInfo get the first one (drivers often publish the info a
+    moment after the image, and calibration does not change within a bag). Without
+    ``camera_info_topic`` it is None. Raises BagError for a missing/corrupt bag, a missing
+    topic, a wrong message type or image data shorter than ``step * height``; with
+    ``on_bad_message``, a single undecodable or malformed message is reported to it and
+    skipped instead (a long recording with one bad sample still maps).
+    """
+    reader = open_bag(bag_path)
+    try:
+        image_conns = topic_connections(reader, bag_path, image_topic, IMAGE_TYPE)
+        info_conns = (topic_connections(reader, bag_path, camera_info_topic, CAMERA_INFO_TYPE)
+                      if camera_info_topic else [])
+        latest = None
+        if info_conns:
+            infos = decoded_messages(reader, bag_path, info_conns)
+            first = next(infos, None)
+            infos.close()
+            if first is None:
+                raise BagError(f"topic {camera_info_topic!r} in bag {bag_path} has no messages")
+            latest = _intrinsics(first[2])
+        for conn, log_time, msg in decoded_messages(reader, bag_path, image_conns + info_conns,
+                                                    on_bad_message):
+            if conn.msgtype == CAMERA_INFO_TYPE:
+                latest = _intrinsics(msg)
+                continue
+            try:
+                record = _image_record(msg, log_time, latest, bag_path, image_topic)
+            except BagError as exc:
+                if on_bad_message is None:
+                    raise
+                on_bad_message(str(exc))
+                continue
+            yield record
+    finally:
+        reader.close()
+
+
+def _image_record(msg: Any, log_time: int, info: Optional[CameraIntrinsics], bag_path: Any,
+                  topic: str) -> ImageRecord:
+    data = np.asarray(msg.data, dtype=np.uint8)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0 or step < width:
+        raise BagError(f"image on {topic} in {bag_path} at {_stamp_ns(msg)} ns has invalid "
+                       f"size {width}x{height} step {step}")
+    if data.size < step * height:
+        raise BagError(f"image on {topic} in {bag_path} at {_stamp_ns(msg)} ns is truncated: "
+                       f"{data.size} bytes < step*height = {step * height}")
+    return ImageRecord(stamp_ns=_stamp_ns(msg), log_time_ns=int(log_time),
+                       frame_id=msg.header.frame_id, encoding=msg.encoding, height=height,
+                       width=width, step=step, is_bigendian=bool(msg.is_bigendian), data=data,
+                       camera_info=info)

@@ -1,1 +1,0 @@
-"""Command-line tools that need no ROS runtime (``vggt_map``)."""
