@@ -146,7 +146,7 @@ class Paths:
         b, s, _, h, w = images.shape
         with self.autocast():
             tokens, start = agg(images)
-        norm = ((images - agg._resnet_mean) / agg._resnet_std).reshape(b * s, 3, h, w)
+        norm = agg.normalize(images).reshape(b * s, 3, h, w)
 
         def in_autocast(fn):
             def run():
@@ -193,13 +193,13 @@ class Paths:
             "aggregator": attn(lambda: f.aggregate(f.encode_frames(flat).unflatten(0, (b, s)),
                                                    h // p, w // p)),
             "camera_head": lambda: f.camera(tokens),
-            "depth_head": lambda: f.dpt(f.model.depth_head, tokens, (h, w)),
-            "point_head": lambda: f.dpt(f.model.point_head, tokens, (h, w)),
+            "depth_head": lambda: f.dpt(f.model.depth_head, tokens, images),
+            "point_head": lambda: f.dpt(f.model.point_head, tokens, images),
             "full": lambda: f(images, heads=("camera", "depth")),
             "full_all": lambda: f(images, heads=("camera", "depth", "point")),
         }
         if queries is not None:
-            stages["track_head"] = lambda: f.track(tokens, (h, w), queries)
+            stages["track_head"] = lambda: f.track(tokens, images, queries)
         return stages
 
 
