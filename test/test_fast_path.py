@@ -13,6 +13,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from vggt_ros.bench import cli
+from vggt_ros.bench.models import build_config, random_model
 from vggt_ros.bench.flops import stage_flops
 from vggt_ros.bench.profile import kernel_family
 from vggt_ros.model import VGGTConfig
@@ -338,7 +339,7 @@ def test_cuda_graph_replays_give_the_eager_results():
     # The benchmark's tiny config, not the fixtures: this runs on the GPU machine, which has
     # no copy of ../shared.
     device = torch.device("cuda")
-    model = cli.random_model(cli.build_config("tiny"), 0, device)
+    model = random_model(build_config("tiny"), 0, device)
     gen = torch.Generator().manual_seed(1)
     images = torch.rand(1, S, 3, H, W, generator=gen).to(device)
     queries = (torch.rand(1, N, 2, generator=gen) * torch.tensor([W - 1.0, H - 1.0])).to(device)
