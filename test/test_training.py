@@ -226,6 +226,7 @@ def test_lr_schedule():
     assert lr_at(110, config) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_training_steps_reduce_the_loss(tiny_config, tiny_batch):
     torch.manual_seed(0)
     model = VGGT(tiny_config).train()
@@ -377,6 +378,7 @@ def test_matching_targets_by_hand():
     assert bool((_matching(occluded, poses, K, valid, patch=14) == -1).all())
 
 
+@pytest.mark.slow
 def test_matching_loss_trains_the_attention_it_supervises(tiny_config, tiny_batch):
     torch.manual_seed(5)
     model = VGGT(tiny_config).train()
