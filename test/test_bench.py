@@ -11,7 +11,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vggt_ros.bench import cli
 from vggt_ros.bench.flops import stage_flops
+from vggt_ros.bench.models import random_inputs
 from vggt_ros.bench.profile import kernel_family
+from vggt_ros.bench.stages import Paths
 from vggt_ros.model import VGGTConfig
 
 S, H, W, N = 3, 42, 70, 5
@@ -22,34 +24,19 @@ def reference(random_small_vggt):
     return random_small_vggt
 
 
-@pytest.fixture(scope="module")
-def inputs():
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(1, S, 3, H, W, generator=gen)
-    queries = torch.rand(1, N, 2, generator=gen) * torch.tensor([W - 1.0, H - 1.0])
-    return images, queries
-
-
-def test_counted_flops_match_torch_flop_counter(reference, inputs, small_config):
-    images, queries = inputs
+def test_counted_flops_match_torch_flop_counter(reference, small_config):
+    images, queries = random_inputs(S, H, W, N, torch.device("cpu"), seed=1)
     expected = stage_flops(small_config, S, H, W, N)
-    agg = reference.aggregator
 
     def count(fn):
         with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
             fn()  # grad mode on: nn.MultiheadAttention takes its countable (non-fused) path
         return counter.get_total_flops()
 
-    norm = agg.normalize(images).reshape(S, 3, H, W)
-    tokens, start = agg(images)
-    measured = {
-        "dino": count(lambda: agg.patch_embed(norm)),
-        "aggregator": count(lambda: agg(images)),
-        "camera_head": count(lambda: reference.camera_head(tokens)),
-        "depth_head": count(lambda: reference.depth_head(tokens, images, start)),
-        "point_head": count(lambda: reference.point_head(tokens, images, start)),
-        "track_head": count(lambda: reference.track_head(tokens, images, start, queries)),
-    }
+    # The very stages the benchmark times on the reference path.
+    stages = Paths(reference, None, torch.device("cpu")).reference_stages(images, queries)
+    measured = {stage: count(stages[stage]) for stage in (
+        "dino", "aggregator", "camera_head", "depth_head", "point_head", "track_head")}
     assert measured == expected
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from vggt_ros.bench.models import build_config, random_model
+from vggt_ros.bench.models import random_inputs as bench_inputs
 from vggt_ros.model.fast import FastOptions, FastVGGT, PatchTokenCache
 from vggt_ros.model.layers import RotaryPositionEmbedding2D, patch_positions
 
@@ -27,10 +28,8 @@ def reference(random_small_vggt):
 
 
 def random_inputs(frames: int):
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(1, frames, 3, H, W, generator=gen)
-    queries = torch.rand(1, N, 2, generator=gen) * torch.tensor([W - 1.0, H - 1.0])
-    return images, queries
+    """Seeded images [1,frames,3,H,W] and N query pixels (the benchmark's inputs)."""
+    return bench_inputs(frames, H, W, N, torch.device("cpu"), seed=1)
 
 
 @pytest.fixture(scope="module")

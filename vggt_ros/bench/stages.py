@@ -16,9 +16,9 @@ from vggt_ros.model.fast import FastVGGT
 
 
 class Paths:
-    """The two paths as per-stage callables on one input."""
+    """The two paths as per-stage callables on one input (``fast`` None: the reference only)."""
 
-    def __init__(self, model: VGGT, fast: FastVGGT, device: torch.device) -> None:
+    def __init__(self, model: VGGT, fast: Optional[FastVGGT], device: torch.device) -> None:
         self.ref, self.fast, self.device = model, fast, device
         self.fp32_case: Optional[tuple[torch.Tensor, dict]] = None  # set by check_accuracy
 
