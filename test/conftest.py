@@ -42,6 +42,6 @@ def random_small_vggt(small_config):
     Random weights often give a ReLU'd FoV of 0 (an infinite focal length); the benchmark's
     random init raises the FoV outputs so every frame has a usable camera for geometric checks.
     """
-    from vggt_ros.bench.cli import random_model
+    from vggt_ros.bench.models import random_model
 
     return random_model(small_config, seed=0, device=torch.device("cpu"))

@@ -74,6 +74,7 @@ def gt_positions(seq, results):
     return seq.world_from_cam[rows, :3, 3], rows
 
 
+@pytest.mark.slow
 def test_noise_free_chain_matches_ground_truth(loop):
     seq, frames = loop
     predictor = GroundTruthPredictor(seq, seed=1)
@@ -87,6 +88,7 @@ def test_noise_free_chain_matches_ground_truth(loop):
     assert ate_rmse(positions(results), gt) <= 0.005 * path_length(gt)
 
 
+@pytest.mark.slow
 def test_depth_and_orientation_share_one_global_similarity(loop):
     seq, frames = loop
     results, _ = chain(frames[:60], GroundTruthPredictor(seq, seed=2))
@@ -103,6 +105,7 @@ def test_depth_and_orientation_share_one_global_similarity(loop):
                                    seq.world_from_cam[row, :3, :3], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_noisy_chain_stays_within_two_percent_of_path(loop):
     seq, frames = loop
     predictor = GroundTruthPredictor(seq, depth_noise=0.01, rot_noise_deg=0.5, seed=4)

@@ -2,6 +2,10 @@
 import subprocess
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a full colcon workspace build: minutes
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -51,6 +51,7 @@ def _gt_predictor(frames: int = FRAMES, width: int = WIDTH, height: int = HEIGHT
     return GroundTruthPredictor(make_sequence(frames, width, height, seed), seed=7)
 
 
+@pytest.mark.slow
 def test_ground_truth_double_reproduces_ground_truth(synth_dir, tmp_path):
     out = tmp_path / "map"
     summary = run_offline_mapping(
@@ -97,6 +98,7 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path):
         "unsupported_encoding": 2}
 
 
+@pytest.mark.slow
 def test_corrupt_message_midway_is_skipped_and_counted(synth_dir, tmp_path):
     bag = tmp_path / "bag"
     bag.mkdir()
@@ -155,6 +157,7 @@ def small_bag(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cli_with_fixture_checkpoint_writes_parseable_outputs(small_bag, fixtures_dir, tmp_path):
     out = tmp_path / "map"
     proc = _vggt_map(str(small_bag / "bag"), "--image-topic", IMAGE_TOPIC,
@@ -197,34 +200,53 @@ def _assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -
         assert fragment in lines[0]
 
 
-def test_cli_error_cases_exit_2_with_one_line(small_bag, tmp_path):
-    bag = str(small_bag / "bag")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", "/nope"), "'/nope'", "available")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--camera-info-topic",
-                                     "/tf"), "'/tf'", "expected sensor_msgs/msg/CameraInfo")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", CAMERA_INFO_TOPIC),
-                           "CameraInfo", "expected sensor_msgs/msg/Image")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--window_size", "1"),
-                           "window_size must be >= 2")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--overlap", "abc"),
-                           "invalid int value")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--precision", "fp64"),
-                           "precision must be one of")
-    _assert_one_line_error(_vggt_map(str(tmp_path / "missing"), "--image-topic", IMAGE_TOPIC),
-                           "bag not found")
+def _truncated_bag(small_bag: Path, tmp_path: Path) -> str:
     truncated = tmp_path / "truncated"
     truncated.mkdir()
     (truncated / "metadata.yaml").write_bytes((small_bag / "bag" / "metadata.yaml").read_bytes())
     data = (small_bag / "bag" / "bag.mcap").read_bytes()
     (truncated / "bag.mcap").write_bytes(data[: len(data) // 2])
-    _assert_one_line_error(_vggt_map(str(truncated), "--image-topic", IMAGE_TOPIC),
-                           "truncated")
-    empty = _empty_image_bag(tmp_path / "empty")
-    _assert_one_line_error(_vggt_map(str(empty), "--image-topic", IMAGE_TOPIC),
-                           "has no messages")
-    _assert_one_line_error(_vggt_map(bag, "--image-topic", IMAGE_TOPIC, "--checkpoint",
-                                     str(tmp_path / "no_weights.safetensors")),
-                           "cannot load the model")
+    return str(truncated)
+
+
+# case -> (vggt_map arguments from (the small bag's directory, tmp_path), error fragments)
+CLI_ERRORS = {
+    "unknown image topic": (lambda bag, tmp: [str(bag / "bag"), "--image-topic", "/nope"],
+                            ("'/nope'", "available")),
+    "camera info topic of another type": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", IMAGE_TOPIC,
+                          "--camera-info-topic", "/tf"],
+        ("'/tf'", "expected sensor_msgs/msg/CameraInfo")),
+    "image topic of another type": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", CAMERA_INFO_TOPIC],
+        ("CameraInfo", "expected sensor_msgs/msg/Image")),
+    "window too small": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", IMAGE_TOPIC, "--window_size", "1"],
+        ("window_size must be >= 2",)),
+    "overlap not a number": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", IMAGE_TOPIC, "--overlap", "abc"],
+        ("invalid int value",)),
+    "unknown precision": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", IMAGE_TOPIC, "--precision", "fp64"],
+        ("precision must be one of",)),
+    "missing bag": (lambda bag, tmp: [str(tmp / "missing"), "--image-topic", IMAGE_TOPIC],
+                    ("bag not found",)),
+    "truncated bag": (lambda bag, tmp: [_truncated_bag(bag, tmp), "--image-topic", IMAGE_TOPIC],
+                      ("truncated",)),
+    "empty image topic": (
+        lambda bag, tmp: [str(_empty_image_bag(tmp / "empty")), "--image-topic", IMAGE_TOPIC],
+        ("has no messages",)),
+    "missing checkpoint": (
+        lambda bag, tmp: [str(bag / "bag"), "--image-topic", IMAGE_TOPIC, "--checkpoint",
+                          str(tmp / "no_weights.safetensors")],
+        ("cannot load the model",)),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_ERRORS))
+def test_cli_error_cases_exit_2_with_one_line(small_bag, tmp_path, case):
+    make_args, fragments = CLI_ERRORS[case]
+    _assert_one_line_error(_vggt_map(*make_args(small_bag, tmp_path)), *fragments)
 
 
 def test_cli_has_an_option_for_every_pipeline_and_predictor_setting():

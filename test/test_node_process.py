@@ -25,7 +25,7 @@ from vggt_ros.nodes import conversions as conv
 from vggt_ros.srv import TrackPoints
 from vggt_ros.synth import FRAME_ID, make_sequence
 
-pytestmark = [pytest.mark.ros, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(180)]
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINT = REPO.parent / "shared/vggt_spec/fixtures/small_model.safetensors"

@@ -18,8 +18,10 @@ from vggt_ros.training.data import (HELD_OUT_SEED_MIN, DataConfig, SyntheticWind
 from vggt_ros.training.losses import (LossWeights, camera_loss, confidence_regression_loss,
                                       track_loss)
 from vggt_ros.training.normalize import normalize_scene
-from vggt_ros.training.trainer import (TrainConfig, Trainer, load_checkpoint, lr_at,
-                                       save_checkpoint, select_trainable)
+from vggt_ros.training.checkpoints import load_checkpoint, save_checkpoint
+from vggt_ros.training.config import TrainConfig, lr_at
+from vggt_ros.training.model_setup import select_trainable
+from vggt_ros.training.trainer import Trainer
 
 TINY_DATA = dict(widths=(70,), min_height=56, max_height=70, min_frames=2, max_frames=3,
                  batch_size=2, clip_frames=6, pool_size=1, refresh_per_batch=0, num_tracks=8)
@@ -224,6 +226,7 @@ def test_lr_schedule():
     assert lr_at(110, config) == pytest.approx(0.1)
 
 
+@pytest.mark.slow
 def test_training_steps_reduce_the_loss(tiny_config, tiny_batch):
     torch.manual_seed(0)
     model = VGGT(tiny_config).train()
@@ -375,6 +378,7 @@ def test_matching_targets_by_hand():
     assert bool((_matching(occluded, poses, K, valid, patch=14) == -1).all())
 
 
+@pytest.mark.slow
 def test_matching_loss_trains_the_attention_it_supervises(tiny_config, tiny_batch):
     torch.manual_seed(5)
     model = VGGT(tiny_config).train()

@@ -5,7 +5,7 @@ how far a measured time is from what the hardware allows, without a profiler on 
 The convention is torch's ``FlopCounterMode``: 2*M*N*K per matrix product, convolutions as
 2 * batch * weight elements * output pixels (input pixels for transposed convolutions),
 attention as its two matrix products. Element-wise work, norms, resampling and grid sampling
-are not counted. ``test/test_fast_path.py`` checks these formulas against FlopCounterMode.
+are not counted. ``test/test_bench.py`` checks these formulas against FlopCounterMode.
 All counts are for one scene (batch 1).
 """
 from __future__ import annotations

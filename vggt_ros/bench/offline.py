@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import torch
 from safetensors.torch import save_file
 
-from vggt_ros.bench.cli import build_config, random_model
+from vggt_ros.bench.models import build_config, random_model
 from vggt_ros.offline import cli as mapper_cli
 from vggt_ros.synth import cli as synth_cli
 

@@ -13,6 +13,9 @@ from typing import Any, Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from vggt_ros.bench.models import random_inputs
+from vggt_ros.model.fast import FastVGGT
+
 # Substrings of kernel names, checked in this order (first match wins).
 KERNEL_FAMILIES = (
     ("attention", ("flash", "fmha", "attention", "sdpa")),
@@ -69,3 +72,26 @@ def format_profile(result: dict[str, Any]) -> str:
     lines.append("  top kernels:")
     lines += [f"    {k['ms']:7.2f} ms  x{k['calls']:<5g} {k['name']}" for k in result["top_kernels"]]
     return "\n".join(lines)
+
+
+def profile_fast(args, fast: FastVGGT, device: torch.device, log) -> dict[str, Any]:
+    """Kernel-level breakdown of the fast camera+depth call (and a track request served from
+    its tokens) at each S of ``--profile``."""
+    out: dict[str, Any] = {}
+    for s in args.profile:
+        images, queries = random_inputs(s, args.height, args.width, args.queries, device,
+                                        args.seed + 2000)
+        keys = [("profile", s, i) for i in range(s)]
+        calls = {"camera+depth": lambda: fast(images, heads=("camera", "depth"))}
+        if queries is not None and fast.model.track_head is not None:
+            calls["track from window tokens"] = lambda: fast(images, queries, heads=("track",),
+                                                             frame_keys=keys)
+        with torch.inference_mode():
+            fast(images, heads=("camera", "depth"), frame_keys=keys)  # the window to re-use
+            for name, call in calls.items():
+                for _ in range(args.warmup + 1):
+                    call()
+                result = profile_call(call, args.reps)
+                out[f"{name} S={s}"] = result
+                log(f"profile {name} S={s}:\n{format_profile(result)}")
+    return out

@@ -13,18 +13,12 @@ from torch import Tensor, nn
 
 from .config import VGGTConfig
 from .dino import DinoViT
-from .layers import Block, RopePositions, RotaryPositionEmbedding2D, patch_positions
+from .layers import (Block, BlockRunner, Positions, RopePositions, RotaryPositionEmbedding2D,
+                     patch_positions, run_block, run_block_checkpointed)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PATCH_START_IDX = 5  # camera token + 4 register tokens
-
-
-def _frame_tokens(token: Tensor, batch: int, frames: int) -> Tensor:
-    """[1,2,X,C] special token -> [B*S,X,C]: index 0 for frame 0, index 1 for every other frame."""
-    first = token[:, :1].expand(batch, 1, *token.shape[2:])
-    rest = token[:, 1:].expand(batch, frames - 1, *token.shape[2:])
-    return torch.cat((first, rest), dim=1).reshape(batch * frames, *token.shape[2:])
 
 
 class Aggregator(nn.Module):
@@ -54,6 +48,8 @@ class Aggregator(nn.Module):
         nn.init.normal_(self.camera_token, std=1e-6)
         nn.init.normal_(self.register_token, std=1e-6)
         self._positions: dict[tuple, RopePositions] = {}
+        # Recompute every DINO and aggregator block in the backward pass (training memory).
+        self.gradient_checkpointing = False
 
     def reset_constant_buffers(self, device: Optional[torch.device] = None) -> None:
         """(Re)create the ImageNet constants; the loader calls this after a meta-device build,
@@ -63,7 +59,25 @@ class Aggregator(nn.Module):
         self._resnet_mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 1, 3, 1, 1)
         self._resnet_std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 1, 3, 1, 1)
 
-    def _grid_positions(self, h: int, w: int, device: torch.device) -> RopePositions:
+    def normalize(self, images: Tensor) -> Tensor:
+        """Images in [0,1] ([..., 3, H, W]) -> ImageNet-normalised, as DINO was trained."""
+        return (images - self._resnet_mean.view(3, 1, 1)) / self._resnet_std.view(3, 1, 1)
+
+    def special_tokens(self, batch: int, frames: int) -> Tensor:
+        """Camera + register tokens [B*S, PATCH_START_IDX, C] that lead every frame's tokens.
+
+        Each is stored twice ([1,2,X,C]): index 0 for frame 0, the reference frame the
+        predictions are expressed in, and index 1 for every other frame.
+        """
+        def per_frame(token: Tensor) -> Tensor:
+            first = token[:, :1].expand(batch, 1, *token.shape[2:])
+            rest = token[:, 1:].expand(batch, frames - 1, *token.shape[2:])
+            return torch.cat((first, rest), dim=1).reshape(batch * frames, *token.shape[2:])
+
+        return torch.cat((per_frame(self.camera_token), per_frame(self.register_token)), dim=1)
+
+    def grid_positions(self, h: int, w: int, device: torch.device) -> RopePositions:
+        """RoPE positions of one frame's tokens on an h x w patch grid (cached)."""
         # Keyed by device too: the reference keys by (h, w) only and hands CPU tensors to CUDA.
         key = (h, w, device, torch.is_inference_mode_enabled())
         positions = self._positions.get(key)
@@ -72,32 +86,54 @@ class Aggregator(nn.Module):
             self._positions[key] = positions
         return positions
 
-    def forward(self, images: Tensor) -> tuple[list[Optional[Tensor]], int]:
-        """images [B,S,3,H,W] in [0,1] -> (per-layer tokens [B,S,P,2C] or None, patch_start_idx)."""
+    def run_block(self, block: Block, x: Tensor, pos: Optional[Positions]) -> Tensor:
+        """The default ``BlockRunner`` of this aggregator and its DINO: a plain call, or a
+        recomputed one in the backward pass when ``gradient_checkpointing`` is on."""
+        if self.gradient_checkpointing:
+            return run_block_checkpointed(block, x, pos)
+        return run_block(block, x, pos)
+
+    def forward(self, images: Tensor, run_block: Optional[BlockRunner] = None
+                ) -> tuple[list[Optional[Tensor]], int]:
+        """images [B,S,3,H,W] in [0,1] -> (per-layer tokens [B,S,P,2C] or None, patch_start_idx).
+
+        ``run_block`` runs every DINO and aggregator block (default ``self.run_block``).
+        """
         if images.dim() != 5 or images.shape[2] != 3:
             raise ValueError(f"aggregator expects images [B,S,3,H,W], got {tuple(images.shape)}")
         b, s, _, height, width = images.shape
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size "
-                             f"{self.patch_size}")
-        h, w = height // self.patch_size, width // self.patch_size
-        images = (images - self._resnet_mean) / self._resnet_std
-        patch_tokens = self.patch_embed(images.reshape(b * s, 3, height, width))
-        tokens = torch.cat((_frame_tokens(self.camera_token, b, s),
-                            _frame_tokens(self.register_token, b, s),
-                            patch_tokens), dim=1)
-        _, p, c = tokens.shape
-        frame_pos = self._grid_positions(h, w, images.device)
-        global_pos = frame_pos.repeat_tokens(s)
+        h, w = self.patch_embed.patch_grid(height, width)
+        run = run_block or self.run_block
+        patch_tokens = self.patch_embed(self.normalize(images).reshape(b * s, 3, height, width),
+                                        run)
+        return self.alternate(patch_tokens.unflatten(0, (b, s)), h, w, run), PATCH_START_IDX
+
+    def alternate(self, patch_tokens: Tensor, h: int, w: int,
+                  run_block: Optional[BlockRunner] = None,
+                  rope: Optional[tuple[Positions, Positions]] = None) -> list[Optional[Tensor]]:
+        """DINO patch tokens [B,S,h*w,C] -> the per-layer outputs of the alternating blocks.
+
+        rope: the (frame, global) token positions; default the integer positions of the grid,
+        gathered into rotations per call (the reference). A caller may pass prebuilt
+        ``RopeTable``s instead.
+        """
+        b, s, _, c = patch_tokens.shape
+        tokens = torch.cat((self.special_tokens(b, s), patch_tokens.reshape(b * s, -1, c)), dim=1)
+        p = tokens.shape[1]
+        if rope is None:
+            frame_pos = self.grid_positions(h, w, patch_tokens.device)
+            rope = (frame_pos, frame_pos.repeat_tokens(s))
+        frame_pos, global_pos = rope
+        run = run_block or self.run_block
 
         outputs: list[Optional[Tensor]] = []
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks,
                                                                 self.global_blocks)):
-            tokens = frame_block(tokens.reshape(b * s, p, c), frame_pos)
+            tokens = run(frame_block, tokens.reshape(b * s, p, c), frame_pos)
             frame_out = tokens.reshape(b, s, p, c)
-            tokens = global_block(tokens.reshape(b, s * p, c), global_pos)
+            tokens = run(global_block, tokens.reshape(b, s * p, c), global_pos)
             if index in self.cached_layers:
                 outputs.append(torch.cat((frame_out, tokens.reshape(b, s, p, c)), dim=-1))
             else:
                 outputs.append(None)
-        return outputs, PATCH_START_IDX
+        return outputs

@@ -6,12 +6,14 @@ Key names follow the checkpoint (``aggregator.patch_embed.*``): ``cls_token``, `
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import VGGTConfig
-from .layers import Block
+from .layers import Block, BlockRunner, run_block
 
 DINO_NORM_EPS = 1e-6
 
@@ -51,12 +53,21 @@ class DinoViT(nn.Module):
         nn.init.normal_(self.cls_token, std=1e-6)
         nn.init.normal_(self.register_tokens, std=1e-6)
 
-    def _position_embedding(self, h: int, w: int, dtype: torch.dtype) -> Tensor:
+    def patch_grid(self, height: int, width: int) -> tuple[int, int]:
+        """Patch rows and columns of an image; a ValueError unless both sides are multiples of
+        the patch size."""
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size "
+                             f"{self.patch_size}")
+        return height // self.patch_size, width // self.patch_size
+
+    def position_embedding(self, h: int, w: int, dtype: torch.dtype) -> Tensor:
         """Absolute position table for an h x w patch grid, shape [1, 1 + h*w, dim].
 
         The stored grid is used as is only for the exact square training grid; any other grid is
         resampled in float32 with antialiased bicubic at an explicit output size (the reference
-        behaviour; antialias changes the kernel even when upsampling).
+        behaviour; antialias changes the kernel even when upsampling). Public so a caller that
+        sees one grid many times can build it once and pass it to ``forward``.
         """
         if h == self.grid and w == self.grid:
             return self.pos_embed
@@ -68,18 +79,23 @@ class DinoViT(nn.Module):
         patch = patch.permute(0, 2, 3, 1).reshape(1, h * w, dim)
         return torch.cat((table[:, :1], patch), dim=1).to(dtype)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """Normalised images [N,3,H,W] -> final-normed patch tokens [N, h*w, dim]."""
+    def forward(self, images: Tensor, run_block: BlockRunner = run_block,
+                position_table: Optional[Tensor] = None) -> Tensor:
+        """Normalised images [N,3,H,W] -> final-normed patch tokens [N, h*w, dim].
+
+        The patch convolution runs in the images' dtype; CLS, registers and position table
+        promote the stream to their dtype (fp32), so a caller with lower-precision conv weights
+        passes images in that precision. ``run_block`` runs each block (see ``BlockRunner``);
+        ``position_table`` replaces ``position_embedding(h, w)`` (e.g. a cached one).
+        """
         n, _, height, width = images.shape
-        if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size "
-                             f"{self.patch_size}")
-        h, w = height // self.patch_size, width // self.patch_size
+        h, w = self.patch_grid(height, width)
         x = self.patch_embed(images)
         x = torch.cat((self.cls_token.expand(n, -1, -1), x), dim=1)
-        x = x + self._position_embedding(h, w, x.dtype)
+        x = x + (self.position_embedding(h, w, x.dtype) if position_table is None
+                 else position_table)
         x = torch.cat((x[:, :1], self.register_tokens.expand(n, -1, -1), x[:, 1:]), dim=1)
         for block in self.blocks:
-            x = block(x)
+            x = run_block(block, x, None)
         x = self.norm(x)
         return x[:, 1 + self.num_register_tokens:]

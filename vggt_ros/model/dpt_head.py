@@ -64,13 +64,6 @@ def uv_position_embedding(channels: int, height: int, width: int, aspect_ratio: 
     return emb.view(height, width, channels).permute(2, 0, 1)
 
 
-def add_position_embedding(x: Tensor, image_width: int, image_height: int) -> Tensor:
-    """x [N,C,h,w] + 0.1 * uv embedding for the image aspect ratio W/H."""
-    emb = uv_position_embedding(x.shape[1], x.shape[2], x.shape[3], image_width / image_height,
-                                x.device)
-    return x + (emb * POS_EMBED_WEIGHT)[None]
-
-
 class ResidualConvUnit(nn.Module):
     """conv2(relu(conv1(relu(x)))) + relu(x).
 
@@ -177,13 +170,19 @@ class DPTHead(nn.Module):
         self.scratch = DPTScratch(out_channels, features, output_dim, feature_only)
 
     def forward(self, tokens: Sequence[Optional[Tensor]], images: Tensor, patch_start_idx: int,
-                frames_chunk_size: Optional[int] = 8) -> Union[Tensor, tuple[Tensor, Tensor]]:
+                frames_chunk_size: Optional[int] = 8, *, body: Optional[DPTBody] = None,
+                dtype: Optional[torch.dtype] = None,
+                position_tables: Optional[Sequence[Tensor]] = None
+                ) -> Union[Tensor, tuple[Tensor, Tensor]]:
         """tokens: per-layer aggregator outputs [B,S,P,2C] (None for unused layers);
         images [B,S,3,H,W] (only its shape is used).
 
         Returns (value [B,S,H,W,output_dim-1], conf [B,S,H,W]), or features
         [B,S,F,H/down,W/down] when feature_only. Frames are processed in chunks to bound the
         memory of the full-resolution maps; chunking does not change the numbers.
+        The keywords are the seams of a faster caller: ``body`` replaces ``DPTHead.body`` (e.g.
+        a compiled one), ``dtype`` is the convolutions' dtype (see ``body``) and
+        ``position_tables`` replaces ``self.position_tables(...)`` (e.g. cached ones).
         """
         if images.dim() != 5:
             raise ValueError(f"images must be [B,S,3,H,W], got shape {tuple(images.shape)}")
@@ -194,41 +193,76 @@ class DPTHead(nn.Module):
             if layer >= len(tokens) or tokens[layer] is None:
                 raise ValueError(f"DPT head needs aggregator layer {layer}, which is missing")
         S = images.shape[1]
-        if frames_chunk_size is None or frames_chunk_size >= S:
-            return self._forward(tokens, images, patch_start_idx, 0, S)
-        if frames_chunk_size <= 0:
+        if frames_chunk_size is not None and frames_chunk_size <= 0:
             raise ValueError(f"frames_chunk_size must be positive, got {frames_chunk_size}")
-        chunks = [self._forward(tokens, images, patch_start_idx, start,
-                                min(start + frames_chunk_size, S))
-                  for start in range(0, S, frames_chunk_size)]
+        if position_tables is None and self.pos_embed:
+            position_tables = self.position_tables((H, W), images.device)
+        body = DPTHead.body if body is None else body
+        grid = (H // self.patch_size, W // self.patch_size)
+        step = S if frames_chunk_size is None else frames_chunk_size
+        chunks = [body(self, [tokens[layer][:, start:start + step, patch_start_idx:]
+                              for layer in self.layers],
+                       position_tables, grid, self.output_size(grid), dtype)
+                  for start in range(0, S, step)]
+        if len(chunks) == 1:
+            return chunks[0]
         if self.feature_only:
             return torch.cat(chunks, dim=1)
         return (torch.cat([c[0] for c in chunks], dim=1), torch.cat([c[1] for c in chunks], dim=1))
 
-    def _forward(self, tokens: Sequence[Optional[Tensor]], images: Tensor, patch_start_idx: int,
-                 start: int, end: int) -> Union[Tensor, tuple[Tensor, Tensor]]:
-        B, S = images.shape[0], end - start
-        H, W = images.shape[-2:]
-        ph, pw = H // self.patch_size, W // self.patch_size
+    def output_size(self, grid: tuple[int, int]) -> tuple[int, int]:
+        """Size of the output maps for a patch grid (the image size / ``down_ratio``)."""
+        return (int(grid[0] * self.patch_size / self.down_ratio),
+                int(grid[1] * self.patch_size / self.down_ratio))
+
+    def position_tables(self, image_hw: tuple[int, int], device: torch.device) -> list[Tensor]:
+        """The weighted uv embeddings [1,C,h,w] added after each of the four projections and to
+        the output maps, for an image of ``image_hw`` (float32)."""
+        H, W = image_hw
+        grid = (H // self.patch_size, W // self.patch_size)
+        sizes = [(proj.out_channels, *grid) for proj in self.projects]
+        sizes.append((self.scratch.output_conv1.out_channels, *self.output_size(grid)))
+        return [(uv_position_embedding(c, h, w, W / H, device) * POS_EMBED_WEIGHT)[None]
+                for c, h, w in sizes]
+
+    def body(self, layers: Sequence[Tensor], position_tables: Optional[Sequence[Tensor]],
+             grid: tuple[int, int], out_hw: tuple[int, int], dtype: Optional[torch.dtype] = None
+             ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+        """The head on the patch tokens [B,S,h*w,2C] of its four layers (one chunk of frames).
+
+        A function of its inputs only (the position tables are passed in), so ``torch.compile``
+        can trace it once per head and size and fuse the element-wise work between the
+        convolutions. dtype: cast the normed tokens to it, for conv weights stored in it (the
+        fast path), and return the value and confidence in fp32; None keeps the reference
+        numerics.
+        """
+        ph, pw = grid
+        B, S = layers[0].shape[:2]
         maps = []
-        for k, layer in enumerate(self.layers):
-            x = tokens[layer][:, start:end, patch_start_idx:]
+        for k, x in enumerate(layers):
             x = self.norm(x.reshape(B * S, -1, x.shape[-1]))
+            if dtype is not None:
+                x = x.to(dtype)
             # Same strides as the reference (a channels-last view), so the conv sees the same
-            # memory layout.
+            # memory layout (and a channels-last 1x1 conv needs no copy).
             x = x.permute(0, 2, 1).reshape(x.shape[0], x.shape[-1], ph, pw)
             x = self.projects[k](x)
-            if self.pos_embed:
-                x = add_position_embedding(x, W, H)
+            if position_tables is not None:
+                x = x + position_tables[k]
             maps.append(self.resize_layers[k](x))
-        out = self.scratch.fuse(maps)
-        out = _resize(out, (int(ph * self.patch_size / self.down_ratio),
-                            int(pw * self.patch_size / self.down_ratio)))
-        if self.pos_embed:
-            out = add_position_embedding(out, W, H)
+        out = _resize(self.scratch.fuse(maps), out_hw)
+        if position_tables is not None:
+            out = out + position_tables[-1]
         if self.feature_only:
             return out.view(B, S, *out.shape[1:])
-        out = self.scratch.output_conv2(out).permute(0, 2, 3, 1)  # [N,H,W,C]
+        out = self.scratch.output_conv2(out)
+        if dtype is not None:
+            out = out.float()
+        out = out.permute(0, 2, 3, 1)  # [N,H,W,C]
         value = VALUE_ACTIVATIONS[self.activation](out[..., :-1])
         conf = CONF_ACTIVATIONS[self.conf_activation](out[..., -1])
         return value.view(B, S, *value.shape[1:]), conf.view(B, S, *conf.shape[1:])
+
+
+# DPTHead.body's signature: (head, layers, position_tables, grid, out_hw, dtype) -> outputs.
+DPTBody = Callable[..., Union[Tensor, tuple[Tensor, Tensor]]]

@@ -1,10 +1,11 @@
 """Fast inference path for VGGT: same network, same weights, fewer wasted passes.
 
-Why a second forward path at all: the reference modules follow the official numerics op by op
-(fp32 weights cast on every call under autocast, fp32 residual stream, RoPE tables gathered per
-attention call, fp32 DPT heads without TF32, every head run whenever built). That is needed for
-bit parity with the fixtures, and it stays untouched. This module runs the *same parameters*
-through a leaner schedule:
+The reference modules follow the official numerics op by op (fp32 weights cast on every call
+under autocast, fp32 residual stream, RoPE tables gathered per attention call, fp32 DPT heads
+without TF32, every head run whenever built); that is needed for bit parity with the fixtures.
+This module does not copy their graph: it runs the *same modules* through their seams (block
+runner, compute dtype, prebuilt RoPE and position tables, pluggable DPT body, head selection)
+and supplies only the kernels, the dtype policy, the caches and the graphs:
 
 * weights of the big matrix products (DINO, aggregator, DPT convs) are stored once in the compute
   dtype (bf16 on Ampere+ CUDA), so no per-call casts and half the weight memory;
@@ -34,17 +35,15 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .aggregator import PATCH_START_IDX, _frame_tokens
-from .dpt_head import (CONF_ACTIVATIONS, POS_EMBED_WEIGHT, VALUE_ACTIVATIONS, DPTHead,
-                       uv_position_embedding)
-from .layers import Block, patch_positions
+from .aggregator import PATCH_START_IDX
+from .dpt_head import DPTHead
+from .layers import Block, Positions, RopeTable
 from .vggt import VGGT, batched_inputs
 
 FAST_DEFAULT_HEADS = ("camera", "depth")
@@ -104,102 +103,12 @@ class FastOptions:
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype}")
 
 
-class BlockWeights(NamedTuple):
-    """The tensors of one transformer ``Block`` plus its static sizes (a pure-tensor view that
-    ``torch.compile`` can trace once and reuse for every block of the same shape)."""
-
-    norm1_w: Tensor
-    norm1_b: Tensor
-    qkv_w: Tensor
-    qkv_b: Tensor
-    qn_w: Optional[Tensor]
-    qn_b: Optional[Tensor]
-    kn_w: Optional[Tensor]
-    kn_b: Optional[Tensor]
-    proj_w: Tensor
-    proj_b: Tensor
-    ls1: Tensor
-    norm2_w: Tensor
-    norm2_b: Tensor
-    fc1_w: Tensor
-    fc1_b: Tensor
-    fc2_w: Tensor
-    fc2_b: Tensor
-    ls2: Tensor
-
-
-def block_weights(block: Block) -> BlockWeights:
-    """Detached views (shared storage): plain tensors let one compiled graph serve every block,
-    where nn.Parameter inputs would be guarded by identity and recompiled per block."""
-    attn = block.attn
-    qk = isinstance(attn.q_norm, nn.LayerNorm)
-    weights = BlockWeights(
-        block.norm1.weight, block.norm1.bias, attn.qkv.weight, attn.qkv.bias,
-        attn.q_norm.weight if qk else None, attn.q_norm.bias if qk else None,
-        attn.k_norm.weight if qk else None, attn.k_norm.bias if qk else None,
-        attn.proj.weight, attn.proj.bias, block.ls1.gamma, block.norm2.weight, block.norm2.bias,
-        block.mlp.fc1.weight, block.mlp.fc1.bias, block.mlp.fc2.weight, block.mlp.fc2.bias,
-        block.ls2.gamma)
-    return BlockWeights(*(None if t is None else t.detach() for t in weights))
-
-
-def rotate_pairs(t: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
-    """2D RoPE on t [..., D]: each half (y, x) is rotate_half-ed within itself.
-
-    ``rotate_half(t) * sin`` equals ``swap(t) * sin_signed`` where swap exchanges the two
-    quarters of each half and sin_signed negates the first quarter: one copy and one fused
-    multiply-add instead of chunk/cat/neg per axis.
-    """
-    d = t.shape[-1]
-    swapped = t.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
-    return torch.addcmul(t * cos, swapped, sin_signed)
-
-
-def rope_tables(head_dim: int, h: int, w: int, frames: int, base: float,
-                device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """(cos, sin_signed) [frames*(5+h*w), 1, head_dim] for ``rotate_pairs``.
-
-    Angles are exact fp32 products position * 1/base**e (the reference's fp32 table; the
-    official bf16-autocast run rounds them to bf16, a side effect we do not copy).
-    """
-    yx = patch_positions(h, w, PATCH_START_IDX, device).yx[0]  # [n, 2]
-    axis = head_dim // 2
-    inv_freq = 1.0 / (base ** (torch.arange(0, axis, 2, device=device).float() / axis))
-    sign = torch.ones(axis, device=device)
-    sign[: axis // 2] = -1.0
-    cos_parts, sin_parts = [], []
-    for column in (0, 1):  # y half first, then x
-        angles = yx[:, column].float()[:, None] * inv_freq[None]
-        angles = torch.cat((angles, angles), dim=-1)
-        cos_parts.append(angles.cos())
-        sin_parts.append(angles.sin() * sign)
-    cos = torch.cat(cos_parts, dim=-1).repeat(frames, 1)[:, None]
-    sin = torch.cat(sin_parts, dim=-1).repeat(frames, 1)[:, None]
-    return cos.to(dtype), sin.to(dtype)
-
-
-def block_forward(x: Tensor, w: BlockWeights, heads: int, eps: float, qk_eps: float,
-                  rope: Optional[tuple[Tensor, Tensor]], dtype: torch.dtype) -> Tensor:
-    """One pre-norm block on an fp32 residual stream x [B,N,C] with compute-dtype matmuls."""
-    b, n, c = x.shape
-    d = c // heads
-    y = F.layer_norm(x, (c,), w.norm1_w, w.norm1_b, eps).to(dtype)
-    q, k, v = F.linear(y, w.qkv_w, w.qkv_b).view(b, n, 3, heads, d).unbind(2)
-    if w.qn_w is not None:
-        q = F.layer_norm(q, (d,), w.qn_w, w.qn_b, qk_eps)
-        k = F.layer_norm(k, (d,), w.kn_w, w.kn_b, qk_eps)
-    if rope is not None:
-        q = rotate_pairs(q, *rope)
-        k = rotate_pairs(k, *rope)
-    # Strided [B,heads,N,D] views (last dim contiguous) go to SDPA as they are (torch 2.11 on
-    # the H200 picks cuDNN's flash kernel, per the profile in docs/PERFORMANCE.md); making them
-    # contiguous cost ~8 ms at S=8 in eager mode and bought nothing.
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    out = F.linear(out.transpose(1, 2).reshape(b, n, c), w.proj_w, w.proj_b)
-    x = torch.addcmul(x, out, w.ls1)
-    y = F.layer_norm(x, (c,), w.norm2_w, w.norm2_b, eps).to(dtype)
-    y = F.linear(F.gelu(F.linear(y, w.fc1_w, w.fc1_b)), w.fc2_w, w.fc2_b)
-    return torch.addcmul(x, y, w.ls2)
+def _block_in_dtype(block: Block, x: Tensor, pos: Optional[Positions],
+                    dtype: torch.dtype) -> Tensor:
+    """The block itself, its matrix products in ``dtype`` on an fp32 residual stream. One
+    ``torch.compile`` graph serves every block of the same structure and token shape (the
+    block's parameters become graph inputs, they are not baked in)."""
+    return block(x, pos, compute_dtype=dtype)
 
 
 def _compile_fixed_shapes(fn):
@@ -309,37 +218,6 @@ class _Window:
     image_shape: tuple[int, ...]
 
 
-def dpt_forward(head: DPTHead, layers: Sequence[Tensor], pos: Sequence[Optional[Tensor]],
-                patch_hw: tuple[int, int], out_hw: tuple[int, int], dtype: torch.dtype):
-    """A DPT head on the patch tokens of its layers ([B,S,P,2C] fp32 each), convs in ``dtype``.
-
-    Pure function of its inputs (position tables ``pos`` are passed in), so ``torch.compile``
-    can fuse the element-wise work between the cuDNN convolutions (ReLUs, residual adds, the
-    bilinear resampling, which is slow as a stand-alone NHWC kernel: ~3.8 ms of the depth head
-    at S=8 on the H200). Returns (value [B,S,H,W,k], conf [B,S,H,W]) in fp32, or the features
-    [B,S,F,h',w'] of a feature-only head.
-    """
-    ph, pw = patch_hw
-    maps = []
-    b, s = layers[0].shape[:2]
-    for k, x in enumerate(layers):
-        x = head.norm(x).to(dtype).reshape(b * s, ph, pw, -1).permute(0, 3, 1, 2)
-        x = head.projects[k](x)  # an NHWC view: channels-last 1x1 conv without a copy
-        if pos[k] is not None:
-            x = x + pos[k]
-        maps.append(head.resize_layers[k](x))
-    out = head.scratch.fuse(maps)
-    out = F.interpolate(out, size=out_hw, mode="bilinear", align_corners=True)
-    if pos[-1] is not None:
-        out = out + pos[-1]
-    if head.feature_only:
-        return out.view(b, s, *out.shape[1:])
-    out = head.scratch.output_conv2(out).float().permute(0, 2, 3, 1)
-    value = VALUE_ACTIVATIONS[head.activation](out[..., :-1])
-    conf = CONF_ACTIVATIONS[head.conf_activation](out[..., -1])
-    return value.view(b, s, *value.shape[1:]), conf.view(b, s, *conf.shape[1:])
-
-
 class FastVGGT(nn.Module):
     """Runs a ``VGGT``'s parameters through the fast schedule (module docstring).
 
@@ -354,17 +232,13 @@ class FastVGGT(nn.Module):
         self.model = model.eval()
         self.options = options or FastOptions()
         self.cache = PatchTokenCache(self.options.cache_frames)
-        self._tables: dict[tuple, Tensor | tuple[Tensor, Tensor]] = {}
+        self._tables: dict[tuple, Any] = {}
         self._last: Optional[_Window] = None
         self.dtype = self.options.dtype or default_compute_dtype(self.device)
         self._convert_weights()
-        agg = model.aggregator
-        self._dino_w = [block_weights(b) for b in agg.patch_embed.blocks]
-        self._frame_w = [block_weights(b) for b in agg.frame_blocks]
-        self._global_w = [block_weights(b) for b in agg.global_blocks]
-        self._block = _CompiledWithFallback(block_forward, "VGGT block",
+        self._block = _CompiledWithFallback(_block_in_dtype, "VGGT block",
                                             self._on_cuda_unless_set(self.options.compile_blocks))
-        self._dpt_body = _CompiledWithFallback(dpt_forward, "DPT head",
+        self._dpt_body = _CompiledWithFallback(DPTHead.body, "DPT head",
                                                self._on_cuda_unless_set(self.options.compile_heads))
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
@@ -417,7 +291,7 @@ class FastVGGT(nn.Module):
         return sdpa_kernel(order, set_priority=True)
 
     # ---------------------------------------------------------------- cached constant tables
-    def _cached(self, key: tuple, build) -> Tensor | tuple[Tensor, Tensor]:
+    def _cached(self, key: tuple, build: Callable[[], Any]) -> Any:
         key = key + (torch.is_inference_mode_enabled(),)
         table = self._tables.get(key)
         if table is None:
@@ -425,42 +299,33 @@ class FastVGGT(nn.Module):
             self._tables[key] = table
         return table
 
-    def _rope(self, h: int, w: int, frames: int) -> tuple[Tensor, Tensor]:
-        cfg = self.config
-        head_dim = cfg.embed_dim // cfg.num_heads
-        return self._cached(("rope", h, w, frames), lambda: rope_tables(
-            head_dim, h, w, frames, cfg.rope_freq, self.device, self.dtype))
+    def _rope(self, h: int, w: int, frames: int) -> RopeTable:
+        """The aggregator's rotation of ``frames`` frames on an h x w grid, in the compute
+        dtype (exact fp32 angles; the official bf16-autocast run rounds them to bf16, a side
+        effect we do not copy)."""
+        agg = self.model.aggregator
 
-    def _dino_pos(self, h: int, w: int) -> Tensor:
-        dino = self.model.aggregator.patch_embed
-        return self._cached(("dino_pos", h, w),
-                            lambda: dino._position_embedding(h, w, torch.float32).detach())
+        def build() -> RopeTable:
+            positions = agg.grid_positions(h, w, self.device).repeat_tokens(frames)
+            head_dim = self.config.embed_dim // self.config.num_heads
+            return agg.rope.table(positions, head_dim, self.device).to(self.dtype)
 
-    def _dpt_pos(self, channels: int, h: int, w: int, aspect: float) -> Tensor:
-        return self._cached(("dpt_pos", channels, h, w, aspect), lambda: (
-            uv_position_embedding(channels, h, w, aspect, self.device) * POS_EMBED_WEIGHT
-        ).to(self.dtype)[None])
+        return self._cached(("rope", h, w, frames), build)
+
+    def _run_block(self, block: Block, x: Tensor, pos: Optional[Positions]) -> Tensor:
+        """The ``BlockRunner`` of the fast path: compiled on CUDA, matmuls in the compute dtype."""
+        return self._block(block, x, pos, self.dtype)
 
     # ---------------------------------------------------------------- backbone
     def encode_frames(self, images: Tensor) -> Tensor:
         """Frames [N,3,H,W] in [0,1] -> DINO patch tokens [N, h*w, C] (fp32)."""
         agg = self.model.aggregator
         dino = agg.patch_embed
-        n, _, height, width = images.shape
-        p = dino.patch_size
-        if height % p or width % p:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the patch size {p}")
-        h, w = height // p, width // p
-        x = (images.float() - agg._resnet_mean[0]) / agg._resnet_std[0]
-        x = dino.patch_embed(x.to(self.dtype)).float()
-        x = torch.cat((dino.cls_token.expand(n, -1, -1), x), dim=1) + self._dino_pos(h, w)
-        x = torch.cat((x[:, :1], dino.register_tokens.expand(n, -1, -1), x[:, 1:]), dim=1)
-        heads = self.config.dino_heads
-        eps = dino.norm.eps
-        for weights in self._dino_w:
-            x = self._block(x, weights, heads, eps, 0.0, None, self.dtype)
-        x = dino.norm(x)
-        return x[:, 1 + dino.num_register_tokens:]
+        h, w = dino.patch_grid(*images.shape[-2:])
+        table = self._cached(("dino_pos", h, w),
+                             lambda: dino.position_embedding(h, w, torch.float32).detach())
+        x = agg.normalize(images.float()).to(self.dtype)  # the patch conv runs in it
+        return dino(x, self._run_block, table)
 
     def patch_tokens(self, images: Tensor, frame_keys: Optional[Sequence[Hashable]]) -> Tensor:
         """images [B,S,3,H,W] -> patch tokens [B,S,h*w,C]; keyed frames come from the cache."""
@@ -482,56 +347,28 @@ class FastVGGT(nn.Module):
 
     def aggregate(self, patch_tokens: Tensor, h: int, w: int) -> list[Optional[Tensor]]:
         """Patch tokens [B,S,h*w,C] -> per-layer [B,S,P,2C] fp32 tokens (None where unused)."""
-        agg = self.model.aggregator
-        b, s, _, c = patch_tokens.shape
-        tokens = torch.cat((_frame_tokens(agg.camera_token, b, s),
-                            _frame_tokens(agg.register_token, b, s),
-                            patch_tokens.reshape(b * s, -1, c)), dim=1)
-        p = tokens.shape[1]
-        frame_rope, global_rope = self._rope(h, w, 1), self._rope(h, w, s)
-        heads = self.config.num_heads
-        eps = agg.frame_blocks[0].norm1.eps
-        qk_eps = agg.frame_blocks[0].attn.q_norm.eps
-        outputs: list[Optional[Tensor]] = []
-        for index, (fw, gw) in enumerate(zip(self._frame_w, self._global_w)):
-            tokens = self._block(tokens.view(b * s, p, c), fw, heads, eps, qk_eps, frame_rope,
-                                 self.dtype)
-            frame_out = tokens.view(b, s, p, c)
-            tokens = self._block(tokens.view(b, s * p, c), gw, heads, eps, qk_eps, global_rope,
-                                 self.dtype)
-            outputs.append(torch.cat((frame_out, tokens.view(b, s, p, c)), dim=-1)
-                           if index in agg.cached_layers else None)
-        return outputs
+        s = patch_tokens.shape[1]
+        rope = (self._rope(h, w, 1), self._rope(h, w, s))
+        return self.model.aggregator.alternate(patch_tokens, h, w, self._run_block, rope)
 
     # ---------------------------------------------------------------- heads
-    def dpt(self, head: DPTHead, tokens: Sequence[Optional[Tensor]], image_hw: tuple[int, int]
+    def dpt(self, head: DPTHead, tokens: Sequence[Optional[Tensor]], images: Tensor
             ) -> Tensor | tuple[Tensor, Tensor]:
-        """A DPT head on fp32 tokens in the compute dtype, chunked over frames.
+        """A DPT head on fp32 tokens with its convolutions in the compute dtype (compiled on
+        CUDA), chunked over ``options.dpt_chunk`` frames; ``images`` [B,S,3,H,W] give the size.
 
         Returns (value [B,S,H,W,k], conf [B,S,H,W]) in fp32, or features [B,S,F,h',w'] (compute
         dtype) for a feature-only head.
         """
-        b, s = next(t for t in tokens if t is not None).shape[:2]
-        step = self.options.dpt_chunk
-        chunks = [self._dpt_chunk(head, tokens, image_hw, start, min(start + step, s))
-                  for start in range(0, s, step)]
-        if head.feature_only:
-            return torch.cat(chunks, dim=1)
-        return torch.cat([c[0] for c in chunks], dim=1), torch.cat([c[1] for c in chunks], dim=1)
-
-    def _dpt_chunk(self, head: DPTHead, tokens: Sequence[Optional[Tensor]],
-                   image_hw: tuple[int, int], start: int, end: int):
-        height, width = image_hw
-        ph, pw = height // head.patch_size, width // head.patch_size
-        aspect = width / height
-        out_hw = (int(ph * head.patch_size / head.down_ratio),
-                  int(pw * head.patch_size / head.down_ratio))
-        layers = [tokens[layer][:, start:end, PATCH_START_IDX:] for layer in head.layers]
-        pos: list[Optional[Tensor]] = [None] * (len(layers) + 1)
-        if head.pos_embed:  # constant tables, looked up outside the compiled body
-            pos = [self._dpt_pos(proj.out_channels, ph, pw, aspect) for proj in head.projects]
-            pos.append(self._dpt_pos(head.scratch.output_conv1.out_channels, *out_hw, aspect))
-        return self._dpt_body(head, layers, pos, (ph, pw), out_hw, self.dtype)
+        tables = None
+        if head.pos_embed:  # constant tables, built once per size outside the compiled body
+            image_hw = tuple(images.shape[-2:])
+            shape = (head.down_ratio, *(p.out_channels for p in head.projects),
+                     head.scratch.output_conv1.out_channels)
+            tables = self._cached(("dpt_pos", shape, image_hw), lambda: [
+                t.to(self.dtype) for t in head.position_tables(image_hw, self.device)])
+        return head(tokens, images, PATCH_START_IDX, self.options.dpt_chunk,
+                    body=self._dpt_body, dtype=self.dtype, position_tables=tables)
 
     def camera(self, tokens: Sequence[Optional[Tensor]]) -> list[Tensor]:
         """Camera head on the camera tokens of the last layer (the only ones it reads)."""
@@ -564,13 +401,13 @@ class FastVGGT(nn.Module):
         graphed = self._graphs[key]
         return graphed(*inputs) if graphed is not None else list(fn(*inputs))
 
-    def track(self, tokens: Sequence[Optional[Tensor]], image_hw: tuple[int, int],
+    def track(self, tokens: Sequence[Optional[Tensor]], images: Tensor,
               query_points: Tensor, order: Optional[Sequence[int]] = None
               ) -> tuple[Tensor, Tensor, Tensor]:
         """Track head: DPT features in the compute dtype, tracker in fp32. ``order`` reorders
         the frames' feature maps (query frame first) before tracking."""
         head = self.model.track_head
-        fmaps = self.dpt(head.feature_extractor, tokens, image_hw).float()
+        fmaps = self.dpt(head.feature_extractor, tokens, images).float()
         if order is not None:
             fmaps = fmaps[:, list(order)]
 
@@ -582,13 +419,6 @@ class FastVGGT(nn.Module):
         return tracks, vis, conf
 
     # ---------------------------------------------------------------- whole model
-    def _heads(self, heads: Optional[Collection[str]], with_queries: bool) -> set[str]:
-        if heads is None:
-            heads = [h for h in FAST_DEFAULT_HEADS if h in self.model.enabled_heads]
-            if with_queries:
-                heads.append("track")
-        return self.model._select_heads(heads, with_queries)
-
     def _reusable_order(self, frame_keys: Optional[Sequence[Hashable]],
                         image_shape: tuple[int, ...]) -> Optional[list[int]]:
         last = self._last
@@ -611,12 +441,8 @@ class FastVGGT(nn.Module):
         track-only call over the last keyed window's frames re-uses its tokens.
         """
         images, query_points = batched_inputs(images, query_points)
-        selected = self._heads(heads, query_points is not None)
-        image_hw = (images.shape[-2], images.shape[-1])
-        p = self.model.aggregator.patch_size
-        if image_hw[0] % p or image_hw[1] % p:
-            raise ValueError(f"image size {image_hw[0]}x{image_hw[1]} is not a multiple of the "
-                             f"patch size {p}")
+        selected = self.model.select_heads(heads, query_points is not None, FAST_DEFAULT_HEADS)
+        grid = self.model.aggregator.patch_embed.patch_grid(*images.shape[-2:])
 
         order = (self._reusable_order(frame_keys, tuple(images.shape))
                  if selected == {"track"} else None)
@@ -625,7 +451,7 @@ class FastVGGT(nn.Module):
         else:
             with self.attention_context():
                 patch = self.patch_tokens(images, frame_keys)
-                tokens = self.aggregate(patch, image_hw[0] // p, image_hw[1] // p)
+                tokens = self.aggregate(patch, *grid)
             if frame_keys is not None and self.model.track_head is not None:
                 self._last = _Window(tuple(frame_keys), tokens, tuple(images.shape))
 
@@ -634,12 +460,11 @@ class FastVGGT(nn.Module):
             poses = self.camera(tokens)
             out["pose_enc"], out["pose_enc_list"] = poses[-1], poses
         if "depth" in selected:
-            out["depth"], out["depth_conf"] = self.dpt(self.model.depth_head, tokens, image_hw)
+            out["depth"], out["depth_conf"] = self.dpt(self.model.depth_head, tokens, images)
         if "point" in selected:
             out["world_points"], out["world_points_conf"] = self.dpt(self.model.point_head, tokens,
-                                                                     image_hw)
+                                                                     images)
         if "track" in selected:
-            out["track"], out["vis"], out["conf"] = self.track(tokens, image_hw, query_points,
-                                                                order)
+            out["track"], out["vis"], out["conf"] = self.track(tokens, images, query_points, order)
         out["images"] = images
         return out

@@ -7,11 +7,12 @@ softmax, ...) change the last bits and break parity with the reference fixtures.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Mlp(nn.Module):
@@ -51,6 +52,36 @@ class RopePositions(NamedTuple):
     def repeat_tokens(self, times: int) -> "RopePositions":
         """Positions for ``times`` frames concatenated along the token axis (global attention)."""
         return RopePositions(self.yx.repeat(1, times, 1), self.table_len)
+
+
+class RopeTable(NamedTuple):
+    """Per-token rotation of a whole token sequence: (cos, sin_signed) [N, D] for head dim D.
+
+    An alternative to ``RopePositions`` for callers that run the same grid many times (the fast
+    path): built once per (grid, frame count) by ``RotaryPositionEmbedding2D.table`` and applied
+    with one fused multiply-add instead of two table gathers and a chunk/cat per axis.
+    """
+
+    cos: Tensor
+    sin_signed: Tensor
+
+    def to(self, dtype: torch.dtype) -> "RopeTable":
+        return RopeTable(self.cos.to(dtype), self.sin_signed.to(dtype))
+
+    def rotate(self, t: Tensor) -> Tensor:
+        """2D RoPE on t [..., N, D]: each half (y, x) is rotate_half-ed within itself.
+
+        ``rotate_half(t) * sin`` equals ``swap(t) * sin_signed`` where swap exchanges the two
+        quarters of each half and sin_signed negates the first quarter.
+        """
+        d = t.shape[-1]
+        swapped = t.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
+        return torch.addcmul(t * self.cos, swapped, self.sin_signed)
+
+
+# What the attention layers accept as token positions: integer positions (the reference's
+# per-call table gather) or a prebuilt rotation table.
+Positions = Union[RopePositions, RopeTable]
 
 
 def patch_positions(h: int, w: int, num_special: int, device: torch.device) -> RopePositions:
@@ -108,6 +139,23 @@ class RotaryPositionEmbedding2D(nn.Module):
         sin_p = F.embedding(pos, sin)[:, None]
         return (t * cos_p) + (self._rotate_half(t) * sin_p)
 
+    def table(self, positions: RopePositions, head_dim: int, device: torch.device) -> RopeTable:
+        """The fp32 rotation of every token of ``positions`` (one sequence, [1, N, 2]).
+
+        Built from the same fp32 table as ``forward`` uses outside autocast, so applying it
+        rotates exactly as ``forward`` does there (up to the rounding of the fused update).
+        """
+        axis = head_dim // 2
+        with torch.autocast(device.type, enabled=False):  # exact fp32 angles, whoever calls
+            cos, sin = self._table(axis, positions.table_len, device, torch.float32)
+        sign = torch.ones(axis, device=device)
+        sign[: axis // 2] = -1.0
+        yx = positions.yx[0]
+        cos_t = torch.cat((F.embedding(yx[:, 0], cos), F.embedding(yx[:, 1], cos)), dim=-1)
+        sin_t = torch.cat((F.embedding(yx[:, 0], sin) * sign, F.embedding(yx[:, 1], sin) * sign),
+                          dim=-1)
+        return RopeTable(cos_t, sin_t)
+
     def forward(self, tokens: Tensor, positions: RopePositions) -> Tensor:
         """Rotate ``tokens`` [B, heads, N, D] by ``positions.yx`` [B or 1, N, 2]."""
         axis_dim = tokens.shape[-1] // 2
@@ -134,7 +182,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
 
-    def project_qkv(self, x: Tensor, pos: Optional[RopePositions] = None
+    def project_qkv(self, x: Tensor, pos: Optional[Positions] = None
                     ) -> tuple[Tensor, Tensor, Tensor]:
         """[B,N,C] -> q, k, v [B,heads,N,D] as attended: qk-norm and RoPE applied. Public so
         training code can supervise the attention logits this layer really computes."""
@@ -142,12 +190,14 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
-        if self.rope is not None and pos is not None:
+        if isinstance(pos, RopeTable):
+            q, k = pos.rotate(q), pos.rotate(k)
+        elif self.rope is not None and pos is not None:
             q = self.rope(q, pos)
             k = self.rope(k, pos)
         return q, k, v
 
-    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Optional[Positions] = None) -> Tensor:
         b, n, c = x.shape
         x = F.scaled_dot_product_attention(*self.project_qkv(x, pos))
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
@@ -171,6 +221,34 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_values)
 
-    def forward(self, x: Tensor, pos: Optional[RopePositions] = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), pos))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+    def forward(self, x: Tensor, pos: Optional[Positions] = None,
+                compute_dtype: Optional[torch.dtype] = None) -> Tensor:
+        """compute_dtype: the dtype the normalised inputs of the matrix products are cast to,
+        for weights stored in it (the fast path's bf16); the residual stream keeps x's dtype, so
+        rounding does not accumulate over the blocks. None: the reference numerics, where
+        autocast (if any) decides."""
+        x = x + self.ls1(self.attn(_cast(self.norm1(x), compute_dtype), pos))
+        return x + self.ls2(self.mlp(_cast(self.norm2(x), compute_dtype)))
+
+
+def _cast(x: Tensor, dtype: Optional[torch.dtype]) -> Tensor:
+    return x if dtype is None else x.to(dtype)
+
+
+# Runs one block of a stack: (block, tokens, positions or None) -> tokens. The stacks
+# (DinoViT, Aggregator) take one, so a caller can choose how blocks run (compiled, in another
+# dtype, recomputed in the backward pass) without a second copy of the model's graph.
+BlockRunner = Callable[[Block, Tensor, Optional[Positions]], Tensor]
+
+
+def run_block(block: Block, x: Tensor, pos: Optional[Positions]) -> Tensor:
+    """The plain block call (the reference's)."""
+    return block(x, pos)
+
+
+def run_block_checkpointed(block: Block, x: Tensor, pos: Optional[Positions]) -> Tensor:
+    """The block with its activations recomputed in the backward pass (training memory);
+    a plain call when no gradient is recorded."""
+    if not torch.is_grad_enabled():
+        return block(x, pos)
+    return checkpoint(block, x, pos, use_reentrant=False)

@@ -61,12 +61,15 @@ class VGGT(nn.Module):
     def enabled_heads(self) -> tuple[str, ...]:
         return tuple(name for name in HEAD_NAMES if getattr(self, f"{name}_head") is not None)
 
-    def _select_heads(self, heads: Optional[Collection[str]], with_queries: bool) -> set[str]:
-        """Validate a per-call head request; by default every built head (track only with queries)."""
+    def select_heads(self, heads: Optional[Collection[str]], with_queries: bool,
+                     default: Collection[str] = HEAD_NAMES) -> set[str]:
+        """Validate a per-call head request. heads=None takes the built heads among ``default``
+        (every head for the reference, fewer for the fast path); the track head runs exactly
+        when query points are given."""
         if heads is None:
-            selected = set(self.enabled_heads)
-            if not with_queries:
-                selected.discard("track")
+            selected = {h for h in default if h in self.enabled_heads and h != "track"}
+            if with_queries and self.track_head is not None:
+                selected.add("track")
         else:
             if isinstance(heads, str):
                 raise TypeError(f"heads must be a collection of names, e.g. ('{heads}',), "
@@ -96,27 +99,34 @@ class VGGT(nn.Module):
         Returns the official output dict (ARCHITECTURE.md §1) restricted to the heads run.
         """
         images, query_points = batched_inputs(images, query_points)
-        selected = self._select_heads(heads, query_points is not None)
-
+        selected = self.select_heads(heads, query_points is not None)
         tokens, patch_start_idx = self.aggregator(images)
+        return self.run_heads(tokens, patch_start_idx, images, query_points, selected)
+
+    def run_heads(self, tokens: list[Optional[Tensor]], patch_start_idx: int, images: Tensor,
+                  query_points: Optional[Tensor], heads: Collection[str]
+                  ) -> dict[str, Tensor | list[Tensor]]:
+        """The second half of ``forward``: the ``heads`` (validated by ``select_heads``) on the
+        aggregator's outputs. Public for callers that also need the aggregated tokens
+        (training losses on them) or run the aggregator their own way."""
         predictions: dict[str, Tensor | list[Tensor]] = {}
         # The reference runs these heads in full fp32 even inside a CUDA autocast region.
         fp32_region = (torch.autocast("cuda", enabled=False) if images.is_cuda
                        else contextlib.nullcontext())
         with fp32_region:
-            if "camera" in selected:
+            if "camera" in heads:
                 pose_enc_list = self.camera_head(tokens)
                 predictions["pose_enc"] = pose_enc_list[-1]
                 predictions["pose_enc_list"] = pose_enc_list
-            if "depth" in selected:
+            if "depth" in heads:
                 depth, depth_conf = self.depth_head(tokens, images, patch_start_idx)
                 predictions["depth"] = depth
                 predictions["depth_conf"] = depth_conf
-            if "point" in selected:
+            if "point" in heads:
                 points, points_conf = self.point_head(tokens, images, patch_start_idx)
                 predictions["world_points"] = points
                 predictions["world_points_conf"] = points_conf
-        if "track" in selected:
+        if "track" in heads:
             track, vis, conf = self.track_head(tokens, images, patch_start_idx, query_points)
             predictions["track"] = track
             predictions["vis"] = vis

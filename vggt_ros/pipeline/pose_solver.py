@@ -341,8 +341,6 @@ class PoseSolver:
         sigma_px = threshold / 2.0
         weight = np.sqrt(tracks.weight[obs_frame, obs_point]) / sigma_px
         target = tracks.uv[obs_frame, obs_point]
-        rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
-                         np.column_stack([tracks.query_uv, np.ones(m)]))
         base_rot = Rotation.from_matrix(poses[free, :3, :3])
         scene_depth = float(np.median(tracks.depth))
         head_rotvec = (Rotation.from_matrix(head[free, :3, :3]) * base_rot.inv()).as_rotvec()

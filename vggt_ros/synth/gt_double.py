@@ -12,15 +12,16 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.geometry.camera import project_points, se3_inverse
+from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.geometry.reprojection import reproject_queries
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
 from vggt_ros.synth import SyntheticSequence
 
 CONF_MAX = 10.0  # confidence of a noise-free pixel (VGGT's is 1 + exp(x) >= 1)
 _CACHE_FRAMES = 64
-VISIBILITY_DEPTH_TOL = 0.03  # relative depth agreement for a projected point to count as seen
 
 
 class GroundTruthPredictor:
@@ -115,37 +116,20 @@ class GroundTruthPredictor:
         return noise @ cam_from_window
 
     def track(self, frames: Sequence[Frame], query_uv: np.ndarray) -> TrackPrediction:
-        """Exact reprojection of the query pixels' surface points (depth at the nearest pixel);
-        visible where the point is in the image and agrees with the rendered depth there."""
+        """Exact reprojection of the query pixels' surface points (depth at the nearest pixel),
+        by the track ground truth the training data uses (``geometry.reprojection``): visible
+        where the point is in the image and agrees with the rendered depth there."""
         idx = self._lookup(frames)
-        query_uv = np.asarray(query_uv, dtype=np.float64)
-        width, height = self.sequence.width, self.sequence.height
-        k = self.sequence.K
-        pix = np.rint(query_uv).astype(int)
-        pix[:, 0] = np.clip(pix[:, 0], 0, width - 1)
-        pix[:, 1] = np.clip(pix[:, 1], 0, height - 1)
-        z = self._depth(idx[0])[pix[:, 1], pix[:, 0]].astype(np.float64)
-        rays = np.column_stack([query_uv, np.ones(len(query_uv))]) @ np.linalg.inv(k).T
-        world_from_cam0 = se3_inverse(self.sequence.cam_from_world[idx[0]])
-        world = (rays * z[:, None]) @ world_from_cam0[:3, :3].T + world_from_cam0[:3, 3]
-        tracks = np.zeros((len(idx), len(query_uv), 2))
-        visibility = np.zeros((len(idx), len(query_uv)))
-        confidence = np.zeros((len(idx), len(query_uv)))
-        for s, i in enumerate(idx):  # loop over the few frames; points are vectorised
-            uv, depth = project_points(world, self.sequence.cam_from_world[i], k)
-            tracks[s] = uv
-            inside = (np.isfinite(uv).all(axis=1) & (uv[:, 0] > -0.5) & (uv[:, 0] < width - 0.5)
-                      & (uv[:, 1] > -0.5) & (uv[:, 1] < height - 0.5))
-            rendered = np.full(len(uv), np.nan)
-            near = np.rint(uv[inside]).astype(int)
-            rendered[inside] = self._depth(i)[near[:, 1], near[:, 0]]
-            seen = inside & (np.abs(rendered - depth) <= VISIBILITY_DEPTH_TOL * depth)
-            visibility[s] = seen
-            confidence[s] = inside
+        truth = reproject_queries(torch.from_numpy(np.stack([self._depth(i) for i in idx])),
+                                  torch.from_numpy(self.sequence.cam_from_world[idx]),
+                                  torch.from_numpy(np.asarray(self.sequence.K)),
+                                  torch.from_numpy(np.asarray(query_uv, dtype=np.float64)))
+        tracks = truth.pixels.numpy().copy()
         tracks[1:] += self._rng.standard_normal(tracks[1:].shape) * self.track_noise_px
         outlier = self._rng.random(tracks.shape[:2]) < self.track_outliers
         outlier[0] = False  # the query frame's track is the query itself
-        tracks[outlier] = self._rng.uniform((0, 0), (width - 1, height - 1),
-                                            (int(outlier.sum()), 2))
+        size = (self.sequence.width - 1, self.sequence.height - 1)
+        tracks[outlier] = self._rng.uniform((0, 0), size, (int(outlier.sum()), 2))
         return TrackPrediction(stamps_ns=[f.stamp_ns for f in frames], tracks_uv=tracks,
-                               visibility=visibility, confidence=confidence)
+                               visibility=truth.visible.double().numpy(),
+                               confidence=truth.inside.double().numpy())

@@ -12,7 +12,8 @@ from typing import Any, Optional
 import torch
 
 from vggt_ros.model import VGGT, VGGTConfig
-from vggt_ros.training.trainer import TrainConfig, Trainer
+from vggt_ros.training.config import TrainConfig
+from vggt_ros.training.trainer import Trainer
 
 
 def synthetic_batch(frames: int, height: int, width: int, num_tracks: int,

@@ -17,9 +17,11 @@ import torch
 
 from vggt_ros.model import VGGTConfig
 from vggt_ros.synth import TRAJECTORIES
+from vggt_ros.training.config import LOSS_NAMES, TrainConfig
 from vggt_ros.training.data import DataConfig, HELD_OUT_SEED_MIN
 from vggt_ros.training.losses import LossWeights
-from vggt_ros.training.trainer import LOSS_NAMES, TrainConfig, Trainer, build_model
+from vggt_ros.training.model_setup import build_model
+from vggt_ros.training.trainer import Trainer
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -199,7 +201,7 @@ def _export_only(args: argparse.Namespace) -> int:
     """Write the weights of a saved training state (e.g. a chunk that stopped on time)."""
     from vggt_ros.model import VGGT
     from vggt_ros.training.export import export_model
-    from vggt_ros.training.trainer import load_checkpoint
+    from vggt_ros.training.checkpoints import load_checkpoint
 
     if args.checkpoint is None or args.export is None:
         print("vggt_train: --export-only needs --checkpoint and --export", file=sys.stderr)

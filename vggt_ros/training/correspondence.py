@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggt_ros.training.data import VISIBILITY_DEPTH_TOLERANCE
-from vggt_ros.training.normalize import depth_to_camera_points, rigid_inverse
+from vggt_ros.geometry.reprojection import VISIBILITY_DEPTH_TOLERANCE, rigid_inverse
+from vggt_ros.training.normalize import depth_to_camera_points
 
 
 class FlowProbe(nn.Module):

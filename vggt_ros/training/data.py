@@ -27,12 +27,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from vggt_ros.geometry.reprojection import reproject_queries
 from vggt_ros.synth import TRAJECTORIES, make_sequence
 from vggt_ros.synth.render import render_views_torch
 
 HELD_OUT_SEED_MIN = 1_000_000  # scene seeds >= this are held out: never drawn for training
 PATCH = 14
-VISIBILITY_DEPTH_TOLERANCE = 0.05  # relative depth gap that still counts as the same surface
 
 
 def held_out_seeds(count: int, offset: int = 0) -> list[int]:
@@ -146,39 +146,16 @@ def track_ground_truth(depth: Tensor, cam_from_world: Tensor, K: Tensor,
 
     depth [S,H,W], cam_from_world [S,4,4], K [3,3], queries [N,2] -> (tracks [S,N,2] float32,
     visible [S,N] bool); with a leading batch dimension B on all four, a batch of windows.
-    Results are on depth's device; the geometry is computed in float64. A point is visible
-    where it projects inside the image in front of the camera and the rendered depth there
-    agrees with its own depth (otherwise something occludes it).
+    Results are on depth's device. The geometry and the visibility test are the shared track
+    ground truth (``vggt_ros.geometry.reprojection``); as training targets, tracks are 0 where
+    the point is not inside the frame, and frame 0 always sees its own queries.
     """
-    unbatched = depth.dim() == 3
-    device = depth.device
-    poses = torch.as_tensor(cam_from_world, dtype=torch.float64).to(device)
-    K = torch.as_tensor(K, dtype=torch.float64).to(device)
-    queries = torch.as_tensor(queries).to(device)
-    if unbatched:
-        depth, poses, K, queries = depth[None], poses[None], K[None], queries[None]
-    batch, frames, height, width = depth.shape
-    x, y = queries[..., 0].long(), queries[..., 1].long()  # [B,N]
-    rows = torch.arange(batch, device=device)[:, None]
-    z = depth[rows, 0, y, x].double()
-    fx, fy, cx, cy = (K[:, None, 0, 0], K[:, None, 1, 1], K[:, None, 0, 2], K[:, None, 1, 2])
-    cam0 = torch.stack(((x - cx) * z / fx, (y - cy) * z / fy, z), dim=-1)  # [B,N,3]
-    cam_from_cam0 = poses @ torch.linalg.inv(poses[:, :1])  # [B,S,4,4]
-    cam = torch.einsum("bsij,bnj->bsni", cam_from_cam0[..., :3, :3], cam0) \
-        + cam_from_cam0[:, :, None, :3, 3]
-    zc = cam[..., 2]
-    fx, fy, cx, cy = (v[:, :, None] for v in (fx, fy, cx, cy))
-    pix = torch.stack((fx * cam[..., 0] / zc + cx, fy * cam[..., 1] / zc + cy), dim=-1)
-    inside = (zc > 0) & (pix[..., 0] >= 0) & (pix[..., 0] <= width - 1) \
-        & (pix[..., 1] >= 0) & (pix[..., 1] <= height - 1)
-    pix = torch.where(inside[..., None], pix, torch.zeros_like(pix))
-    u = pix[..., 0].round().long().clamp(0, width - 1)
-    v = pix[..., 1].round().long().clamp(0, height - 1)
-    seen = depth[rows[:, :, None], torch.arange(frames, device=device)[None, :, None], v, u]
-    visible = inside & ((seen.double() - zc).abs() <= VISIBILITY_DEPTH_TOLERANCE * zc)
-    visible[:, 0] = True
-    pix = pix.float()
-    return (pix[0], visible[0]) if unbatched else (pix, visible)
+    truth = reproject_queries(depth, torch.as_tensor(cam_from_world), torch.as_tensor(K),
+                              torch.as_tensor(queries))
+    tracks = torch.where(truth.inside[..., None], truth.pixels, torch.zeros_like(truth.pixels))
+    visible = truth.visible.clone()
+    visible[..., 0, :] = True
+    return tracks.float(), visible
 
 
 def _jitter(rgb: Tensor, strength: float, rng: np.random.Generator) -> Tensor:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vggt_ros.geometry.pose_encoding import extri_intri_to_pose_encoding
+from vggt_ros.geometry.reprojection import rigid_inverse
 
 MIN_MEAN_DISTANCE = 1e-6  # a scene whose points all sit at the origin cannot be normalised
 
@@ -30,16 +31,6 @@ class NormalizedScene:
     valid: Tensor  # [B,S,H,W] bool
     pose_enc: Tensor  # [B,S,9]
     scale: Tensor  # [B] factor applied to the metric scene
-
-
-def rigid_inverse(poses: Tensor) -> Tensor:
-    """Closed-form inverse of rigid [...,4,4] transforms (exact for rotations, batched)."""
-    rot_t = poses[..., :3, :3].transpose(-1, -2)
-    out = torch.zeros_like(poses)
-    out[..., :3, :3] = rot_t
-    out[..., :3, 3] = -(rot_t @ poses[..., :3, 3:4])[..., 0]
-    out[..., 3, 3] = 1.0
-    return out
 
 
 def depth_to_camera_points(depth: Tensor, intrinsics: Tensor) -> Tensor:

@@ -1,0 +1,127 @@
+"""The benchmark report as text: the closing table of a run and Markdown for
+docs/PERFORMANCE.md."""
+from __future__ import annotations
+
+import datetime
+import sys
+from typing import Any
+
+import torch
+
+# Targets of the "GPU speed" issue (392x518, H200): name -> (result key, limit, unit).
+TARGETS = {
+    "S=8 camera+depth": ("fast_full_8", 50.0, "ms"),
+    "sliding window 8/4 with DINO cache": ("window_ms", 40.0, "ms"),
+    "S=32 camera+depth": ("fast_full_32", 250.0, "ms"),
+    "track 64 queries over 8 frames": ("track_cached_ms", 40.0, "ms"),
+    "peak memory S=8": ("fast_mem_8", 6.0, "GB"),
+}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {"torch": torch.__version__, "device": str(device), "python": sys.version.split()[0],
+           "date": datetime.date.today().isoformat()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """The final table: per-S latency of both paths, speed-up, rate, memory, then the rest."""
+    res = report["results"]
+    lines = ["", f"VGGT benchmark ({report['config']}, {report['height']}x{report['width']}, "
+             f"{report['env'].get('gpu', report['env']['device'])}, torch {report['env']['torch']})",
+             "S    | ref cam+depth ms | fast cam+depth ms | speed-up | fast agg ms | agg TFLOP/s "
+             "| ref cam+dep+pt ms | fast peak GB | ref peak GB"]
+
+    def get(path, s, stage, key="ms"):
+        return res.get(path, {}).get(s, {}).get(stage, {}).get(key)
+
+    def fmt(v, spec=".1f"):
+        return "-" if v is None else format(v, spec)
+
+    for s in sorted({*res.get("reference", {}), *res.get("fast", {})}):
+        ref, fast = get("reference", s, "full"), get("fast", s, "full")
+        speed = ref / fast if ref and fast else None
+        err = res.get("fast", {}).get(s, {}).get("error")
+        lines.append(f"{s:<4} | {fmt(ref):>16} | {fmt(fast) if not err else 'OOM':>17} | "
+                     f"{fmt(speed, '.2f'):>8} | {fmt(get('fast', s, 'aggregator')):>11} | "
+                     f"{fmt(get('fast', s, 'aggregator', 'tflops')):>11} | "
+                     f"{fmt(get('reference', s, 'full_all')):>17} | "
+                     f"{fmt(res.get('fast', {}).get(s, {}).get('peak_gb'), '.2f'):>12} | "
+                     f"{fmt(res.get('reference', {}).get(s, {}).get('peak_gb'), '.2f'):>11}")
+    s8 = 8 if 8 in report["args"]["frames"] and 8 in res.get("fast", {}) else None
+    if s8:
+        lines.append(f"stages at S={s8} (ms ref / fast): " + ", ".join(
+            f"{st} {fmt(get('reference', s8, st))}/{fmt(get('fast', s8, st))}"
+            for st in ("dino", "aggregator", "camera_head", "depth_head", "point_head", "track_head")))
+    win = report.get("window")
+    if win:
+        lines.append(f"sliding window {win['window']}/{win['stride']} (DINO cache): "
+                     f"{fmt(win.get('window_ms'))} ms per window; track from cached tokens: "
+                     f"{fmt(win.get('track_cached_ms'))} ms; newest frame queried (backbone "
+                     f"re-run): {fmt(win.get('track_newest_ms'))} ms")
+    acc = report.get("accuracy")
+    if acc:
+        for name in ("fast", "reference_autocast"):
+            a = acc[name]
+            lines.append(f"accuracy {name} vs fp32 (S={acc['frames']}): pose max abs "
+                         f"{a['pose_enc_max_abs']:.2e}, depth median rel {a['depth_median_rel']:.2e}, "
+                         f"conf median rel {a['conf_median_rel']:.2e}, finite {a['finite']}")
+        lines.append(f"accuracy check (depth median rel <= 1e-2, pose max abs <= 1e-2): "
+                     f"{'PASS' if acc['pass'] else 'FAIL'}; fast pose error <= official "
+                     f"autocast's: {acc['fast_pose_within_official']}")
+    for row in report.get("probes", {}).get("attention", []):
+        lines.append(f"attention probe S={row['frames']} {row['backend']}: "
+                     f"{fmt(row.get('ms'), '.2f')} ms, {fmt(row.get('tflops'))} TFLOP/s"
+                     + (f" ({row['error']})" if row.get("error") else ""))
+    if "matmul_tflops" in report.get("probes", {}):
+        lines.append(f"bf16 8192^3 matmul: {report['probes']['matmul_tflops']:.0f} TFLOP/s")
+    for row in report.get("variants", []):
+        lines.append(f"variant {row['name']} S={row['frames']}: {fmt(row.get('ms'))} ms"
+                     + (f", pose err {row['pose_enc_max_abs']:.1e}, depth rel "
+                        f"{row['depth_median_rel']:.1e}" if "depth_median_rel" in row else "")
+                     + (f" (first call {row['first_s']:.1f} s)" if "first_s" in row else "")
+                     + (f" ({row['error']})" if row.get("error") else ""))
+    for name, (key, limit, unit) in TARGETS.items():
+        if not report["targets_apply"]:
+            lines.append(f"target {name}: n/a (the targets are for --config 1b on CUDA)")
+            continue
+        value = report["targets_input"].get(key)
+        verdict = "not measured" if value is None else ("met" if value <= limit else "MISSED")
+        lines.append(f"target {name} <= {limit:g} {unit}: {fmt(value, '.2f')} -> {verdict}")
+    return lines
+
+
+def markdown_tables(report: dict[str, Any]) -> str:
+    """The report's per-S and per-stage numbers as Markdown (for docs/PERFORMANCE.md)."""
+    res = report["results"]
+
+    def cell(path, s, stage, key="ms", spec=".1f"):
+        value = res.get(path, {}).get(str(s), {}).get(stage, {}).get(key)
+        return "-" if value is None else format(value, spec)
+
+    sizes = sorted({int(s) for path in res.values() for s in path})
+    out = ["| S | reference cam+depth ms | reference cam+depth+point ms | fast cam+depth ms | "
+           "speed-up | fast TFLOP/s | floor ms | fast peak GB | reference peak GB |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in sizes:
+        ref, fast = res.get("reference", {}).get(str(s), {}), res.get("fast", {}).get(str(s), {})
+        speed = (f"{ref['full']['ms'] / fast['full']['ms']:.2f}x"
+                 if "full" in ref and "full" in fast else "-")
+        peak = lambda e: "-" if e.get("peak_gb") is None else f"{e['peak_gb']:.2f}"  # noqa: E731
+        out.append(f"| {s} | {cell('reference', s, 'full')} | {cell('reference', s, 'full_all')} | "
+                   f"{cell('fast', s, 'full')} | {speed} | {cell('fast', s, 'full', 'tflops')} | "
+                   f"{cell('fast', s, 'full', 'floor_ms')} | {peak(fast)} | {peak(ref)} |")
+    stages = ("dino", "aggregator", "camera_head", "depth_head", "point_head", "track_head")
+    out += ["", "| S | stage | GFLOP | reference ms | fast ms | fast TFLOP/s | floor ms |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for s in sizes:
+        for stage in stages:
+            if cell("fast", s, stage) == "-" and cell("reference", s, stage) == "-":
+                continue
+            out.append(f"| {s} | {stage} | {cell('fast', s, stage, 'gflop', '.0f')} | "
+                       f"{cell('reference', s, stage)} | {cell('fast', s, stage)} | "
+                       f"{cell('fast', s, stage, 'tflops')} | {cell('fast', s, stage, 'floor_ms')} |")
+    return "\n".join(out)
