@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from mcap.reader import make_reader
+from mcap.records import Chunk
+from mcap.stream_reader import StreamReader
 from plyfile import PlyData
 from rosbags.rosbag2 import Reader
 
@@ -38,7 +40,11 @@ def assert_one_complete_set(out: Path) -> dict:
     assert PlyData.read(str(out / "map.ply"))["vertex"].count == summary["map_points"]
     with Reader(out / "outputs.mcap") as bag:
         counts = {c.topic: c.msgcount for c in bag.connections}
-    with (out / "outputs.mcap").open("rb") as handle:  # every chunk's CRC is checked
+    with (out / "outputs.mcap").open("rb") as handle:
+        chunks = [r for r in StreamReader(handle, emit_chunks=True).records
+                  if isinstance(r, Chunk)]
+    assert chunks and all(chunk.uncompressed_crc != 0 for chunk in chunks)
+    with (out / "outputs.mcap").open("rb") as handle:  # and every CRC matches
         crc_checked = Counter(channel.topic for _, channel, _ in
                               make_reader(handle, validate_crcs=True).iter_messages())
     assert crc_checked == Counter({t: n for t, n in counts.items() if n})
