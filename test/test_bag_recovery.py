@@ -167,6 +167,21 @@ def test_cut_sqlite_bag_gives_every_intact_row_and_no_zero_filled_one(tmp_path, 
     assert damage.fatal and damage.where.startswith("row ")
 
 
+def test_a_damaged_sqlite_page_loses_only_the_rows_on_it(tmp_path, sqlite_bag):
+    originals = _images(sqlite_bag)
+
+    def scribble_page(data: bytes) -> bytes:
+        page = len(data) // 4096 // 2 * 4096  # a page in the middle (page size 4 KiB)
+        return data[:page] + b"\xff" * 4096 + data[page + 4096:]
+
+    bag = Bag(_damaged_copy(sqlite_bag, tmp_path / "page", scribble_page))
+    recovered = _images(bag)
+    assert FRAMES - 2 <= len(recovered) < FRAMES and set(recovered) <= set(originals)
+    (damage,) = bag.report.damage
+    assert not damage.fatal and damage.lost_messages >= 1
+    assert sum(bag.report.lost.values()) == damage.lost_messages
+
+
 # ------------------------------------------------------------------ damaged bytes
 
 def test_flipped_bytes_in_a_chunk_are_caught_by_its_crc_and_only_that_chunk_is_lost(
