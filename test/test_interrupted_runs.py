@@ -4,6 +4,7 @@
 ground-truth double) that pauses at a chosen point; the test signals it there and then reads the
 folder with independent readers (``output_checks``).
 """
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from vggt_ros.export import outputs as export_outputs
 from vggt_ros.export.output_set import OutputError, OutputSet, check_output_folder
 from vggt_ros.offline import cli
 from vggt_ros.synth import make_sequence
@@ -157,3 +159,17 @@ def test_an_unwritable_output_folder_is_named_in_the_error(bag, tmp_path, capsys
     assert cli.main(_map_args(bag, out), lambda _: pytest.fail("no model before the check")) == 2
     error = capsys.readouterr().err
     assert f"output folder {out}" in error and ".partial" not in error
+
+
+def test_a_failed_write_names_the_output_folder_not_the_staged_file(bag, tmp_path, capsys,
+                                                                      monkeypatch):
+    def disk_full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export_outputs, "write_ply", disk_full)
+    out = tmp_path / "map"
+    sequence = make_sequence(FRAMES, WIDTH, HEIGHT, SEED)
+    assert cli.main(_map_args(bag, out), lambda _: GroundTruthPredictor(sequence)) == 2
+    error = capsys.readouterr().err
+    assert f"cannot write the output folder {out}: No space left on device" in error
+    assert ".partial" not in error and sorted(p.name for p in tmp_path.iterdir()) == []

@@ -58,6 +58,20 @@ class OutputSet:
         check_output_folder(self.final, names)
         self.dir = _staging(self.final, "partial")
 
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """An OSError about a staged file (disk full, permissions) comes out as an OutputError
+        naming the output folder: the user knows that one, not the hidden sibling."""
+        try:
+            yield
+        except OSError as exc:
+            names = (str(exc.filename or ""), str(exc.filename2 or ""))
+            if not any(name.startswith(str(self.dir)) for name in names):
+                raise
+            raise OutputError(f"cannot write the output folder {self.final}: "
+                              f"{exc.strerror or exc}; free space, fix its permissions or "
+                              f"choose another --out") from exc
+
     def commit(self) -> Path:
         """Put the staged set in place of any earlier one; returns the final folder."""
         with _signals_held():

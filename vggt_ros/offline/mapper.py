@@ -168,31 +168,41 @@ class OfflineMapper:
                                f"{source.report.warning(image_topic)})")
         output_set = OutputSet(out_dir, FILES.values())
         try:
-            outputs = MapOutputs(output_set.dir, self.odom_frame)
-            try:
-                self._map(first, frames, outputs, gt_depth)
+            with output_set.writing():
+                outputs, metrics = self._outputs(first, frames, output_set.dir, gt, gt_depth,
+                                                 f"{source.path.name} {image_topic}")
                 if not source.report.intact:
                     _LOG.warning("%s: %s", source.path, source.report.warning(image_topic))
-                if self.stopped_by and not outputs.keyframes:
-                    raise StoppedEarly(f"{self.stopped_by} before any window was mapped")
-                metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
-                start = time.perf_counter()
-                outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(),
-                               gt_pairs, title=f"{source.path.name} {image_topic}")
-                self.timings["write"] += time.perf_counter() - start
-            except BaseException:
-                outputs.abort()
-                raise
-            self._add_depth_metrics(metrics)
-            summary = self._summary(source, image_topic, camera_info_topic, out_dir, outputs,
-                                    metrics, time.perf_counter() - wall_start,
-                                    output_set.run_id)
-            outputs.write_summary(summary)
-            output_set.commit()
+                summary = self._summary(source, image_topic, camera_info_topic, out_dir,
+                                        outputs, metrics, time.perf_counter() - wall_start,
+                                        output_set.run_id)
+                outputs.write_summary(summary)
+                output_set.commit()
         except BaseException:
             output_set.abort()
             raise
         return summary
+
+    def _outputs(self, first: Frame, frames: Iterator[Frame], out_dir: Path,
+                 gt: Optional[tuple[np.ndarray, np.ndarray]],
+                 gt_depth: Optional[DepthSource], title: str
+                 ) -> tuple[MapOutputs, dict[str, Any]]:
+        """Map the frames into ``out_dir`` (every file but the summary); the metrics."""
+        outputs = MapOutputs(out_dir, self.odom_frame)
+        try:
+            self._map(first, frames, outputs, gt_depth)
+            if self.stopped_by and not outputs.keyframes:
+                raise StoppedEarly(f"{self.stopped_by} before any window was mapped")
+            metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
+            start = time.perf_counter()
+            outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(), gt_pairs,
+                           title=title)
+            self.timings["write"] += time.perf_counter() - start
+        except BaseException:
+            outputs.abort()
+            raise
+        self._add_depth_metrics(metrics)
+        return outputs, metrics
 
     def _map(self, first: Frame, frames: Iterator[Frame], outputs: MapOutputs,
              gt_depth: Optional[DepthSource]) -> None:
