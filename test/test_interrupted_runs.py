@@ -18,6 +18,7 @@ import pytest
 from vggt_ros.export import outputs as export_outputs
 from vggt_ros.export.output_set import OutputError, OutputSet, check_output_folder
 from vggt_ros.offline import cli
+from vggt_ros.offline.interrupts import TwoStepInterrupt
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.cli import main as synth_main
 from vggt_ros.synth.gt_double import GroundTruthPredictor
@@ -173,3 +174,17 @@ def test_a_failed_write_names_the_output_folder_not_the_staged_file(bag, tmp_pat
     error = capsys.readouterr().err
     assert f"cannot write the output folder {out}: No space left on device" in error
     assert ".partial" not in error and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_first_signal_asks_for_a_stop_and_the_second_aborts(capsys):
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    reasons = []
+    with TwoStepInterrupt(reasons.append, "vggt_map") as interrupt:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs in this thread, between two bytecodes
+        assert reasons == ["interrupted by SIGTERM"] and interrupt.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert "SIGTERM: stopping" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Callable, Optional
 
@@ -17,7 +18,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class TwoStepInterrupt:
     """Context manager: on the first SIGINT/SIGTERM call ``request_stop(reason)``, on the
-    next raise KeyboardInterrupt. The previous handlers come back on exit."""
+    next raise KeyboardInterrupt. The previous handlers come back on exit. Off the main thread
+    (where Python cannot take signals) it does nothing."""
 
     def __init__(self, request_stop: Callable[[str], None], prog: str) -> None:
         self.request_stop = request_stop
@@ -34,8 +36,9 @@ class TwoStepInterrupt:
         self.request_stop(f"interrupted by {self.received.name}")
 
     def __enter__(self) -> "TwoStepInterrupt":
-        for signum in SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._handle)
+        if threading.current_thread() is threading.main_thread():  # Python's signal rule
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
