@@ -255,3 +255,14 @@ def test_compressed_bag_is_read_through_rosbags(tmp_path):
         writer.write(conn, 5, typestore().serialize_cdr(message, IMAGE_TYPE))
     bag = Bag(tmp_path / "zstd")
     assert _images(bag) == [bytes([7, 9])] and bag.report.intact
+
+
+def test_a_split_recording_whose_last_file_is_empty_gives_the_files_before(mcap_bag, tmp_path):
+    folder = tmp_path / "split"
+    folder.mkdir()
+    shutil.copy(_storage_file(mcap_bag), folder / "bag_0.mcap")
+    (folder / "bag_1.mcap").write_bytes(b"")  # the recorder had just opened the next file
+    bag = Bag(folder)
+    assert _images(bag) == _images(mcap_bag)
+    (damage,) = bag.report.damage
+    assert damage.file == "bag_1.mcap" and damage.fatal and "empty" in damage.reason

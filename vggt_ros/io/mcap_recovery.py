@@ -50,13 +50,15 @@ class McapRecovery:
         self._lost_chunk: Optional[Damage] = None  # the damaged chunk whose indexes follow
 
     def messages(self, topics: Collection[str]) -> Iterator[RawMessage]:
-        """Intact messages on ``topics``; BagError only when the file is no MCAP at all."""
+        """Intact messages on ``topics`` (a file that is no MCAP at all is fatal damage at
+        byte 0: the other files of the bag are still read)."""
         self.report.files.append(str(self.path))
         with self.path.open("rb") as handle:
             magic = handle.read(len(MAGIC))
             if magic != MAGIC:
-                state = "is empty" if not magic else "does not start with the MCAP magic"
-                raise BagError(f"{self.path} {state}: not an MCAP file")
+                self._stop(0, "the file is empty" if not magic
+                           else "the file does not start with the MCAP magic (not an MCAP file)")
+                return
             yield from self._records(handle, len(MAGIC), topics)
 
     def _records(self, handle: BinaryIO, offset: int,

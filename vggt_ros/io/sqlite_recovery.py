@@ -61,22 +61,14 @@ class SqliteRecovery:
         global _VFS
         _VFS = _VFS or _NoZeroFillVfs()
         uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
-        try:
-            db = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
-                                 vfs=VFS_NAME)
-            db.execute("PRAGMA writable_schema=ON")
-            return db
-        except apsw.Error as exc:
-            raise BagError(f"{self.path} cannot be opened as SQLite3: {exc}") from exc
+        db = apsw.Connection(uri, flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI,
+                             vfs=VFS_NAME)
+        db.execute("PRAGMA writable_schema=ON")
+        return db
 
     def _topics(self, db: apsw.Connection) -> dict[int, tuple[str, str]]:
-        try:
-            rows = db.execute("SELECT id, name, type, serialization_format FROM topics")
-            topics = {tid: (name, msgtype, fmt) for tid, name, msgtype, fmt in rows}
-        except apsw.Error as exc:
-            raise BagError(f"{self.path}: the topics table cannot be read ({exc}); this is "
-                           f"not a rosbag2 SQLite3 file or its first pages are damaged"
-                           ) from exc
+        topics = {tid: (name, msgtype, fmt) for tid, name, msgtype, fmt in
+                  db.execute("SELECT id, name, type, serialization_format FROM topics")}
         for topic_id, (name, msgtype, fmt) in topics.items():
             if fmt != "cdr":
                 raise BagError(f"topic {name!r} in {self.path} is encoded as {fmt!r}; only "
@@ -85,15 +77,30 @@ class SqliteRecovery:
         return {tid: (name, msgtype) for tid, (name, msgtype, _) in topics.items()}
 
     def messages(self, topics: Collection[str]) -> Iterator[RawMessage]:
-        """Intact messages on ``topics`` in recording (row id) order."""
+        """Intact messages on ``topics`` in recording (row id) order (a file whose topics
+        table cannot be read is fatal damage: the other files of the bag are still read)."""
         self.report.files.append(str(self.path))
-        db = self._connect()
+        try:
+            db = self._connect()
+        except apsw.Error as exc:
+            self._unreadable(exc)
+            return
         try:
             by_id = self._topics(db)
+        except apsw.Error as exc:
+            self._unreadable(exc)
+            db.close()
+            return
+        try:
             wanted = [tid for tid, (name, _) in by_id.items() if name in topics]
             yield from self._rows(db, by_id, wanted)
         finally:
             db.close()
+
+    def _unreadable(self, exc: apsw.Error) -> None:
+        self.report.add(Damage(self.path.name, "its first pages", f"not a rosbag2 SQLite3 "
+                               f"file, or damaged where the topics are listed ({exc})",
+                               fatal=True))
 
     def _rows(self, db: apsw.Connection, by_id: dict[int, tuple[str, str]],
               wanted: list[int]) -> Iterator[RawMessage]:
