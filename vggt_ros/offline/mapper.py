@@ -212,7 +212,10 @@ class OfflineMapper:
                    leave=False)
         with bar:
             frame: Optional[Frame] = first
-            while frame is not None and not self._stop_reason:
+            while frame is not None:
+                if self._stop_reason:  # frames are left: the reading is cut short
+                    self.stopped_by = self._stop_reason
+                    break
                 self.frames_decoded += 1
                 start = time.perf_counter()
                 try:
@@ -227,10 +230,10 @@ class OfflineMapper:
                 self._consume(results, outputs, gt_depth)
                 bar.update(1)
                 bar.set_postfix(keyframes=len(outputs.keyframes), windows=len(self.chaining))
-                frame = None if self._stop_reason else next(frames, None)
+                if not self._stop_reason:  # else stop without reading another frame
+                    frame = next(frames, None)
         frames.close()
-        if self._stop_reason:  # the keyframes of an unfinished window are left out
-            self.stopped_by = self._stop_reason
+        if self.stopped_by:  # the keyframes of an unfinished window are left out
             return
         start = time.perf_counter()
         try:
