@@ -54,7 +54,7 @@ class OutputSet:
 
     def __init__(self, final: str | os.PathLike, names: Collection[str]) -> None:
         self.final = Path(final)
-        self.run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         check_output_folder(self.final, names)
         self.dir = _staging(self.final, "partial")
 
