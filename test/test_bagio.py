@@ -13,7 +13,7 @@ from rosbags.rosbag2 import Reader, Writer
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.io.bag_messages import IMAGE_TYPE, BagError, build_message, typestore
-from vggt_ros.io.bag_reader import list_topics, read_messages
+from vggt_ros.io.bag_reader import Bag, list_topics, read_messages
 from vggt_ros.io.bag_writer import BagWriter
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.tum import read_tum, write_tum
@@ -122,11 +122,14 @@ def test_missing_and_non_bag_paths(tmp_path):
     with pytest.raises(BagError, match="not found"):
         list_topics(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BagError, match="not a readable rosbag2"):
+    with pytest.raises(BagError, match="has no metadata.yaml and no .mcap or .db3 file"):
         list_topics(tmp_path / "empty")
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(BagError, match="not a readable rosbag2"):
+    with pytest.raises(BagError, match="neither an MCAP .* nor a SQLite3"):
         next(read_image_stream(tmp_path / "notes.txt", IMAGE))
+    (tmp_path / "notes.mcap").write_text("hello")
+    with pytest.raises(BagError, match="does not start with the MCAP magic"):
+        next(read_image_stream(tmp_path / "notes.mcap", IMAGE))
 
 
 def test_missing_topic_and_wrong_type(synth_dir):
@@ -138,13 +141,16 @@ def test_missing_topic_and_wrong_type(synth_dir):
         next(read_image_stream(synth_dir / "bag", IMAGE, IMAGE))
 
 
-def test_truncated_bag_file_raises(synth_dir, tmp_path):
+def test_truncated_bag_file_gives_the_messages_before_the_cut(synth_dir, tmp_path):
     bag = _copy(synth_dir / "bag", tmp_path / "bag")
     data_file = next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
     raw = data_file.read_bytes()
     data_file.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(BagError, match="corrupt|truncated|not a readable"):
-        list(read_image_stream(bag, IMAGE))
+    complete = [r.stamp_ns for r in read_image_stream(synth_dir / "bag", IMAGE)]
+    reader = Bag(bag)
+    cut = [r.stamp_ns for r in read_image_stream(reader, IMAGE)]
+    assert cut == complete[:len(cut)] and len(cut) < FRAMES
+    assert not reader.report.intact and reader.report.damage[-1].fatal
 
 
 def test_corrupt_message_payload_raises(tmp_path):

@@ -2,6 +2,7 @@
 
 A crash or an exception while writing never leaves a half bag that looks valid: the bag is
 assembled in a hidden temporary directory beside its target and renamed onto it on success.
+MCAP files carry chunk CRCs (``vggt_ros.io.mcap_storage``), so readers can detect damage.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from rosbags.interfaces import Qos
-from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2 import StoragePlugin
 from rosbags.typesys.store import Typestore
 
 from vggt_ros.io.bag_messages import BagError, build_message, typestore
+from vggt_ros.io.mcap_storage import DEFAULT_CHUNK_SIZE, Rosbag2Writer
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 BAG_VERSION = 9
@@ -31,16 +33,21 @@ class BagWriter:
 
     The bag is assembled in a hidden temporary directory beside ``path`` and renamed to
     ``path`` on a clean exit; on an exception the temporary directory is removed.
+    ``chunk_size`` (bytes, MCAP only) bounds what a recording that stops mid-way loses: the
+    chunk being filled.
     """
 
     def __init__(self, path: str | os.PathLike, storage: str = "mcap",
-                 ts: Optional[Typestore] = None) -> None:
+                 ts: Optional[Typestore] = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
         if storage not in STORAGES:
             raise BagError(f"unknown storage {storage!r}; expected one of {sorted(STORAGES)}")
+        if chunk_size <= 0:
+            raise BagError(f"chunk_size must be > 0 bytes, got {chunk_size}")
         self.path = Path(path)
         self.storage = storage
         self.ts = ts or typestore()
-        self._writer: Optional[Writer] = None
+        self.chunk_size = chunk_size
+        self._writer: Optional[Rosbag2Writer] = None
         self._tmpdir: Optional[Path] = None
         self._connections: dict[str, Any] = {}
 
@@ -51,8 +58,9 @@ class BagWriter:
             raise BagError(f"parent directory of {self.path} does not exist")
         self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.partial-",
                                              dir=self.path.parent))
-        self._writer = Writer(self._tmpdir / self.path.name, version=BAG_VERSION,
-                              storage_plugin=STORAGES[self.storage])
+        self._writer = Rosbag2Writer(self._tmpdir / self.path.name, version=BAG_VERSION,
+                                     storage_plugin=STORAGES[self.storage],
+                                     chunk_size=self.chunk_size)
         self._writer.open()
         return self
 

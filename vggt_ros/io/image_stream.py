@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
-from vggt_ros.io.bag_reader import decoded_messages, open_bag, topic_connections
+from vggt_ros.io.bag_reader import Bag, decoded_messages
 from vggt_ros.io.stamps import join_ns
 from vggt_ros.pipeline.types import CameraIntrinsics
 
@@ -45,7 +45,7 @@ def _intrinsics(msg: Any) -> Optional[CameraIntrinsics]:
     return CameraIntrinsics(k=k, width=int(msg.width), height=int(msg.height))
 
 
-def read_image_stream(bag_path: str | os.PathLike, image_topic: str,
+def read_image_stream(bag: Bag | str | os.PathLike, image_topic: str,
                       camera_info_topic: Optional[str] = None,
                       on_bad_message: Optional[Callable[[str], None]] = None
                       ) -> Iterator[ImageRecord]:
@@ -54,39 +54,36 @@ def read_image_stream(bag_path: str | os.PathLike, image_topic: str,
     ``camera_info`` of each record is the latest CameraInfo logged before the image; images
     logged before the first CameraInfo get the first one (drivers often publish the info a
     moment after the image, and calibration does not change within a bag). Without
-    ``camera_info_topic`` it is None. Raises BagError for a missing/corrupt bag, a missing
-    topic, a wrong message type or image data shorter than ``step * height``; with
+    ``camera_info_topic`` it is None. Raises BagError for a missing or unreadable bag, a
+    missing topic, a wrong message type or image data shorter than ``step * height``; with
     ``on_bad_message``, a single undecodable or malformed message is reported to it and
-    skipped instead (a long recording with one bad sample still maps).
+    skipped instead (a long recording with one bad sample still maps). Damage in the storage
+    files is skipped by the reader and described in ``bag.report`` (pass a :class:`Bag` to
+    read it afterwards).
     """
-    reader = open_bag(bag_path)
-    try:
-        image_conns = topic_connections(reader, bag_path, image_topic, IMAGE_TYPE)
-        info_conns = (topic_connections(reader, bag_path, camera_info_topic, CAMERA_INFO_TYPE)
-                      if camera_info_topic else [])
-        latest = None
-        if info_conns:
-            infos = decoded_messages(reader, bag_path, info_conns)
-            first = next(infos, None)
-            infos.close()
-            if first is None:
-                raise BagError(f"topic {camera_info_topic!r} in bag {bag_path} has no messages")
-            latest = _intrinsics(first[2])
-        for conn, log_time, msg in decoded_messages(reader, bag_path, image_conns + info_conns,
-                                                    on_bad_message):
-            if conn.msgtype == CAMERA_INFO_TYPE:
-                latest = _intrinsics(msg)
-                continue
-            try:
-                record = _image_record(msg, log_time, latest, bag_path, image_topic)
-            except BagError as exc:
-                if on_bad_message is None:
-                    raise
-                on_bad_message(str(exc))
-                continue
-            yield record
-    finally:
-        reader.close()
+    bag = bag if isinstance(bag, Bag) else Bag(bag)
+    latest = None
+    topics = {image_topic: IMAGE_TYPE}
+    if camera_info_topic:
+        topics[camera_info_topic] = CAMERA_INFO_TYPE
+        infos = decoded_messages(bag.messages({camera_info_topic: CAMERA_INFO_TYPE}), bag.path)
+        first = next(infos, None)
+        infos.close()
+        if first is None:
+            raise BagError(f"topic {camera_info_topic!r} in bag {bag.path} has no messages")
+        latest = _intrinsics(first[1])
+    for raw, msg in decoded_messages(bag.messages(topics), bag.path, on_bad_message):
+        if raw.topic != image_topic:
+            latest = _intrinsics(msg)
+            continue
+        try:
+            record = _image_record(msg, raw.log_time_ns, latest, bag.path, image_topic)
+        except BagError as exc:
+            if on_bad_message is None:
+                raise
+            on_bad_message(str(exc))
+            continue
+        yield record
 
 
 def _image_record(msg: Any, log_time: int, info: Optional[CameraIntrinsics], bag_path: Any,

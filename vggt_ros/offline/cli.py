@@ -4,8 +4,12 @@ Every ``pipeline`` and ``predictor`` setting of ``vggt_ros.settings`` is an opti
 name (``--window_size`` or ``--window-size``), with the same default, help text and validation
 as the live node's ROS parameter, so a map tuned offline transfers to the robot unchanged.
 
-Exit codes: 0 success, 2 unusable input (bad option, bag, topic, checkpoint), 130 interrupted.
-Errors are one line on stderr, never a traceback.
+Exit codes: 0 success (also for a damaged or unfinished bag: every intact frame is mapped, a
+warning says what was lost and summary.json says partial), 2 unusable input (bad option, bag,
+topic, checkpoint, output folder), 128 + N after signal N (130 for Ctrl-C, 143 for SIGTERM).
+The first SIGINT/SIGTERM writes the windows mapped so far as a complete, partial output set;
+a second one aborts and leaves the folder's previous outputs. Errors are one line on stderr,
+never a traceback.
 """
 from __future__ import annotations
 
@@ -17,10 +21,14 @@ from typing import Any, Callable, Optional, Sequence
 
 from vggt_ros import settings
 from vggt_ros.evaluation.depth import synthetic_depth_source
+from vggt_ros.export.output_set import OutputError, check_output_folder
+from vggt_ros.export.outputs import FILES
 from vggt_ros.io.bag_messages import BagError
 from vggt_ros.io.tum import read_tum
-from vggt_ros.offline.mapper import MappingError, check_bag, run_offline_mapping
+from vggt_ros.offline.interrupts import TwoStepInterrupt
+from vggt_ros.offline.mapper import MappingError, OfflineMapper, StoppedEarly, check_bag
 from vggt_ros.pipeline.pipeline import PipelineConfig
+from vggt_ros.pipeline.types import Predictor
 
 PROG = "vggt_map"
 GROUPS = ("pipeline", "predictor")
@@ -31,6 +39,9 @@ SYNTH_KEYS = {"frames": ("num_frames", int), "width": ("width", int),
 
 class UsageError(Exception):
     """A run that cannot start or go on (the message is the one line shown to the user)."""
+
+
+PredictorFactory = Callable[[dict[str, Any]], Predictor]  # predictor settings -> Predictor
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,15 +125,31 @@ def _synth_arguments(text: str) -> dict[str, Any]:
     return values
 
 
-def _check_inputs(args: argparse.Namespace) -> None:
+def _check_inputs(args: argparse.Namespace, out: Path) -> None:
     """Cheap checks before the (slow) model load: the bag opens, the topics exist with the
-    right types and the image topic is not empty, the ground-truth file parses."""
+    right types and the image topic is not empty, the ground-truth file parses, the output
+    folder can be written."""
     check_bag(args.bag, args.image_topic, args.camera_info_topic)
     if args.gt is not None:
         read_tum(args.gt)
+    check_output_folder(out, FILES.values())
 
 
-def _run(argv: Optional[Sequence[str]]) -> int:
+def _model_predictor(predictor_settings: dict[str, Any]) -> Predictor:
+    """The network named by the settings. torch is imported only once the input is known to
+    be good."""
+    from vggt_ros.inference.builder import build_predictor
+    from vggt_ros.inference.device import ModelUnavailableError
+    from vggt_ros.model.loading import CheckpointError
+
+    try:
+        return build_predictor(**predictor_settings,
+                               log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
+    except (ModelUnavailableError, CheckpointError) as exc:
+        raise UsageError(f"cannot load the model: {exc}") from None
+
+
+def _run(argv: Optional[Sequence[str]], predictor_factory: PredictorFactory) -> int:
     args = build_parser().parse_args(argv)
     values = {s.name: getattr(args, s.name) for s in settings.SETTINGS if s.group in GROUPS}
     problems = settings.validate(values)
@@ -136,23 +163,17 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         raise UsageError("; ".join(problems))
     gt_depth = (synthetic_depth_source(**_synth_arguments(args.gt_synth)) if args.gt_synth
                 else None)
-    _check_inputs(args)
     out = args.out or args.bag.with_name(args.bag.name.removesuffix(".mcap") + "_map")
-
-    # torch is imported only once the input is known to be good.
-    from vggt_ros.inference.builder import build_predictor
-    from vggt_ros.inference.device import ModelUnavailableError
-    from vggt_ros.model.loading import CheckpointError
-
-    try:
-        predictor = build_predictor(
-            **settings.of_group(values, "predictor"),
-            log=lambda message: print(f"{PROG}: {message}", file=sys.stderr))
-    except (ModelUnavailableError, CheckpointError) as exc:
-        raise UsageError(f"cannot load the model: {exc}") from None
-    summary = run_offline_mapping(args.bag, args.image_topic, out, predictor, config,
-                                  args.camera_info_topic, args.gt, not args.no_progress,
-                                  gt_depth)
+    _check_inputs(args, out)
+    predictor = predictor_factory(settings.of_group(values, "predictor"))
+    mapper = OfflineMapper(predictor, config, not args.no_progress)
+    with TwoStepInterrupt(mapper.request_stop, PROG) as interrupt:
+        try:
+            summary = mapper.run(args.bag, args.image_topic, out, args.camera_info_topic,
+                                 args.gt, gt_depth)
+        except StoppedEarly as exc:
+            print(f"{PROG}: {exc}; nothing written, {out} is unchanged", file=sys.stderr)
+            return 128 + interrupt.received
     line = (f"{PROG}: {summary['frames_read']} frames, {summary['keyframes']} keyframes, "
             f"{summary['windows']} windows in {summary['wall_time_s']:.1f} s "
             f"({summary['frames_per_second']:.1f} frames/s) -> {out}")
@@ -160,21 +181,27 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     if ate:
         line += (f"; ATE {ate['rmse']:.4g} ({ate['rmse_percent_of_path']:.3g} % of "
                  f"{ate['path_length']:.3g} path)")
+    if summary["partial"]:
+        line += "; PARTIAL: " + "; ".join(summary["partial_reasons"])
     print(line)
-    return 0
+    return 128 + interrupt.received if mapper.stopped_by else 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None,
+         predictor_factory: PredictorFactory = _model_predictor) -> int:
+    """``vggt_map``; ``predictor_factory`` builds the predictor from the predictor settings
+    (tests pass a ground-truth double)."""
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
     try:
-        return _run(argv)
-    except (UsageError, BagError, MappingError, ValueError, OSError) as exc:
+        return _run(argv, predictor_factory)
+    except (UsageError, BagError, MappingError, OutputError, ValueError, OSError) as exc:
         # ValueError/OSError: unreadable ground-truth file, unwritable output directory.
         message = " ".join(str(exc).split())  # one line, whatever the message holds
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; files already written are complete", file=sys.stderr)
+        print(f"{PROG}: aborted; the output folder holds one complete set: the earlier run's, "
+              f"unless this run had finished writing", file=sys.stderr)
         return 130
 
 

@@ -6,10 +6,16 @@ so a map built from a bag is the map the robot would have built live from the sa
 (minus the frames a live node drops when inference is slower than the camera).
 
 Failure policy: problems with single messages (undecodable image, frame rejected by the
-pipeline) are skipped, counted by reason and warned about once per reason; problems with the
-bag itself (missing topic, corrupt or truncated file) raise :class:`BagError`. A bag that
-breaks after some images still yields complete output files for what was read, and then the
-error is raised.
+pipeline) are skipped, counted by reason and warned about once per reason. Damage in the bag's
+files (an unfinished recording, a damaged chunk) is skipped by the reader: every intact frame
+is mapped, a warning says how much was recovered and where the damage starts, and summary.json
+says the run is partial. A bag that cannot be read at all (missing, not a bag, missing topic)
+raises :class:`BagError` before anything is written.
+
+Stopping: :meth:`OfflineMapper.request_stop` (the command line calls it on the first SIGINT or
+SIGTERM) ends reading; the windows already predicted are written as a complete, partial output
+set. Outputs are staged beside the output folder and replace it as a whole
+(:class:`~vggt_ros.export.output_set.OutputSet`), so the folder holds one run, never two.
 """
 from __future__ import annotations
 
@@ -26,8 +32,9 @@ from tqdm import tqdm
 from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
 from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
                                          depth_metrics, evaluate_trajectory)
+from vggt_ros.export.output_set import OutputSet
 from vggt_ros.export.outputs import FILES, MapOutputs
-from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
@@ -40,6 +47,10 @@ GT_MAX_DIFF_NS = 20_000_000  # stamp tolerance when associating with ground trut
 
 class MappingError(RuntimeError):
     """The bag holds nothing that can be mapped (message says why)."""
+
+
+class StoppedEarly(RuntimeError):
+    """A stop was requested before any window was mapped: nothing was written."""
 
 
 class OfflineMapper:
@@ -65,9 +76,16 @@ class OfflineMapper:
         self._depth_eval: list[dict[str, float]] = []
         self._depth_problem = ""
         self._resets_seen = 0
+        self._stop_reason: Optional[str] = None
+        self.stopped_by: Optional[str] = None  # the stop request that cut reading short
+
+    def request_stop(self, reason: str) -> None:
+        """End reading after the current frame; the windows already predicted are written as a
+        partial output set (no new window is predicted). Safe to call from a signal handler."""
+        self._stop_reason = self._stop_reason or reason
 
     # ------------------------------------------------------------------ reading
-    def _frames(self, bag: Path, image_topic: str,
+    def _frames(self, bag: Bag, image_topic: str,
                 camera_info_topic: Optional[str]) -> Iterator[Frame]:
         """Decoded frames in bag order; bad images and corrupt messages are skipped, counted."""
         stream = read_image_stream(bag, image_topic, camera_info_topic,
@@ -138,59 +156,95 @@ class OfflineMapper:
             camera_info_topic: Optional[str] = None, gt_tum: Optional[str | Path] = None,
             gt_depth: Optional[DepthSource] = None) -> dict[str, Any]:
         """Map the bag; returns the summary (also written as summary.json)."""
-        bag, out_dir = Path(bag), Path(out_dir)
+        source, out_dir = Bag(bag), Path(out_dir)
         gt = read_tum(gt_tum) if gt_tum is not None else None  # fail before the long run
         wall_start = time.perf_counter()
-        frames = self._frames(bag, image_topic, camera_info_topic)
+        frames = self._frames(source, image_topic, camera_info_topic)
         first = next(frames, None)  # opens the bag: topic and format errors surface here
         if first is None:
-            raise MappingError(f"no decodable image on {image_topic} in {bag} "
+            raise MappingError(f"no decodable image on {image_topic} in {source.path} "
                                f"({self.frames_read} messages read, skipped: "
-                               f"{dict(self.skipped) or 'none'})")
-        outputs = MapOutputs(out_dir, self.odom_frame)
-        error: Optional[BagError] = None
+                               f"{dict(self.skipped) or 'none'}; "
+                               f"{source.report.warning(image_topic)})")
+        output_set = OutputSet(out_dir, FILES.values())
         try:
-            # disable=None: tqdm draws only on a terminal, so piped logs get no \r redraws
-            bar = tqdm(desc="vggt_map", unit="frame", disable=None if self.progress else True,
-                       leave=False)
-            with bar:
-                frame: Optional[Frame] = first
-                while frame is not None:
-                    self.frames_decoded += 1
-                    start = time.perf_counter()
-                    try:
-                        results = self.pipeline.add_frame(frame)
-                    except FrameRejected as exc:
-                        self._skip(exc.kind, f"frame at {frame.stamp_ns} ns: {exc.reason}")
-                        results = []
-                    except WindowFailed as exc:
-                        self._skip("failed_window", exc.reason)
-                        results = []
-                    self.timings["pipeline"] += time.perf_counter() - start
-                    self._consume(results, outputs, gt_depth)
-                    bar.update(1)
-                    bar.set_postfix(keyframes=len(outputs.keyframes), windows=len(self.chaining))
-                    try:
-                        frame = next(frames, None)
-                    except BagError as exc:  # truncated/corrupt part: keep what was mapped
-                        error = exc
-                        frame = None
-            start = time.perf_counter()
-            try:
-                results = self.pipeline.flush()
-            except WindowFailed as exc:
-                self._skip("failed_window", exc.reason)
-                results = []
-            self.timings["pipeline"] += time.perf_counter() - start
-            self._consume(results, outputs, gt_depth)
+            with output_set.writing():
+                outputs, metrics = self._outputs(first, frames, output_set.dir, gt, gt_depth,
+                                                 f"{source.path.name} {image_topic}")
+                if not source.report.intact:
+                    _LOG.warning("%s: %s", source.path, source.report.warning(image_topic))
+                summary = self._summary(source, image_topic, camera_info_topic, out_dir,
+                                        outputs, metrics, time.perf_counter() - wall_start,
+                                        output_set.run_id)
+                outputs.write_summary(summary)
+                output_set.commit()
+        except BaseException:
+            output_set.abort()
+            raise
+        return summary
+
+    def _outputs(self, first: Frame, frames: Iterator[Frame], out_dir: Path,
+                 gt: Optional[tuple[np.ndarray, np.ndarray]],
+                 gt_depth: Optional[DepthSource], title: str
+                 ) -> tuple[MapOutputs, dict[str, Any]]:
+        """Map the frames into ``out_dir`` (every file but the summary); the metrics."""
+        outputs = MapOutputs(out_dir, self.odom_frame)
+        try:
+            self._map(first, frames, outputs, gt_depth)
+            if self.stopped_by and not outputs.keyframes:
+                raise StoppedEarly(f"{self.stopped_by} before any window was mapped")
             metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
             start = time.perf_counter()
             outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(), gt_pairs,
-                           title=f"{bag.name} {image_topic}")
+                           title=title)
             self.timings["write"] += time.perf_counter() - start
         except BaseException:
             outputs.abort()
             raise
+        self._add_depth_metrics(metrics)
+        return outputs, metrics
+
+    def _map(self, first: Frame, frames: Iterator[Frame], outputs: MapOutputs,
+             gt_depth: Optional[DepthSource]) -> None:
+        """Every frame through the pipeline, then the last partial window (unless stopped)."""
+        # disable=None: tqdm draws only on a terminal, so piped logs get no \r redraws
+        bar = tqdm(desc="vggt_map", unit="frame", disable=None if self.progress else True,
+                   leave=False)
+        with bar:
+            frame: Optional[Frame] = first
+            while frame is not None:
+                if self._stop_reason:  # frames are left: the reading is cut short
+                    self.stopped_by = self._stop_reason
+                    break
+                self.frames_decoded += 1
+                start = time.perf_counter()
+                try:
+                    results = self.pipeline.add_frame(frame)
+                except FrameRejected as exc:
+                    self._skip(exc.kind, f"frame at {frame.stamp_ns} ns: {exc.reason}")
+                    results = []
+                except WindowFailed as exc:
+                    self._skip("failed_window", exc.reason)
+                    results = []
+                self.timings["pipeline"] += time.perf_counter() - start
+                self._consume(results, outputs, gt_depth)
+                bar.update(1)
+                bar.set_postfix(keyframes=len(outputs.keyframes), windows=len(self.chaining))
+                if not self._stop_reason:  # else stop without reading another frame
+                    frame = next(frames, None)
+        frames.close()
+        if self.stopped_by:  # the keyframes of an unfinished window are left out
+            return
+        start = time.perf_counter()
+        try:
+            results = self.pipeline.flush()
+        except WindowFailed as exc:
+            self._skip("failed_window", exc.reason)
+            results = []
+        self.timings["pipeline"] += time.perf_counter() - start
+        self._consume(results, outputs, gt_depth)
+
+    def _add_depth_metrics(self, metrics: dict[str, Any]) -> None:
         if self._depth_problem:
             metrics["depth_error"] = self._depth_problem
         elif self._depth_eval:
@@ -198,12 +252,6 @@ class OfflineMapper:
                 metrics["depth"] = combine_depth_metrics(self._depth_eval)
             except MetricsError as exc:
                 metrics["depth_error"] = str(exc)
-        summary = self._summary(bag, image_topic, camera_info_topic, out_dir, outputs, metrics,
-                                time.perf_counter() - wall_start, error)
-        outputs.write_summary(summary)
-        if error is not None:
-            raise error
-        return summary
 
     def _evaluate_trajectory(self, outputs: MapOutputs, gt: Optional[tuple[np.ndarray,
                              np.ndarray]]) -> tuple[dict[str, Any], Optional[tuple]]:
@@ -219,12 +267,25 @@ class OfflineMapper:
         ie, ig = associate(outputs.stamps_ns, gt_stamps, GT_MAX_DIFF_NS)
         return {"trajectory": trajectory}, (ie, gt_poses[ig])
 
-    def _summary(self, bag: Path, image_topic: str, camera_info_topic: Optional[str],
+    def _partial_reasons(self, source: Bag, image_topic: str) -> list[str]:
+        reasons = []
+        if self.stopped_by:
+            reasons.append(f"{self.stopped_by}: mapped the windows predicted until then")
+        if not source.report.intact:
+            reasons.append(f"damaged or unfinished bag: {source.report.warning(image_topic)}")
+        return reasons
+
+    def _summary(self, source: Bag, image_topic: str, camera_info_topic: Optional[str],
                  out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any], wall: float,
-                 error: Optional[BagError]) -> dict[str, Any]:
+                 run_id: str) -> dict[str, Any]:
         methods = Counter(c["method"] for c in self.chaining)
+        partial = self._partial_reasons(source, image_topic)
         return {
-            "bag": str(bag),
+            "run": {"id": run_id, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime())},
+            "partial": bool(partial),
+            "partial_reasons": partial,
+            "bag": str(source.path),
             "image_topic": image_topic,
             "camera_info_topic": camera_info_topic,
             "frames_read": self.frames_read,
@@ -236,6 +297,7 @@ class OfflineMapper:
             "frames_per_second": self.frames_read / wall if wall > 0 else None,
             "stage_timings_s": dict(self.timings),
             "skipped_messages": dict(self.skipped),
+            "bag_read": source.report.as_dict(),
             "chaining": {"methods": dict(methods),
                          "warnings": [c for c in self.chaining if c["warning"]],
                          "windows": self.chaining},
@@ -244,17 +306,18 @@ class OfflineMapper:
             "predictor": self.predictor.describe(),
             "metrics": metrics,
             "outputs": {key: str(out_dir / name) for key, name in FILES.items()},
-            "error": str(error) if error is not None else None,
         }
 
 
 def check_bag(bag: str | Path, image_topic: str, camera_info_topic: Optional[str] = None) -> None:
     """Fail fast (before a model is loaded) unless the bag opens and ``image_topic`` holds at
-    least one Image message; raises BagError or MappingError naming the problem."""
-    stream = read_image_stream(Path(bag), image_topic, camera_info_topic)
+    least one intact Image message; raises BagError or MappingError naming the problem."""
+    source = Bag(bag)
+    stream = read_image_stream(source, image_topic, camera_info_topic)
     try:
         if next(stream, None) is None:
-            raise MappingError(f"topic {image_topic} in {bag} has no messages")
+            raise MappingError(f"topic {image_topic} in {bag} has no messages that can be "
+                               f"read ({source.report.warning(image_topic)})")
     finally:
         stream.close()
 

@@ -21,6 +21,7 @@ from scipy.spatial.transform import Rotation
 
 from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
 from vggt_ros.io.bag_writer import STORAGES, BagWriter
+from vggt_ros.io.mcap_storage import DEFAULT_CHUNK_SIZE
 from vggt_ros.io.tum import write_tum
 from vggt_ros.synth import FRAME_ID, SyntheticSequence, make_sequence
 from vggt_ros.synth.trajectory import TRAJECTORIES
@@ -68,11 +69,12 @@ def _single_threaded_worker() -> None:
 
 
 def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
-                       workers: int = 1) -> None:
+                       workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
     """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame).
 
     ``workers`` > 1 renders in that many processes (large sequences on a many-core machine);
-    frames are written in order either way, so the bag is identical.
+    frames are written in order either way, so the bag is identical. ``chunk_size`` (bytes)
+    is the MCAP chunk size: small chunks make finer-grained test bags for damage recovery.
     """
     world_from_cam = seq.world_from_cam
     indices = range(len(seq))
@@ -83,7 +85,7 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
             images = pool.map(_render_rgb, itertools.repeat(seq), indices, chunksize=4)
         else:
             images = map(_render_rgb, itertools.repeat(seq), indices)
-        bag = stack.enter_context(BagWriter(bag_path, storage=storage))
+        bag = stack.enter_context(BagWriter(bag_path, storage=storage, chunk_size=chunk_size))
         for i, rgb in zip(indices, images):
             stamp = int(seq.stamps_ns[i])
             bag.write(TF_TOPIC, TF_TYPE, tf_message(world_from_cam[i], stamp), stamp)
@@ -103,6 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trajectory", choices=TRAJECTORIES, default="loop")
     parser.add_argument("--storage", choices=sorted(STORAGES), default="mcap")
     parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser.add_argument("--chunk-kib", type=int, default=DEFAULT_CHUNK_SIZE // 1024,
+                        help="MCAP chunk size in KiB (a recording cut short loses the chunk "
+                        "being filled)")
     return parser
 
 
@@ -115,7 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seq = make_sequence(args.frames, args.width, args.height, args.seed, args.trajectory)
         args.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        write_sequence_bag(seq, bag_path, args.storage, workers=args.workers)
+        write_sequence_bag(seq, bag_path, args.storage, workers=args.workers,
+                           chunk_size=args.chunk_kib * 1024)
         write_tum(args.out_dir / TUM_NAME, seq.stamps_ns, seq.world_from_cam)
     except (BagError, ValueError, OSError) as exc:
         print(f"vggt_synth: error: {exc}", file=sys.stderr)
