@@ -399,22 +399,24 @@ def test_drop_oldest_queue():
     assert [q.get(0.0), q.get(0.0), q.get(0.0)] == ["b", "c", None]
 
 
-def test_base_frame_pose_waits_for_the_camera_mount(run):
-    """No TF for a camera whose base_frame mount is unknown; composed once /tf_static has it."""
-    from vggt_ros.pipeline.types import KeyframeResult
-
+def test_base_frame_mount_waits_for_tf_static(run):
+    """No pose for a camera whose base_frame mount is unknown; composed once /tf_static has it."""
     node = run.node
-    odom_from_cam = np.eye(4)
-    odom_from_cam[:3, 3] = [1.0, 2.0, 3.0]
-    kf = KeyframeResult(stamp_ns=1, frame_id="other_optical", odom_from_cam=odom_from_cam,
-                        depth=np.ones((2, 2), np.float32), confidence=np.ones((2, 2), np.float32),
-                        intrinsics=np.eye(3), image=np.zeros((2, 2, 3), np.uint8), mapping=None,
-                        intrinsics_original=np.eye(3))
-    assert node._child_pose(kf) is None
+    assert node._mount("other_optical") is None
     mount = BASE_FROM_CAM.copy()
     mount[:3, 3] = [0.0, 0.1, 0.0]
     node._on_tf_static(TFMessage(transforms=[
         conv.transform_stamped(mount, 0, BASE, "other_optical")]))
-    frame, odom_from_base = node._child_pose(kf)
-    assert frame == BASE
-    np.testing.assert_allclose(odom_from_base @ mount, odom_from_cam, atol=1e-12)
+    found = node._mount("other_optical")
+    assert found.body_frame == BASE and not found.owns_edge
+    np.testing.assert_allclose(found.body_from_cam, mount, atol=1e-12)
+
+
+def test_first_odom_to_base_link_is_identity(run):
+    """REP-105: odom is the initial base pose, not the first camera's optical frame."""
+    first = run.got["/tf"][0].transforms[0]
+    assert (first.header.frame_id, first.child_frame_id) == ("odom", BASE)
+    np.testing.assert_allclose(conv.transform_to_pose(first.transform), np.eye(4), atol=1e-12)
+    # The camera sits where the mount says, in odom as on the robot.
+    poses = _tf_poses(run)
+    np.testing.assert_allclose(poses[min(poses)], BASE_FROM_CAM, atol=1e-12)

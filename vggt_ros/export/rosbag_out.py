@@ -116,11 +116,13 @@ class OutputBagWriter:
 
     def write_map(self, points: np.ndarray, colors: np.ndarray, stamp_ns: int) -> None:
         """The fused map, once: latched on playback like the node's last ``map_points``."""
-        self._write(self._outputs.map(points, colors, stamp_ns))
+        output = self._outputs.map(points, colors, stamp_ns)
+        if output is not None:
+            self._write(output)
 
     def restart_path(self) -> None:
         """The pipeline started a new trajectory: the path restarts, as on the node."""
-        self._outputs.restart_path()
+        self._outputs.restart_trajectory()
 
     def close(self) -> Path:
         """Finish the bag and move its ``.mcap`` onto ``path`` (atomic rename)."""

@@ -33,7 +33,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import settings
-from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.inference.builder import build_predictor
 from vggt_ros.inference.device import ModelUnavailableError
 from vggt_ros.io.images import ImageDecodeError
@@ -44,10 +43,11 @@ from vggt_ros.nodes import params
 from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
-from vggt_ros.pipeline.types import CameraIntrinsics, Frame, KeyframeResult, Predictor, WindowResult
+from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
 from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
 from vggt_ros.topics.diagnostics import pipeline_status, status_name
+from vggt_ros.topics.odom_frame import Mount, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
 
@@ -59,7 +59,7 @@ _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Window output topic -> the publish_* switch that turns it off (odometry and path are always
 # published; publish_map is read by the map timer, before it copies the map).
-_SWITCHES = {"/tf": "publish_tf", "depth": "publish_depth", "depth/camera_info": "publish_depth",
+_SWITCHES = {"/tf": "publish_tf", "/tf_static": "publish_tf", "depth": "publish_depth", "depth/camera_info": "publish_depth",
              "depth/confidence": "publish_depth", "points": "publish_points"}
 
 
@@ -118,7 +118,8 @@ class VGGTNode(Node):
         self._camera_info: Optional[CameraIntrinsics] = None
         self._static_tf = StaticTransforms()
         self._base_tf_missing_logged = False
-        self._outputs = WindowOutputs(self.values["odom_frame"], self._child_pose,
+        self._optical_parent_logged = False
+        self._outputs = WindowOutputs(self.values["odom_frame"], self._mount,
                                       lambda reason: self._output_error("bad_output", reason))
         self._frames_in = 0
         self._keyframes_out = 0
@@ -289,28 +290,41 @@ class VGGTNode(Node):
         if stats["resets"] == self._resets_seen:
             return
         self._resets_seen = stats["resets"]
-        self._outputs.restart_path()
+        self._outputs.restart_trajectory()
         self.get_logger().warning(f"trajectory reset: {stats['last_reset_reason']}")
 
     # --- outputs --------------------------------------------------------------------------
 
-    def _child_pose(self, kf: KeyframeResult) -> Optional[tuple[str, np.ndarray]]:
-        """(frame, odom_from_frame) for TF/odometry: base_frame when set, else the optical
-        frame; None while base_frame -> optical is not known from /tf_static."""
+    def _mount(self, optical_frame: str) -> Optional[Mount]:
+        """The body whose pose goes on TF (see ``topics.odom_frame``): base_frame through the
+        mount on /tf_static (None while unknown), else the camera-body frame. In camera-body
+        mode the node publishes ``body -> optical`` only if nobody else parents the optical
+        frame on /tf_static."""
         base = self.values["base_frame"]
         if not base:
-            return kf.frame_id, kf.odom_from_cam
+            mount = camera_body_mount(optical_frame)
+            with self._state_lock:
+                parent = self._static_tf.parent(optical_frame)
+            if parent is None or parent == mount.body_frame:
+                return mount
+            if not self._optical_parent_logged:
+                self._optical_parent_logged = True
+                self.get_logger().warning(
+                    f"{optical_frame} already has the parent {parent} on /tf_static (a URDF?): "
+                    f"publishing odom -> {mount.body_frame} without linking it to "
+                    f"{optical_frame}; set base_frame (e.g. base_link) to place the robot")
+            return Mount(mount.body_frame, mount.body_from_cam, owns_edge=False)
         with self._state_lock:
-            base_from_cam = self._static_tf.lookup(base, kf.frame_id)
+            base_from_cam = self._static_tf.lookup(base, optical_frame)
         if base_from_cam is None:
             if not self._base_tf_missing_logged:
                 self._base_tf_missing_logged = True
                 self.get_logger().warning(
-                    f"no static transform {base} -> {kf.frame_id} on /tf_static yet: not "
+                    f"no static transform {base} -> {optical_frame} on /tf_static yet: not "
                     f"publishing odom -> {base} until it arrives (publish the camera mount, "
                     f"e.g. robot_state_publisher, or leave base_frame empty)")
             return None
-        return base, kf.odom_from_cam @ se3_inverse(base_from_cam)
+        return Mount(base, base_from_cam, owns_edge=False)
 
     def _publish_window(self, result: WindowResult) -> None:
         outputs = self._outputs.window(result)
@@ -331,7 +345,9 @@ class VGGTNode(Node):
             self._map_dirty = False
             stamp = self._last_window.stamps_ns[-1]
         points, colors = self.pipeline.map_cloud()
-        self._emit(self._outputs.map(points, colors, stamp))
+        output = self._outputs.map(points, colors, stamp)
+        if output is not None:
+            self._emit(output)
 
     # --- diagnostics ----------------------------------------------------------------------
 
@@ -406,28 +422,31 @@ class VGGTNode(Node):
         answer = self.pipeline.track(conv.time_to_ns(request.stamp), np.stack([u, v], 1))
         response.frame_stamps = [conv.stamp_to_time(s) for s in answer.stamps_ns]
         response.query_index = int(answer.query_index)
-        points = np.asarray(answer.points_odom, dtype=np.float64)
+        points = self._outputs.to_odom(np.asarray(answer.points_odom, dtype=np.float64))
+        valid = (np.asarray(answer.points_valid, bool) if points is not None
+                 else np.zeros(len(u), bool))
         response.tracks = [
             PointTrack(u=answer.tracks_uv[:, i, 0].astype(np.float32),
                        v=answer.tracks_uv[:, i, 1].astype(np.float32),
                        visibility=np.asarray(answer.visibility[:, i], np.float32),
                        confidence=np.asarray(answer.confidence[:, i], np.float32),
                        point=Point(x=float(points[i, 0]), y=float(points[i, 1]),
-                                   z=float(points[i, 2])) if answer.points_valid[i] else Point(),
-                       point_valid=bool(answer.points_valid[i]))
+                                   z=float(points[i, 2])) if valid[i] else Point(),
+                       point_valid=bool(valid[i]))
             for i in range(len(u))]
         response.success = True
         response.message = (f"tracked {len(u)} points through {len(answer.stamps_ns)} frames "
                             f"(query frame {answer.query_index})")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start."""
+def main(argv: Optional[list[str]] = None, predictor: Optional[Predictor] = None) -> int:
+    """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start.
+    ``predictor`` replaces the model (tests run the node process with a ground-truth double)."""
     rclpy.init(args=sys.argv if argv is None else argv)
     logger = get_logger(NODE_NAME)
     try:
         try:
-            node = VGGTNode()
+            node = VGGTNode(predictor)
         except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2

@@ -1,0 +1,144 @@
+"""A node process (``test/gt_node.py``) and a tester node that plays images into it.
+
+Shared by the cross-process tests: the node runs as a user starts it (its own process, real
+DDS, ``--ros-args``), the ground-truth double answers its windows, and the tester records
+every output topic and the node's log.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry, Path as PathMsg
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros.nodes import conversions as conv
+from vggt_ros.synth import FRAME_ID
+
+HERE = Path(__file__).resolve().parent
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class NodeProcess:
+    """``gt_node.py`` with a sequence and parameters; ``log()`` reads what it printed."""
+
+    def __init__(self, tmp_path: Path, sequence_args: tuple, namespace: str = "",
+                 params: dict = None, name: str = "node") -> None:
+        self.log_path = tmp_path / f"{name}.log"
+        self._log = open(self.log_path, "w+")
+        cmd = [sys.executable, str(HERE / "gt_node.py"), *map(str, sequence_args), "--ros-args"]
+        if namespace:
+            cmd += ["-r", f"__ns:={namespace}"]
+        for key, value in (params or {}).items():
+            cmd += ["-p", f"{key}:={value}"]
+        # The environment (loopback DDS profile, private domain) comes from conftest.py.
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ))
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class CameraPlayer:
+    """Publishes a camera into ``namespace`` and records the node's outputs there."""
+
+    def __init__(self, context, namespace: str = "", name: str = "vggt_live_tester") -> None:
+        self.node = Node(name, namespace=namespace or "/", context=context)
+        self.got = defaultdict(list)
+        for msg_type, topic, qos in [(TFMessage, "/tf", 100), (TFMessage, "/tf_static", LATCHED),
+                                     (Odometry, "odometry", 50), (PathMsg, "path", LATCHED),
+                                     (DiagnosticArray, "/diagnostics", 50)]:
+            self.node.create_subscription(msg_type, topic,
+                                          lambda m, t=topic: self.got[t].append(m), qos)
+        self.pub_image = self.node.create_publisher(Image, "image", 50)
+        self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", 50)
+        self.pub_static = self.node.create_publisher(TFMessage, "/tf_static", LATCHED)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(0.01, max(end - time.monotonic(), 0)))
+
+    def wait(self, condition, timeout: float, what: str, process: NodeProcess = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None and not process.alive():
+                raise AssertionError(f"node exited {process.proc.returncode}:\n{process.log()}")
+            if condition():
+                return
+            self.executor.spin_once(timeout_sec=0.02)
+        raise AssertionError(f"timed out waiting for {what}; recorded "
+                             f"{ {k: len(v) for k, v in self.got.items()} }" +
+                             (f"\nnode log:\n{process.log()}" if process else ""))
+
+    def diagnostics(self, name_part: str = "") -> dict[str, str]:
+        """The last status whose name contains ``name_part``, as key -> value."""
+        for msg in reversed(self.got["/diagnostics"]):
+            for status in msg.status:
+                if name_part in status.name:
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
+    def connect(self, process: NodeProcess, timeout: float = 60.0) -> None:
+        """Wait until images reach the node. The camera topic is best effort: what is sent
+        before both sides match is lost, so probe with an undecodable image until the node's
+        diagnostics count it."""
+        self.wait(lambda: self.pub_image.get_subscription_count() > 0, timeout,
+                  "the node's image subscription", process)
+        probe = Image(header=conv.make_header(1, FRAME_ID), height=1, width=1,
+                      encoding="yuv422", step=2, data=b"\0\0")
+
+        def counted():
+            self.pub_image.publish(probe)
+            self.spin_for(0.05)
+            return "rejected.unsupported_encoding" in self.diagnostics()
+
+        self.wait(counted, timeout, "the node to count a probe image", process)
+
+    def send(self, seq, i: int, stamp_ns: int = None, frame_id: str = FRAME_ID) -> None:
+        stamp = int(seq.stamps_ns[i]) if stamp_ns is None else stamp_ns
+        info = conv.camera_info_from_k(seq.K, seq.width, seq.height, stamp, frame_id)
+        self.pub_info.publish(info)
+        self.pub_image.publish(conv.rgb_to_image(seq.render(i)[0], stamp, frame_id))
+
+    def poses(self, child: str) -> list[tuple[int, "object"]]:
+        """(stamp, odom_from_child) of every recorded /tf transform to ``child``, in order."""
+        return [(conv.time_to_ns(t.header.stamp), conv.transform_to_pose(t.transform))
+                for m in self.got["/tf"] for t in m.transforms if t.child_frame_id == child]
+
+
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    return ctx

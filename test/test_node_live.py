@@ -1,0 +1,67 @@
+"""The node under real conditions, in its own process (``test/gt_node.py``: real rclpy and DDS,
+the ground-truth double as the model): frames of a robot, stamp glitches, idle cameras,
+several cameras. Slow: each test starts a node process."""
+import numpy as np
+import pytest
+import rclpy
+from tf2_msgs.msg import TFMessage
+
+from gt_node import PLANAR, sequence
+from live_harness import CameraPlayer, NodeProcess, context
+from vggt_ros.nodes import conversions as conv
+from vggt_ros.synth import FRAME_ID
+from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
+
+W, H, SEED = 64, 48, 4
+PARAMS = dict(window_size=6, overlap=2, conf_percentile=0.0, conf_threshold=1.0,
+              diagnostics_period=0.2, queue_size=100)
+# A standard optical mount: the camera looks along base x, 0.2 m ahead and 0.5 m up.
+BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
+BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
+
+
+@pytest.fixture()
+def ros():
+    ctx = context()
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+def _play(tester, process, seq, indices, period_s=0.1):
+    for i in indices:
+        tester.send(seq, i)
+        tester.spin_for(period_s)
+        assert process.alive(), process.log()
+
+
+def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(ros, tmp_path):
+    frames = 30
+    seq = sequence(frames, W, H, SEED, PLANAR)
+    tester = CameraPlayer(ros)
+    tester.pub_static.publish(TFMessage(transforms=[
+        conv.transform_stamped(BASE_FROM_CAM, 0, "base_link", FRAME_ID)]))
+    process = NodeProcess(tmp_path, (frames, W, H, SEED, PLANAR),
+                          params=PARAMS | {"base_frame": "base_link"})
+    try:
+        tester.connect(process)
+        _play(tester, process, seq, range(frames))
+        expected = 6 + (frames - 6) // 4 * 4
+        tester.wait(lambda: len(tester.poses("base_link")) >= expected, 60,
+                    f"{expected} odom -> base_link transforms", process)
+        poses = tester.poses("base_link")
+        assert [s for s, _ in poses] == [int(s) for s in seq.stamps_ns[:expected]]
+        np.testing.assert_allclose(poses[0][1], np.eye(4), atol=1e-9)
+        xyz = np.array([p[:3, 3] for _, p in poses])
+        path_length = np.linalg.norm(np.diff(xyz[:, :2], axis=0), axis=1).sum()
+        assert path_length > 0
+        assert np.ptp(xyz[:, 2]) <= 0.01 * path_length
+        assert xyz[1, 0] > 0  # the robot drives forward: odom x
+        for _, pose in poses:  # only yaw: base z stays odom z
+            np.testing.assert_allclose(pose[:3, 2], [0.0, 0.0, 1.0], atol=1e-6)
+        assert not [m for m in tester.got["/tf_static"]
+                    if any(t.header.frame_id.endswith("_body") for t in m.transforms)]
+    finally:
+        tester.close()
+        assert process.stop() == 0, process.log()
