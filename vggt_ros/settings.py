@@ -86,9 +86,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_track_points", 256, "Most query points one track_points request may carry.",
             "pipeline", min=1, max=4096),
     # ROS frames and outputs.
-    Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105).", "ros"),
+    Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105: z up, "
+            "odom -> body starts at identity).", "ros"),
     Setting("base_frame", "", "If set, publish odom -> base_frame using the static base_frame -> "
-            "camera optical transform from /tf_static; else odom -> camera optical frame.", "ros"),
+            "camera optical transform from /tf_static; else odom -> <optical frame>_body, a "
+            "camera-body frame (x forward, z up) the node owns.", "ros"),
     Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
             "ros"),
     Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),

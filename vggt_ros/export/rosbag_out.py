@@ -2,8 +2,8 @@
 nodes exactly as if the live node had produced them.
 
 Topics, types, QoS and messages come from ``vggt_ros.topics`` (the same definitions the node
-publishes with), resolved in the ``/vggt`` namespace: ``/tf`` (odom -> camera optical frame per
-keyframe), ``/vggt/depth``, ``/vggt/depth/camera_info``, ``/vggt/depth/confidence``,
+publishes with), resolved in the ``/vggt`` namespace: ``/tf`` (odom -> camera-body frame per
+keyframe) and ``/tf_static`` (camera body -> optical, once), ``/vggt/depth``, ``/vggt/depth/camera_info``, ``/vggt/depth/confidence``,
 ``/vggt/points`` and ``/vggt/odometry`` / ``/vggt/path`` / ``/diagnostics`` per window, and
 ``/vggt/map_points`` (the fused map) once at the end. Each connection carries its offered QoS,
 so ``ros2 bag play`` replays ``path`` and ``map_points`` latched (transient local).
