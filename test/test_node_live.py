@@ -65,3 +65,34 @@ def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(ros,
     finally:
         tester.close()
         assert process.stop() == 0, process.log()
+
+
+def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(ros, tmp_path):
+    frames = 14
+    seq = sequence(frames, W, H, SEED, "forward")
+    tester = CameraPlayer(ros)
+    process = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"), params=PARAMS)
+    body = f"{FRAME_ID}_body"
+    try:
+        tester.connect(process)
+        for i in range(frames):
+            tester.send(seq, i)
+            tester.spin_for(0.05)
+            if i in (3, 7, 11):  # a stale copy of the previous frame, 1 ns older
+                tester.send(seq, i - 1, stamp_ns=int(seq.stamps_ns[i]) - 1)
+                tester.spin_for(0.05)
+        tester.wait(lambda: tester.diagnostics().get("rejected.out_of_order") == "3", 30,
+                    "3 out-of-order frames counted", process)
+        assert tester.diagnostics()["resets"] == "0"
+        for _ in range(2):  # the bag loops twice
+            _play(tester, process, seq, range(frames), period_s=0.05)
+        tester.wait(lambda: tester.diagnostics().get("resets") == "2", 30, "two resets",
+                    process)
+        stamps = [s for s, _ in tester.poses(body)]
+        backwards = sum(b < a for a, b in zip(stamps, stamps[1:]))
+        assert backwards == 2  # TF goes back in time only where the bag looped
+        assert "stamps restarted" in tester.diagnostics()["last_reset_reason"]
+        assert process.log().count("trajectory reset") == 2
+    finally:
+        tester.close()
+        assert process.stop() == 0, process.log()

@@ -11,8 +11,10 @@ in an immutable snapshot (the window's frames and its keyframes' first placement
 a window that is being predicted. If the predictor is not safe to call from two threads at once
 (one GPU), the predictor serialises its own calls.
 
-Stream rules (why): a bag played in a loop restarts its stamps, so stamps going backwards start
-a new trajectory (reset, counted) instead of corrupting the current one; a camera whose
+Stream rules (why): an isolated late, stale or repeated stamp is a glitch: the frame is
+dropped and counted (``out_of_order``, ``duplicate_stamp``); stamps that consistently restart
+(a bag played in a loop, ``/clock`` jumping back) start a new trajectory once (reset, counted),
+instead of corrupting the current one (``pipeline/stream.py``); a camera whose
 resolution changes mid-stream is more often a glitch than a new camera, so frames of a new size
 are rejected until ``size_change_reset_frames`` consecutive frames confirm it, then the pipeline
 resets to the new size; a CameraInfo with NaN/inf or non-positive focal length rejects the frame
@@ -32,6 +34,7 @@ import numpy as np
 
 from vggt_ros.pipeline.chaining import Chainer
 from vggt_ros.pipeline.map_fusion import VoxelMap
+from vggt_ros.pipeline.stream import StampGuard, StampVerdict
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, Predictor,
                                      WindowResult)
 from vggt_ros.pipeline.window import WindowManager
@@ -41,7 +44,8 @@ def _default(name: str):
     return BY_NAME[name].default
 
 
-REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "bad_image", "bad_camera_info")
+REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "out_of_order", "bad_image",
+                   "bad_camera_info")
 
 
 @dataclass
@@ -65,6 +69,7 @@ class PipelineConfig:
     irls_iters: int = 5
     max_scale_jump: float = 3.0
     size_change_reset_frames: int = 5
+    stamp_restart_frames: int = 3  # consecutive older, increasing stamps that confirm a restart
     max_track_points: int = _default("max_track_points")
 
     @classmethod
@@ -98,6 +103,7 @@ class PipelineConfig:
             ("irls_iters", self.irls_iters >= 1, ">= 1"),
             ("max_scale_jump", self.max_scale_jump > 1.0, "> 1"),
             ("size_change_reset_frames", self.size_change_reset_frames >= 1, ">= 1"),
+            ("stamp_restart_frames", self.stamp_restart_frames >= 1, ">= 1"),
             ("max_track_points", self.max_track_points >= 1, ">= 1"),
         ]
         for name, ok, rule in checks:
@@ -186,12 +192,13 @@ class Pipeline:
         self._last_error = ""
         self._last_chaining: Optional[ChainingStatus] = None
         self._timings: dict[str, float] = {}
+        self._stamps = StampGuard(config.stamp_restart_frames)
         self._clear_stream()
 
     def _clear_stream(self) -> None:
         self._size: Optional[tuple[int, int]] = None  # (width, height)
         self._frame_id: Optional[str] = None
-        self._last_stamp: Optional[int] = None
+        self._stamps.clear()
         self._new_size: Optional[tuple[int, int]] = None
         self._new_size_count = 0
 
@@ -245,11 +252,15 @@ class Pipeline:
                                             f"stream's {self._frame_id!r}")
         _check_camera_info(frame, width, height)
         stamp = int(frame.stamp_ns)
-        if self._last_stamp is not None and stamp == self._last_stamp:
+        verdict = self._stamps.check(stamp)
+        if verdict is StampVerdict.DUPLICATE:
             raise FrameRejected("duplicate_stamp", f"stamp {stamp} ns was already received")
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            self.reset(f"stamps went backwards ({stamp} < {self._last_stamp} ns): "
-                       f"new trajectory (bag loop?)")
+        if verdict is StampVerdict.OUT_OF_ORDER:
+            raise FrameRejected("out_of_order", f"stamp {stamp} ns is older than the last "
+                                f"frame's {self._stamps.last} ns: dropped (a restart needs "
+                                f"{self.config.stamp_restart_frames} such frames in a row)")
+        if verdict is StampVerdict.RESTART:
+            self.reset(self._stamps.restart_reason(stamp))
         if self._size is not None and (width, height) != self._size:
             if self._new_size != (width, height):
                 self._new_size, self._new_size_count = (width, height), 0
@@ -263,7 +274,7 @@ class Pipeline:
         self._new_size, self._new_size_count = None, 0
         self._size = (width, height)
         self._frame_id = frame.frame_id
-        self._last_stamp = stamp
+        self._stamps.accept(stamp)
 
     def _process(self, window: list[Frame]) -> WindowResult:
         t0 = time.perf_counter()
