@@ -131,7 +131,7 @@ def run():
     overrides = dict(window_size=WINDOW, overlap=OVERLAP, conf_percentile=0.0,
                      conf_threshold=1.0, voxel_size=0.01, base_frame=BASE,
                      diagnostics_period=0.2, map_publish_period=0.2, queue_size=64,
-                     max_track_points=MAX_TRACK)
+                     max_track_points=MAX_TRACK, idle_flush_timeout=0.0)
     node = VGGTNode(predictor=GroundTruthPredictor(seq, seed=2), namespace=NS, context=context,
                     parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     h = Harness(context, node, seq)

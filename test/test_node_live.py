@@ -96,3 +96,22 @@ def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(ros, 
     finally:
         tester.close()
         assert process.stop() == 0, process.log()
+
+
+def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(ros, tmp_path):
+    frames = 8  # one window of 6, then 2 keyframes that no window would ever take
+    seq = sequence(frames, W, H, SEED, "forward")
+    tester = CameraPlayer(ros)
+    process = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"),
+                          params=PARAMS | {"idle_flush_timeout": 0.5})
+    body = f"{FRAME_ID}_body"
+    try:
+        tester.connect(process)
+        _play(tester, process, seq, range(frames), period_s=0.05)
+        tester.wait(lambda: len(tester.poses(body)) == frames, 30,
+                    "the last keyframes after the camera stopped", process)
+        assert [s for s, _ in tester.poses(body)] == [int(s) for s in seq.stamps_ns]
+        assert len(tester.got["odometry"]) == 2
+    finally:
+        tester.close()
+        assert process.stop() == 0, process.log()

@@ -88,3 +88,19 @@ def test_reset_forgets_buffer_but_keeps_counters():
 def test_invalid_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WindowManager(**kwargs)
+
+
+def test_idle_timer_is_due_once_per_quiet_period():
+    from vggt_ros.pipeline.window import IdleTimer
+
+    timer = IdleTimer(1.0)
+    assert not timer.due(100.0)  # nothing arrived yet: nothing to flush
+    timer.frame_arrived(100.0)
+    assert not timer.due(100.9)
+    assert timer.due(101.0)
+    assert not timer.due(105.0)  # once per quiet period
+    timer.frame_arrived(106.0)
+    assert timer.due(107.5)
+    off = IdleTimer(0.0)
+    off.frame_arrived(0.0)
+    assert not off.due(1e9)

@@ -99,6 +99,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("publish_map", True, "Publish the accumulated voxel map on map_points.", "ros"),
     Setting("map_publish_period", 2.0, "Seconds between map_points messages.", "ros",
             min=0.1, max=3600.0),
+    Setting("idle_flush_timeout", 1.0, "Seconds without a frame after which the keyframes "
+            "waiting for a window are processed and published (a stopped camera loses none); "
+            "0 = off.", "ros", min=0.0, max=3600.0),
     Setting("queue_size", 8, "Input frames buffered for the worker; the oldest are dropped "
             "(and counted) when it is full.", "ros", min=1, max=1000),
     Setting("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", "ros",

@@ -44,7 +44,7 @@ __all__ = [
 # once when the node is built, so changing them live is refused.
 LIVE_PARAMETERS = frozenset({
     "publish_tf", "publish_depth", "publish_points", "publish_map",
-    "map_publish_period", "diagnostics_period",
+    "map_publish_period", "diagnostics_period", "idle_flush_timeout",
 })
 
 _ROS_TYPES = {

@@ -44,6 +44,7 @@ from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
+from vggt_ros.pipeline.window import IdleTimer
 from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
 from vggt_ros.topics.diagnostics import pipeline_status, status_name
@@ -129,6 +130,7 @@ class VGGTNode(Node):
         self._map_dirty = False
         self._rate_mark = (time.monotonic(), 0, 0)  # (time, frames_in, keyframes_out)
         self._queue = DropOldestQueue(self.values["queue_size"])
+        self._idle = IdleTimer(self.values["idle_flush_timeout"])
 
         self._make_interfaces()
         self._stop = threading.Event()
@@ -259,17 +261,27 @@ class VGGTNode(Node):
     def _work(self) -> None:
         while not self._stop.is_set():
             frame = self._queue.get(timeout=0.1)
-            if frame is None:
-                continue
             try:
-                self._process(frame)
+                if frame is None:
+                    self._flush_if_idle()
+                else:
+                    self._idle.frame_arrived(time.monotonic())
+                    self._process(frame)
             except Exception:  # noqa: BLE001 - a bug must not stop the camera processing
                 self._output_error("internal_error", traceback.format_exc())
 
-    def _process(self, frame: Frame) -> None:
+    def _flush_if_idle(self) -> None:
+        """The camera went quiet: publish the keyframes still waiting for a window."""
+        self._idle.timeout_s = self.values["idle_flush_timeout"]
+        if self._idle.due(time.monotonic()):
+            self._process(None)
+
+    def _process(self, frame: Optional[Frame]) -> None:
+        """Offer ``frame`` to the pipeline (None: flush the waiting keyframes); publish what
+        it completed."""
         started = time.monotonic()
         try:
-            results = self.pipeline.add_frame(frame)
+            results = self.pipeline.add_frame(frame) if frame else self.pipeline.flush()
         except FrameRejected as err:
             self._reject(err.kind, err.reason)
             return

@@ -10,6 +10,10 @@ drift grow, which is what the motion test prevents.
 
 Non-keyframes are dropped and counted, never queued: a live node must not build a backlog.
 
+Idle flush: a live camera that stops (or pauses) would leave its last keyframes waiting for a
+window that never fills; :class:`IdleTimer` says when the stream has been quiet long enough
+for the caller to ``flush()`` them, once per quiet period.
+
 Windows: every ``window_size`` keyframes form a window; the next window starts with the last
 ``overlap`` keyframes of the previous one (they carry the chaining correspondences). At the end
 of a stream ``flush()`` emits the remaining keyframes as a shorter final window when it holds at
@@ -135,3 +139,24 @@ class WindowManager:
         self._new_in_buffer = 0
         self.windows += 1
         return window
+
+
+class IdleTimer:
+    """Due once when no frame arrived for ``timeout_s`` seconds (0 = never); times are the
+    caller's monotonic clock, so a paused bag or a stopped camera both count as idle."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._last_frame: Optional[float] = None  # None: nothing to flush since the last time
+
+    def frame_arrived(self, now: float) -> None:
+        self._last_frame = now
+
+    def due(self, now: float) -> bool:
+        """True once per quiet period that lasted ``timeout_s``."""
+        if self.timeout_s <= 0 or self._last_frame is None:
+            return False
+        if now - self._last_frame < self.timeout_s:
+            return False
+        self._last_frame = None
+        return True
