@@ -67,8 +67,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
             "must be smaller than window_size).", "pipeline", min=1, max=255),
-    Setting("keyframe_stride", 1, "Use every N-th input frame as a keyframe candidate.",
+    Setting("keyframe_stride", 1, "Use every N-th frame that passed keyframe_min_interval as a "
+            "keyframe candidate.",
             "pipeline", min=1, max=1000),
+    Setting("keyframe_min_interval", 0.1, "Minimum stamp time in seconds between two keyframe "
+            "candidates (a 10 % tolerance absorbs stamp jitter), so keyframes cover the same "
+            "motion at 10 and at 30 Hz; frames sooner are skipped before decoding. 0 = off.",
+            "pipeline", min=0.0, max=60.0),
     Setting("keyframe_min_motion", 0.0, "Minimum image change (0..1, mean absolute grey-level "
             "difference to the last keyframe) for a candidate to become a keyframe; 0 = off.",
             "pipeline", min=0.0, max=1.0),

@@ -57,6 +57,7 @@ class PipelineConfig:
     window_size: int = _default("window_size")
     overlap: int = _default("overlap")
     keyframe_stride: int = _default("keyframe_stride")
+    keyframe_min_interval: float = _default("keyframe_min_interval")  # seconds of stamp time
     keyframe_min_motion: float = _default("keyframe_min_motion")  # mean abs. thumbnail diff
     min_window_frames: int = 0  # shortest final window flush() emits; 0 = overlap + 1
     conf_threshold: float = _default("conf_threshold")  # absolute (VGGT confidence is >= 1)
@@ -89,6 +90,7 @@ class PipelineConfig:
             ("window_size", self.window_size >= 2, ">= 2"),
             ("overlap", 1 <= self.overlap < self.window_size, "in [1, window_size - 1]"),
             ("keyframe_stride", self.keyframe_stride >= 1, ">= 1"),
+            ("keyframe_min_interval", self.keyframe_min_interval >= 0.0, ">= 0"),
             ("keyframe_min_motion", 0.0 <= self.keyframe_min_motion <= 1.0, "in [0, 1]"),
             ("min_window_frames", self.min_window_frames == 0
              or self.overlap < self.min_window_frames <= self.window_size,
@@ -173,6 +175,7 @@ class Pipeline:
         self._windows = WindowManager(
             window_size=config.window_size, overlap=config.overlap,
             keyframe_stride=config.keyframe_stride,
+            keyframe_min_interval=config.keyframe_min_interval,
             keyframe_min_motion=config.keyframe_min_motion,
             min_window_frames=config.min_window_frames or config.overlap + 1)
         self._chainer = Chainer(
