@@ -67,8 +67,10 @@ class NodeProcess:
 class CameraPlayer:
     """Publishes a camera into ``namespace`` and records the node's outputs there."""
 
-    def __init__(self, context, namespace: str = "", name: str = "vggt_live_tester") -> None:
+    def __init__(self, context, namespace: str = "", name: str = "vggt_live_tester",
+                 frame_id: str = FRAME_ID) -> None:
         self.node = Node(name, namespace=namespace or "/", context=context)
+        self.frame_id = frame_id
         self.got = defaultdict(list)
         for msg_type, topic, qos in [(TFMessage, "/tf", 100), (TFMessage, "/tf_static", LATCHED),
                                      (Odometry, "odometry", 50), (PathMsg, "path", LATCHED),
@@ -79,6 +81,12 @@ class CameraPlayer:
         self.pub_info = self.node.create_publisher(CameraInfo, "camera_info", 50)
         self.pub_static = self.node.create_publisher(TFMessage, "/tf_static", LATCHED)
         self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def share_executor(self, other: "CameraPlayer") -> None:
+        """Spin this player's node in ``other``'s executor (several cameras, one loop)."""
+        self.executor.remove_node(self.node)
+        self.executor = other.executor
         self.executor.add_node(self.node)
 
     def close(self) -> None:
@@ -102,13 +110,18 @@ class CameraPlayer:
                              f"{ {k: len(v) for k, v in self.got.items()} }" +
                              (f"\nnode log:\n{process.log()}" if process else ""))
 
-    def diagnostics(self, name_part: str = "") -> dict[str, str]:
-        """The last status whose name contains ``name_part``, as key -> value."""
+    def status(self, name_part: str = ""):
+        """The last DiagnosticStatus whose name contains ``name_part`` (None: none yet)."""
         for msg in reversed(self.got["/diagnostics"]):
             for status in msg.status:
                 if name_part in status.name:
-                    return {kv.key: kv.value for kv in status.values}
-        return {}
+                    return status
+        return None
+
+    def diagnostics(self, name_part: str = "") -> dict[str, str]:
+        """The values of :meth:`status`, as key -> value."""
+        status = self.status(name_part)
+        return {kv.key: kv.value for kv in status.values} if status else {}
 
     def connect(self, process: NodeProcess, timeout: float = 60.0) -> None:
         """Wait until images reach the node. The camera topic is best effort: what is sent
@@ -119,15 +132,19 @@ class CameraPlayer:
         probe = Image(header=conv.make_header(1, FRAME_ID), height=1, width=1,
                       encoding="yuv422", step=2, data=b"\0\0")
 
+        namespace = self.node.get_namespace()
+        mine = f"{namespace}/" if namespace != "/" else ""  # this camera's node's status
+
         def counted():
             self.pub_image.publish(probe)
             self.spin_for(0.05)
-            return "rejected.unsupported_encoding" in self.diagnostics()
+            return "rejected.unsupported_encoding" in self.diagnostics(mine)
 
         self.wait(counted, timeout, "the node to count a probe image", process)
 
-    def send(self, seq, i: int, stamp_ns: int = None, frame_id: str = FRAME_ID) -> None:
+    def send(self, seq, i: int, stamp_ns: int = None, frame_id: str = None) -> None:
         stamp = int(seq.stamps_ns[i]) if stamp_ns is None else stamp_ns
+        frame_id = frame_id or self.frame_id
         info = conv.camera_info_from_k(seq.K, seq.width, seq.height, stamp, frame_id)
         self.pub_info.publish(info)
         self.pub_image.publish(conv.rgb_to_image(seq.render(i)[0], stamp, frame_id))

@@ -264,6 +264,10 @@ def _diag(run) -> dict[str, str]:
     return {kv.key: kv.value for kv in msg.status[0].values}
 
 
+def msg_level(run) -> int:
+    return int.from_bytes(run.got["/diagnostics"][-1].status[0].level, "little")
+
+
 def test_diagnostics_report_health(run):
     run.wait(lambda: len(run.got["/diagnostics"]) > 0, what="/diagnostics")
     count = len(run.got["/diagnostics"])
@@ -273,11 +277,15 @@ def test_diagnostics_report_health(run):
     assert values["scale"] == "non-metric"
     assert int(values["windows"]) == run.windows
     assert int(values["keyframes_published"]) == run.expected_keyframes
-    assert int(values["dropped_frames"]) == 0
+    assert int(values["frames.queue_drops"]) == 0
+    assert int(values["frames.received"]) == N_FRAMES
+    assert int(values["frames.keyframes"]) == N_FRAMES  # 10 Hz: every frame passes 0.1 s
     assert values["chaining.method"] in ("points", "centres", "previous_scale")
     assert float(values["window_latency_s"]) > 0
-    for key in ("input_rate_hz", "keyframe_rate_hz", "queue_depth", "resets"):
+    for key in ("input_rate_hz", "camera_rate_hz", "keyframe_rate_hz", "frames.waiting",
+                "resets"):
         assert key in values
+    assert msg_level(run) == 0  # keeping up: OK
 
 
 def test_track_points_follow_the_geometry(run):

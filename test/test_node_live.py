@@ -115,3 +115,38 @@ def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(ros, tmp_
     finally:
         tester.close()
         assert process.stop() == 0, process.log()
+
+
+def test_two_namespaced_cameras_have_their_own_frames_and_diagnostics(ros, tmp_path):
+    frames = 8
+    seq = sequence(frames, W, H, SEED, "forward")
+    players, processes = {}, {}
+    try:
+        for cam in ("cam1", "cam2"):
+            players[cam] = CameraPlayer(ros, namespace=f"/{cam}", name=f"{cam}_player",
+                                        frame_id=f"{cam}_optical_frame")
+            processes[cam] = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"),
+                                         namespace=f"/{cam}", name=cam,
+                                         params=PARAMS | {"odom_frame": f"{cam}/odom"})
+        players["cam2"].share_executor(players["cam1"])
+        for cam in players:
+            players[cam].connect(processes[cam])
+        for i in range(frames):
+            for cam in players:
+                players[cam].send(seq, i)
+            players["cam1"].spin_for(0.05)
+        for cam, player in players.items():
+            body = f"{cam}_optical_frame_body"
+            player.wait(lambda: len(player.poses(body)) >= 6, 30, f"{cam} poses",
+                        processes[cam])
+            parents = {t.header.frame_id for m in player.got["/tf"] for t in m.transforms
+                       if t.child_frame_id == body}
+            assert parents == {f"{cam}/odom"}
+            status = player.status(f"/{cam}/vggt")
+            assert status.name == f"/{cam}/vggt: pipeline"
+            assert status.hardware_id == f"{cam}_optical_frame on cpu"
+    finally:
+        for player in players.values():
+            player.node.destroy_node()
+        for process in processes.values():
+            assert process.stop() == 0, process.log()

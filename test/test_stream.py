@@ -1,6 +1,7 @@
 """Stamp glitches vs. stamp restarts: glitches are dropped and counted, a restart resets once."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig
@@ -89,3 +90,27 @@ def test_a_looping_bag_gives_exactly_one_reset_per_loop(seq):
     assert kinds == ["out_of_order", "out_of_order"] * 2  # the frames before the confirmation
     assert "stamps restarted" in pipeline.stats["last_reset_reason"]
     assert [w.chaining.method for w in windows].count("reset") == 2
+
+
+def test_gap_counter_counts_frames_missing_from_a_steady_camera():
+    from vggt_ros.pipeline.stream import GapCounter
+
+    period = 33_333_333  # 30 Hz
+    rng = np.random.default_rng(1)
+    sent = np.arange(900) * period + rng.integers(-3_000_000, 3_000_000, 900)  # +-3 ms jitter
+    lost = rng.random(900) < 0.5  # half of the frames never arrive
+    lost[:12] = False  # the period is learnt from the first steps
+    counter = GapCounter()
+    for stamp in sent[~lost]:
+        counter.add(int(stamp))
+    assert counter.missing == lost.sum()
+    assert abs(counter.period_ns - period) < 0.02 * period
+
+
+def test_gap_counter_ignores_steps_back_and_waits_for_a_period():
+    from vggt_ros.pipeline.stream import GapCounter
+
+    counter = GapCounter(min_steps=3)
+    assert [counter.add(s) for s in (0, 100, 200, 500)] == [0, 0, 0, 0]  # no period yet
+    assert counter.add(600) == 0 and counter.add(900) == 2
+    assert counter.add(10) == 0 and counter.add(110) == 0  # a restart, then steady again

@@ -138,4 +138,5 @@ def test_interval_rule_leaves_older_stamps_to_the_stamp_rules():
     assert not interval_elapsed(50_000_000, 0, 0.1)
     assert interval_elapsed(90_000_000, 0, 0.1)  # 10 % early still counts
     assert interval_elapsed(10, 1_000_000_000, 0.1)  # older: a glitch or a restart, not ours
+    assert interval_elapsed(7, 7, 0.1)  # a duplicate: the stamp rules count it
     assert interval_elapsed(1, 0, 0.0)  # off

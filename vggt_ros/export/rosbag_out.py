@@ -109,8 +109,8 @@ class OutputBagWriter:
         if pipeline_stats is not None:
             stamp = result.stamps_ns[-1]
             level, message, values = pipeline_status(result.chaining, pipeline_stats)
-            status = messages.diagnostic_status(level, status_name(NODE_NAME), message, "",
-                                                values)
+            status = messages.diagnostic_status(
+                level, status_name(resolve(NODE_NAME, self.namespace)), message, "", values)
             self._write(Output("/diagnostics", stamp,
                                lambda: messages.diagnostic_array([status], stamp)))
 

@@ -43,11 +43,13 @@ from vggt_ros.nodes import params
 from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
+from vggt_ros.pipeline.stream import GapCounter
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
-from vggt_ros.pipeline.window import IdleTimer
+from vggt_ros.pipeline.window import IdleTimer, interval_elapsed
 from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
-from vggt_ros.topics.diagnostics import pipeline_status, status_name
+from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, pipeline_status,
+                                         status_name)
 from vggt_ros.topics.odom_frame import Mount, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
@@ -117,18 +119,24 @@ class VGGTNode(Node):
         self._last_logged: dict[str, float] = {}
         self._resets_seen = 0
         self._camera_info: Optional[CameraIntrinsics] = None
+        self._camera_frame = self.values["camera_frame"]  # else the last image's frame_id
         self._static_tf = StaticTransforms()
         self._base_tf_missing_logged = False
         self._optical_parent_logged = False
         self._outputs = WindowOutputs(self.values["odom_frame"], self._mount,
                                       lambda reason: self._output_error("bad_output", reason))
-        self._frames_in = 0
+        self._frames_in = 0  # image callbacks
+        self._frames_rejected = 0  # images refused by decoding or by the pipeline
+        self._skipped_by_interval = 0  # sooner than keyframe_min_interval: never decoded
+        self._last_candidate_stamp: Optional[int] = None
+        self._gaps = GapCounter()  # frames lost before the callback, from the stamps
         self._keyframes_out = 0
         self._windows = 0
         self._window_latency_s = float("nan")
         self._last_window: Optional[WindowResult] = None
         self._map_dirty = False
-        self._rate_mark = (time.monotonic(), 0, 0)  # (time, frames_in, keyframes_out)
+        # (time, frames_in, keyframes_out, queue drops, candidates) at the last diagnostics
+        self._rate_mark = (time.monotonic(), 0, 0, 0, 0)
         self._queue = DropOldestQueue(self.values["queue_size"])
         self._idle = IdleTimer(self.values["idle_flush_timeout"])
 
@@ -196,7 +204,11 @@ class VGGTNode(Node):
         if due:
             self.get_logger().warning(f"{what} ({kind}, {count} so far): {reason}")
 
-    def _reject(self, kind: str, reason: str) -> None:
+    def _reject(self, kind: str, reason: str, frame: bool = True) -> None:
+        """Count rejected input; ``frame`` False for a CameraInfo (not an image frame)."""
+        if frame:
+            with self._state_lock:
+                self._frames_rejected += 1
         self._count(self.rejected, kind, "input rejected", reason)
 
     def _output_error(self, kind: str, reason: str) -> None:
@@ -226,7 +238,8 @@ class VGGTNode(Node):
         try:
             info = conv.camera_info_to_intrinsics(msg)
         except conv.CameraInfoError as err:
-            self._reject("bad_camera_info", f"{err}; keeping the last valid CameraInfo")
+            self._reject("bad_camera_info", f"{err}; keeping the last valid CameraInfo",
+                         frame=False)
             return
         if len(msg.d) and np.any(np.asarray(msg.d) != 0):
             self.get_logger().warning(
@@ -240,9 +253,21 @@ class VGGTNode(Node):
             self._static_tf.add(msg.transforms)
 
     def _on_image(self, msg: Image) -> None:
+        """Cheap work first: count the frame, and skip it before decoding when it comes sooner
+        than keyframe_min_interval after the last candidate."""
+        stamp = conv.time_to_ns(msg.header.stamp)
         with self._state_lock:
             self._frames_in += 1
+            self._gaps.add(stamp)
             info = self._camera_info
+            candidate = interval_elapsed(stamp, self._last_candidate_stamp,
+                                         self.values["keyframe_min_interval"])
+            if candidate:
+                self._last_candidate_stamp = stamp
+            else:
+                self._skipped_by_interval += 1
+        if not candidate:
+            return
         try:
             rgb = conv.image_to_rgb(msg)
         except ImageDecodeError as err:
@@ -253,8 +278,9 @@ class VGGTNode(Node):
             self._reject("missing_frame_id", "image header has no frame_id and the "
                          "camera_frame parameter is empty")
             return
-        self._queue.put(Frame(stamp_ns=conv.time_to_ns(msg.header.stamp), image=rgb,
-                              frame_id=frame_id, camera_info=info))
+        with self._state_lock:
+            self._camera_frame = frame_id
+        self._queue.put(Frame(stamp_ns=stamp, image=rgb, frame_id=frame_id, camera_info=info))
 
     # --- worker ---------------------------------------------------------------------------
 
@@ -367,21 +393,33 @@ class VGGTNode(Node):
         """The node's health as one plain-data DiagnosticStatus."""
         now = time.monotonic()
         describe = self.predictor.describe()
+        stats = self.pipeline.stats
         with self._state_lock:
-            t0, frames0, kfs0 = self._rate_mark
+            t0, frames0, kfs0, drops0, candidates0 = self._rate_mark
             dt = max(now - t0, 1e-9)
+            drops = self._queue.dropped
+            candidates = self._frames_in - self._skipped_by_interval
+            period = self._gaps.period_ns
             values: dict[str, Any] = {
                 "input_rate_hz": (self._frames_in - frames0) / dt,
+                "camera_rate_hz": 1e9 / period if period else float("nan"),
                 "keyframe_rate_hz": (self._keyframes_out - kfs0) / dt,
-                "frames_received": self._frames_in,
+                # Every frame the camera sent: received + frames.transport_gaps; every frame
+                # received: skipped_by_policy + queue_drops + rejected + keyframes + waiting.
+                "frames.received": self._frames_in,
+                "frames.transport_gaps": self._gaps.missing,
+                "frames.skipped_by_policy": (self._skipped_by_interval
+                                             + stats["dropped_non_keyframes"]),
+                "frames.queue_drops": drops,
+                "frames.rejected": self._frames_rejected,
+                "frames.keyframes": stats["keyframes"],
+                "frames.waiting": len(self._queue),
                 "keyframes_published": self._keyframes_out,
                 "windows": self._windows,
                 "window_latency_s": self._window_latency_s,
-                "queue_depth": len(self._queue),
                 "queue_size": self.values["queue_size"],
-                "dropped_frames": self._queue.dropped,
             }
-            self._rate_mark = (now, self._frames_in, self._keyframes_out)
+            self._rate_mark = (now, self._frames_in, self._keyframes_out, drops, candidates)
             values.update({f"rejected.{k}": v for k, v in sorted(self.rejected.items())})
             values.update({f"errors.{k}": v for k, v in sorted(self.output_errors.items())})
             chaining = self._last_window.chaining if self._last_window else None
@@ -392,12 +430,21 @@ class VGGTNode(Node):
 
             values["gpu_memory_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
             values["gpu_memory_reserved_mb"] = torch.cuda.memory_reserved() / 2**20
-        level, message, pipeline_values = pipeline_status(chaining, self.pipeline.stats)
+        level, message, pipeline_values = pipeline_status(chaining, stats)
         values.update(pipeline_values)
+        behind = falling_behind(drops - drops0, dt, values["keyframe_rate_hz"],
+                                (candidates - candidates0) / dt, self.values, values["device"])
+        if behind is not None:
+            message = behind[0] if level == messages.DIAGNOSTIC_OK else f"{behind[0]}; {message}"
+            level = max(level, messages.DIAGNOSTIC_WARN)
+            self._count(self.output_errors, "falling_behind", "cannot keep up", behind[1])
         if not self._worker.is_alive():
             level, message = messages.DIAGNOSTIC_ERROR, "worker thread stopped"
-        return messages.diagnostic_status(level, status_name(self.get_name()), message,
-                                          str(values["device"]), values)
+        with self._state_lock:
+            camera = self._camera_frame
+        return messages.diagnostic_status(level, status_name(self.get_fully_qualified_name()),
+                                          message, hardware_id(camera, str(values["device"])),
+                                          values)
 
     def diagnostics_status(self) -> DiagnosticStatus:
         """The node's health in one DiagnosticStatus (also used by tests)."""

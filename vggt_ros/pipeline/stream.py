@@ -1,4 +1,5 @@
-"""Stamp rules of a live stream: glitches are dropped, a real restart resets once.
+"""Stamp rules of a live stream: glitches are dropped, a real restart resets once, and frames
+lost before they arrived are counted from the stamps that did (:class:`GapCounter`).
 
 A camera driver or a network hiccup can deliver one frame late, twice, or with a stale stamp;
 that frame is dropped and counted, and the trajectory goes on. A bag played in a loop, or a
@@ -13,7 +14,9 @@ from __future__ import annotations
 from enum import Enum
 from typing import Optional
 
-__all__ = ["StampVerdict", "StampGuard"]
+import numpy as np
+
+__all__ = ["StampVerdict", "StampGuard", "GapCounter"]
 
 
 class StampVerdict(Enum):
@@ -63,3 +66,40 @@ class StampGuard:
         return (f"stamps restarted: {self.restart_frames} consecutive frames older than the "
                 f"last stamp {self.last} ns, now at {stamp_ns} ns (bag loop, or /clock jumped "
                 f"back?): new trajectory")
+
+
+class GapCounter:
+    """Frames a camera published that never arrived, estimated from the stamps that did.
+
+    The camera period is the median of the last ``history`` positive stamp steps, each divided
+    by the frames it spans (robust to a late frame and to heavy loss); a step of about k periods means k - 1 frames were
+    lost on the way (in DDS, or before the node's queue). Nothing is counted until
+    ``min_steps`` steps give a period; steps that go backwards are the stamp rules' business.
+    """
+
+    def __init__(self, history: int = 31, min_steps: int = 10) -> None:
+        self.history = history
+        self.min_steps = min_steps
+        self.missing = 0
+        self._steps: list[int] = []
+        self._last: Optional[int] = None
+
+    @property
+    def period_ns(self) -> Optional[float]:
+        """The camera period measured from stamps, or None while too few steps are known."""
+        if len(self._steps) < self.min_steps:
+            return None
+        return float(np.median(self._steps))
+
+    def add(self, stamp_ns: int) -> int:
+        """Take the next received stamp; returns the frames found missing before it."""
+        last, self._last = self._last, stamp_ns
+        if last is None or stamp_ns <= last:
+            return 0
+        step = stamp_ns - last
+        period = self.period_ns
+        frames = 1 if period is None else max(int(round(step / period)), 1)
+        # One frame's share of the step: the estimate stays right under heavy loss.
+        self._steps = (self._steps + [step // frames])[-self.history:]
+        self.missing += frames - 1
+        return frames - 1

@@ -37,9 +37,9 @@ INTERVAL_TOLERANCE = 0.1  # a frame this fraction of the interval early still co
 
 def interval_elapsed(stamp_ns: int, last_ns: Optional[int], min_interval_s: float) -> bool:
     """Whether a frame stamped ``stamp_ns`` is far enough after ``last_ns`` (None: no frame
-    yet) to be a keyframe candidate. A stamp older than ``last_ns`` passes: whether it is a
-    glitch or a restart is the stamp rules' decision (``pipeline/stream.py``), not this one's."""
-    if last_ns is None or min_interval_s <= 0 or stamp_ns < last_ns:
+    yet) to be a keyframe candidate. A stamp not newer than ``last_ns`` passes: whether it is a
+    duplicate, a glitch or a restart is the stamp rules' decision (``pipeline/stream.py``)."""
+    if last_ns is None or min_interval_s <= 0 or stamp_ns <= last_ns:
         return True
     return stamp_ns - last_ns >= round(min_interval_s * (1.0 - INTERVAL_TOLERANCE) * 1e9)
 

@@ -11,12 +11,18 @@ from typing import Any, Mapping, Optional
 from vggt_ros.pipeline.types import ChainingStatus
 from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 
-__all__ = ["status_name", "pipeline_status"]
+__all__ = ["status_name", "hardware_id", "pipeline_status", "falling_behind"]
 
 
 def status_name(node_name: str) -> str:
-    """The DiagnosticStatus name, e.g. ``vggt: pipeline``."""
+    """The DiagnosticStatus name of a node (its fully qualified name, so two cameras' nodes
+    in their namespaces are told apart), e.g. ``/cam1/vggt: pipeline``."""
     return f"{node_name}: pipeline"
+
+
+def hardware_id(camera_frame: str, device: str) -> str:
+    """The DiagnosticStatus hardware_id: which camera, on which device."""
+    return f"{camera_frame or 'camera (no frame yet)'} on {device}"
 
 
 def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
@@ -42,3 +48,27 @@ def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
                    ("frames_in", "keyframes", "dropped_non_keyframes", "windows")})
     values.update({f"timing.{k}_s": v for k, v in stats["timings"].items()})
     return level, message, values
+
+
+def falling_behind(new_queue_drops: int, seconds: float, keyframes_per_s: float,
+                   offered_per_s: float, values: Mapping[str, Any], device: str
+                   ) -> Optional[tuple[str, str]]:
+    """(status message, log line) when frames were dropped from the input queue in the last
+    ``seconds``: the node cannot keep up, and the log line says what to change. None when it
+    keeps up. ``values`` are the node's parameter values."""
+    if new_queue_drops <= 0:
+        return None
+    message = (f"falling behind: {new_queue_drops} frames dropped from the input queue in the "
+               f"last {seconds:.1f} s")
+    advice = [f"raise keyframe_min_interval (now {values['keyframe_min_interval']:g} s) or "
+              f"keyframe_stride (now {values['keyframe_stride']})",
+              f"lower window_size (now {values['window_size']}) or image_size (now "
+              f"{values['image_size']}; 0 = the model's)"]
+    if values["overlap"] > 1:
+        advice.append(f"lower overlap (now {values['overlap']}): each window then brings more "
+                      f"new keyframes")
+    if not device.startswith("cuda"):
+        advice.append("run on a GPU (device:=cuda)")
+    log = (f"{message}; processing {keyframes_per_s:.1f} keyframes/s of {offered_per_s:.1f} "
+           f"frames/s offered: " + ", ".join(advice))
+    return message, log
