@@ -108,7 +108,8 @@ def test_overload_at_30_hz_640x480_is_accounted_warned_and_bounded(tmp_path):
     numbers = {"published": published, "publish_s": round(publish_s, 1), "received": received,
                "transport_gaps": gaps, **parts, "keyframes_published":
                end["keyframes_published"], "warn_periods": sum(lvl == 1 for lvl in levels),
-               "diagnostics_periods": len(levels), "rss_mb": [(round(t), round(mb)) for t, mb in rss],
+               "diagnostics_periods": len(levels),
+               "rss_mb": [(round(t), round(mb)) for t, mb in rss],
                "memory_growth_after_60s": round(growth, 4)}
     (tmp_path / "overload.json").write_text(json.dumps(numbers, indent=1))
     print("overload numbers:", json.dumps(numbers))

@@ -50,7 +50,7 @@ from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
 from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, pipeline_status,
                                          status_name)
-from vggt_ros.topics.odom_frame import Mount, camera_body_mount
+from vggt_ros.topics.odom_frame import Mount, camera_body_frame, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
 
@@ -62,7 +62,8 @@ _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Window output topic -> the publish_* switch that turns it off (odometry and path are always
 # published; publish_map is read by the map timer, before it copies the map).
-_SWITCHES = {"/tf": "publish_tf", "/tf_static": "publish_tf", "depth": "publish_depth", "depth/camera_info": "publish_depth",
+_SWITCHES = {"/tf": "publish_tf", "/tf_static": "publish_tf", "depth": "publish_depth",
+             "depth/camera_info": "publish_depth",
              "depth/confidence": "publish_depth", "points": "publish_points"}
 
 
@@ -92,15 +93,26 @@ class DropOldestQueue:
         return len(self._items)
 
 
-class VGGTNode(Node):
+def ready_line(image_topic: str, values: dict[str, Any], model: dict[str, str], scale: str,
+               frames: str) -> str:
+    """The one human-readable line that says the node is up and how it is set."""
+    size = model.get("image_size") or values["image_size"] or "the model's own"
+    return (f"ready: {image_topic} -> {frames}; model {model.get('name', model.get('model', '?'))}"
+            f" on {model.get('device', '?')} ({model.get('precision', '?')}, input width {size}); "
+            f"windows of {values['window_size']} keyframes, overlap {values['overlap']}, a "
+            f"keyframe at most every {values['keyframe_min_interval']:g} s; scale {scale}")
+
+
+class VGGTNode(params.ExplainedRefusals, Node):
     """See the module docstring. ``predictor`` injects a model (tests); otherwise it is built
-    from the ``checkpoint``/``device``/... parameters. Raises ``params.ParameterError`` (and
-    model loading errors) when it cannot start."""
+    from the ``checkpoint``/``device``/... parameters. ``command_line`` (the process's
+    arguments) lets start-up report a ``-p`` that rcl dropped. Raises ``params.ParameterError``
+    (and model loading errors) when it cannot start."""
 
     def __init__(self, predictor: Optional[Predictor] = None, node_name: str = NODE_NAME,
-                 **node_kwargs: Any) -> None:
+                 command_line: Sequence[str] = (), **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.values = params.declare_and_read(self)
+        self.values = params.declare_and_read(self, command_line)
         problems = params.check(self.values)
         if problems:
             raise params.ParameterError("; ".join(problems))
@@ -144,12 +156,19 @@ class VGGTNode(Node):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"ready: listening on {self.resolve_topic_name('image')}, window "
-            f"{self.values['window_size']} / overlap {self.values['overlap']}, scale "
-            f"{self.pipeline.stats['scale_status']}, model {predictor.describe()}")
+        self.get_logger().info(ready_line(
+            self.resolve_topic_name("image"), self.values, predictor.describe(),
+            self.pipeline.stats["scale_status"], self._pose_frames()))
 
     # --- setup --------------------------------------------------------------------------
+
+    def _pose_frames(self) -> str:
+        """The TF edge this node publishes, in words for the ready line."""
+        odom, base = self.values["odom_frame"], self.values["base_frame"]
+        if base:
+            return f"{odom} -> {base} (mount from /tf_static)"
+        camera = self.values["camera_frame"] or "<image frame_id>"
+        return f"{odom} -> {camera_body_frame(camera)} -> {camera}"
 
     def _make_interfaces(self) -> None:
         inputs = MutuallyExclusiveCallbackGroup()
@@ -505,7 +524,7 @@ def main(argv: Optional[list[str]] = None, predictor: Optional[Predictor] = None
     logger = get_logger(NODE_NAME)
     try:
         try:
-            node = VGGTNode(predictor)
+            node = VGGTNode(predictor, command_line=sys.argv if argv is None else argv)
         except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2

@@ -72,9 +72,10 @@ class GapCounter:
     """Frames a camera published that never arrived, estimated from the stamps that did.
 
     The camera period is the median of the last ``history`` positive stamp steps, each divided
-    by the frames it spans (robust to a late frame and to heavy loss); a step of about k periods means k - 1 frames were
-    lost on the way (in DDS, or before the node's queue). Nothing is counted until
-    ``min_steps`` steps give a period; steps that go backwards are the stamp rules' business.
+    by the frames it spans (robust to a late frame and to heavy loss); a step of about k
+    periods means k - 1 frames were lost on the way (in DDS, or before the node's queue).
+    Nothing is counted until ``min_steps`` steps give a period; steps that go backwards are
+    the stamp rules' business.
     """
 
     def __init__(self, history: int = 31, min_steps: int = 10) -> None:
