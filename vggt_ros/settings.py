@@ -71,7 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
             "keyframe candidate.",
             "pipeline", min=1, max=1000),
     Setting("keyframe_min_interval", 0.1, "Minimum stamp time in seconds between two keyframe "
-            "candidates (a 10 % tolerance absorbs stamp jitter), so keyframes cover the same "
+            "candidates (a tolerance of a tenth absorbs stamp jitter), so keyframes cover the same "
             "motion at 10 and at 30 Hz; frames sooner are skipped before decoding. 0 = off.",
             "pipeline", min=0.0, max=60.0),
     Setting("keyframe_min_motion", 0.0, "Minimum image change (0..1, mean absolute grey-level "
