@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry, Path as PathMsg
@@ -22,21 +23,32 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros.nodes import conversions as conv
-from vggt_ros.synth import FRAME_ID
+from vggt_ros.synth import FRAME_ID, make_sequence
 
 HERE = Path(__file__).resolve().parent
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class NodeProcess:
-    """``gt_node.py`` with a sequence and parameters; ``log()`` reads what it printed."""
+def gt_node(*sequence_args) -> list[str]:
+    """The command of ``gt_node.py`` for a sequence (frames, width, height, seed, trajectory)."""
+    return [sys.executable, str(HERE / "gt_node.py"), *map(str, sequence_args)]
 
-    def __init__(self, tmp_path: Path, sequence_args: tuple, namespace: str = "",
+
+def vggt_node() -> list[str]:
+    """The installed ``vggt_node`` executable, as a user runs it (the real model)."""
+    return [str(HERE.parent / ".venv" / "bin" / "vggt_node")]
+
+
+class NodeProcess:
+    """A node process (``gt_node`` or ``vggt_node``) with parameters; ``log()`` reads what it
+    printed."""
+
+    def __init__(self, tmp_path: Path, command: list, namespace: str = "",
                  params: dict = None, name: str = "node") -> None:
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "w+")
-        cmd = [sys.executable, str(HERE / "gt_node.py"), *map(str, sequence_args), "--ros-args"]
+        cmd = [*command, "--ros-args"]
         if namespace:
             cmd += ["-r", f"__ns:={namespace}"]
         for key, value in (params or {}).items():
@@ -159,3 +171,38 @@ def context():
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     return ctx
+
+
+def sliding_frames(width: int, height: int, count: int) -> tuple[list, "np.ndarray"]:
+    """(frames, K): ``count`` images of a scene sliding sideways, from one render at a quarter
+    of the size, upscaled and rolled (a full-size render takes seconds per frame)."""
+    seq = make_sequence(1, width // 4, height // 4, seed=3, trajectory="forward")
+    base = np.repeat(np.repeat(seq.render(0)[0], 4, axis=0), 4, axis=1)
+    k = seq.K * 4
+    k[2, 2] = 1.0
+    return [np.ascontiguousarray(np.roll(base, 6 * i, axis=1)) for i in range(count)], k
+
+
+def stream(player: "CameraPlayer", images: list, k: "np.ndarray", rate_hz: float,
+           seconds: float, each_second=None) -> int:
+    """Play ``images`` in a loop as a live camera at ``rate_hz`` for ``seconds``, stamped with
+    the camera's own clock (wall time of each ideal capture instant), spinning the player in
+    between; ``each_second(elapsed_s)`` runs once a second. Returns the frames published."""
+    height, width = images[0].shape[:2]
+    info = conv.camera_info_from_k(k, width, height, 0, player.frame_id)
+    start_ns = time.time_ns()
+    t0 = time.monotonic()
+    published = 0
+    while time.monotonic() - t0 < seconds:
+        due = t0 + published / rate_hz
+        while time.monotonic() < due:
+            player.executor.spin_once(timeout_sec=max(0.0, min(0.005, due - time.monotonic())))
+        stamp = start_ns + int(published * 1e9 / rate_hz)
+        info.header = conv.make_header(stamp, player.frame_id)
+        player.pub_info.publish(info)
+        player.pub_image.publish(conv.rgb_to_image(images[published % len(images)], stamp,
+                                                   player.frame_id))
+        published += 1
+        if each_second is not None and published % int(rate_hz) == 0:
+            each_second(time.monotonic() - t0)
+    return published

@@ -286,6 +286,10 @@ def test_diagnostics_report_health(run):
                 "resets"):
         assert key in values
     assert msg_level(run) == 0  # keeping up: OK
+    # The test plays stamps from 1970 (synthetic), so stamp-to-TF is huge but must be there.
+    p50, p90 = float(values["latency.stamp_to_tf_p50_s"]), float(
+        values["latency.stamp_to_tf_p90_s"])
+    assert 0 < p50 <= p90 <= float(values["latency.stamp_to_tf_max_s"])
 
 
 def test_track_points_follow_the_geometry(run):

@@ -7,7 +7,7 @@ import rclpy
 from tf2_msgs.msg import TFMessage
 
 from gt_node import PLANAR, sequence
-from live_harness import CameraPlayer, NodeProcess, context
+from live_harness import CameraPlayer, NodeProcess, context, gt_node
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.synth import FRAME_ID
 from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
@@ -42,7 +42,7 @@ def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(ros,
     tester = CameraPlayer(ros)
     tester.pub_static.publish(TFMessage(transforms=[
         conv.transform_stamped(BASE_FROM_CAM, 0, "base_link", FRAME_ID)]))
-    process = NodeProcess(tmp_path, (frames, W, H, SEED, PLANAR),
+    process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, PLANAR),
                           params=PARAMS | {"base_frame": "base_link"})
     try:
         tester.connect(process)
@@ -71,7 +71,7 @@ def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(ros, 
     frames = 14
     seq = sequence(frames, W, H, SEED, "forward")
     tester = CameraPlayer(ros)
-    process = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"), params=PARAMS)
+    process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"), params=PARAMS)
     body = f"{FRAME_ID}_body"
     try:
         tester.connect(process)
@@ -102,7 +102,7 @@ def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(ros, tmp_
     frames = 8  # one window of 6, then 2 keyframes that no window would ever take
     seq = sequence(frames, W, H, SEED, "forward")
     tester = CameraPlayer(ros)
-    process = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"),
+    process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"),
                           params=PARAMS | {"idle_flush_timeout": 0.5})
     body = f"{FRAME_ID}_body"
     try:
@@ -125,7 +125,7 @@ def test_two_namespaced_cameras_have_their_own_frames_and_diagnostics(ros, tmp_p
         for cam in ("cam1", "cam2"):
             players[cam] = CameraPlayer(ros, namespace=f"/{cam}", name=f"{cam}_player",
                                         frame_id=f"{cam}_optical_frame")
-            processes[cam] = NodeProcess(tmp_path, (frames, W, H, SEED, "forward"),
+            processes[cam] = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"),
                                          namespace=f"/{cam}", name=cam,
                                          params=PARAMS | {"odom_frame": f"{cam}/odom"})
         players["cam2"].share_executor(players["cam1"])

@@ -114,3 +114,13 @@ def test_gap_counter_ignores_steps_back_and_waits_for_a_period():
     assert [counter.add(s) for s in (0, 100, 200, 500)] == [0, 0, 0, 0]  # no period yet
     assert counter.add(600) == 0 and counter.add(900) == 2
     assert counter.add(10) == 0 and counter.add(110) == 0  # a restart, then steady again
+
+
+def test_latency_values_are_percentiles_of_the_samples():
+    from vggt_ros.topics.diagnostics import latency_values
+
+    values = latency_values([0.1 * i for i in range(1, 11)])
+    assert values["latency.stamp_to_tf_p50_s"] == pytest.approx(0.55)
+    assert values["latency.stamp_to_tf_p90_s"] == pytest.approx(0.91)
+    assert values["latency.stamp_to_tf_max_s"] == pytest.approx(1.0)
+    assert all(np.isnan(v) for v in latency_values([]).values())

@@ -48,8 +48,8 @@ from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowRe
 from vggt_ros.pipeline.window import IdleTimer, interval_elapsed
 from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
-from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, pipeline_status,
-                                         status_name)
+from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, latency_values,
+                                         pipeline_status, status_name)
 from vggt_ros.topics.odom_frame import Mount, camera_body_frame, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
@@ -57,6 +57,7 @@ from vggt_ros.topics.window_outputs import Output, WindowOutputs
 __all__ = ["VGGTNode", "DropOldestQueue", "main"]
 
 LOG_PERIOD_S = 10.0  # repeat a per-kind warning at most this often
+LATENCY_SAMPLES = 300  # the latest poses whose stamp-to-TF latency diagnostics summarise
 
 _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -142,6 +143,7 @@ class VGGTNode(params.ExplainedRefusals, Node):
         self._skipped_by_interval = 0  # sooner than keyframe_min_interval: never decoded
         self._last_candidate_stamp: Optional[int] = None
         self._gaps = GapCounter()  # frames lost before the callback, from the stamps
+        self._tf_latencies: deque = deque(maxlen=LATENCY_SAMPLES)  # image stamp -> /tf, s
         self._keyframes_out = 0
         self._windows = 0
         self._window_latency_s = float("nan")
@@ -250,6 +252,11 @@ class VGGTNode(params.ExplainedRefusals, Node):
             publisher.publish(msg)
         except Exception as err:  # noqa: BLE001 - never let a refused publish stop the node
             self._output_error("publish_failed", f"{publisher.topic_name}: {err}")
+            return
+        if output.topic == "/tf":
+            latency_s = (self.get_clock().now().nanoseconds - output.stamp_ns) / 1e9
+            with self._state_lock:
+                self._tf_latencies.append(latency_s)
 
     # --- input callbacks (never block on the model) ---------------------------------------
 
@@ -439,6 +446,7 @@ class VGGTNode(params.ExplainedRefusals, Node):
                 "queue_size": self.values["queue_size"],
             }
             self._rate_mark = (now, self._frames_in, self._keyframes_out, drops, candidates)
+            values.update(latency_values(list(self._tf_latencies)))
             values.update({f"rejected.{k}": v for k, v in sorted(self.rejected.items())})
             values.update({f"errors.{k}": v for k, v in sorted(self.output_errors.items())})
             chaining = self._last_window.chaining if self._last_window else None

@@ -6,12 +6,14 @@ reported the same way live and in a mapped bag.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
 
 from vggt_ros.pipeline.types import ChainingStatus
 from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 
-__all__ = ["status_name", "hardware_id", "pipeline_status", "falling_behind"]
+__all__ = ["status_name", "hardware_id", "pipeline_status", "falling_behind", "latency_values"]
 
 
 def status_name(node_name: str) -> str:
@@ -72,3 +74,14 @@ def falling_behind(new_queue_drops: int, seconds: float, keyframes_per_s: float,
     log = (f"{message}; processing {keyframes_per_s:.1f} keyframes/s of {offered_per_s:.1f} "
            f"frames/s offered: " + ", ".join(advice))
     return message, log
+
+
+def latency_values(samples_s: Sequence[float]) -> dict[str, float]:
+    """``latency.stamp_to_tf_*``: percentiles of how long after its image stamp each recent
+    pose reached /tf (NaN before the first). What a tf2 lookup at the image stamp must wait."""
+    keys = ("p50", "p90", "max")
+    if not len(samples_s):
+        return {f"latency.stamp_to_tf_{k}_s": float("nan") for k in keys}
+    p50, p90 = np.percentile(samples_s, [50, 90])
+    return {"latency.stamp_to_tf_p50_s": float(p50), "latency.stamp_to_tf_p90_s": float(p90),
+            "latency.stamp_to_tf_max_s": float(np.max(samples_s))}
