@@ -116,6 +116,16 @@ def test_gap_counter_ignores_steps_back_and_waits_for_a_period():
     assert counter.add(10) == 0 and counter.add(110) == 0  # a restart, then steady again
 
 
+def test_gap_counter_takes_a_long_pause_for_a_pause_not_for_lost_frames():
+    from vggt_ros.pipeline.stream import GapCounter
+
+    counter = GapCounter(min_steps=3, pause_s=1.0)
+    for stamp in range(0, 500_000_000, 100_000_000):
+        counter.add(stamp)
+    assert counter.add(5_400_000_000) == 0  # the camera stopped for 5 s
+    assert counter.add(5_700_000_000) == 2  # then two frames were lost
+
+
 def test_latency_values_are_percentiles_of_the_samples():
     from vggt_ros.topics.diagnostics import latency_values
 

@@ -75,12 +75,14 @@ class GapCounter:
     by the frames it spans (robust to a late frame and to heavy loss); a step of about k
     periods means k - 1 frames were lost on the way (in DDS, or before the node's queue).
     Nothing is counted until ``min_steps`` steps give a period; steps that go backwards are
-    the stamp rules' business.
+    the stamp rules' business, and a step longer than ``pause_s`` is a paused camera (or bag),
+    not lost frames.
     """
 
-    def __init__(self, history: int = 31, min_steps: int = 10) -> None:
+    def __init__(self, history: int = 31, min_steps: int = 10, pause_s: float = 1.0) -> None:
         self.history = history
         self.min_steps = min_steps
+        self.pause_ns = int(pause_s * 1e9)
         self.missing = 0
         self._steps: list[int] = []
         self._last: Optional[int] = None
@@ -95,7 +97,7 @@ class GapCounter:
     def add(self, stamp_ns: int) -> int:
         """Take the next received stamp; returns the frames found missing before it."""
         last, self._last = self._last, stamp_ns
-        if last is None or stamp_ns <= last:
+        if last is None or stamp_ns <= last or stamp_ns - last > self.pause_ns:
             return 0
         step = stamp_ns - last
         period = self.period_ns
