@@ -11,11 +11,13 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.export.outputs import FILES, MapOutputs
+from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.export.ply import write_ply
 from vggt_ros.io.atomic import atomic_output
 from vggt_ros.io.strict_json import write_json
 from vggt_ros.pipeline.types import (ChainingStatus, KeyframeResult, PreprocessMapping,
                                      WindowResult)
+from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
 
 H, W = 6, 8  # depth (model) pixels
 ORIG = (16, 12)  # original camera image (width, height): model = original / 2
@@ -70,6 +72,10 @@ def written(tmp_path_factory):
     outputs.finish(points, colors, gt_pairs=(np.arange(len(kfs)), gt), title="test")
     outputs.write_summary({"frames": 5, "nan": float("nan"), "arr": np.arange(3)})
     return out, windows, kfs, points, colors
+
+
+def _in_odom(odom_from_pipeline: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points.astype(np.float64) @ odom_from_pipeline[:3, :3].T + odom_from_pipeline[:3, 3]
 
 
 def _data_lines(path: Path) -> list[str]:
@@ -167,16 +173,21 @@ def test_output_bag_reads_back_with_rosbags(written):
         "/vggt/depth/confidence": "sensor_msgs/msg/Image",
         "/vggt/points": "sensor_msgs/msg/PointCloud2", "/vggt/odometry": "nav_msgs/msg/Odometry",
         "/vggt/path": "nav_msgs/msg/Path", "/vggt/map_points": "sensor_msgs/msg/PointCloud2",
-        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
+        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+        "/tf_static": "tf2_msgs/msg/TFMessage"}
     for topic in ("/tf", "/vggt/depth", "/vggt/depth/camera_info", "/vggt/depth/confidence"):
         assert len(msgs[topic]) == len(kfs), topic
     assert len(msgs["/vggt/points"]) == len(msgs["/vggt/path"]) == len(windows)
     assert len(msgs["/vggt/path"][-1].poses) == len(kfs)
     # Odometry as the node publishes it: once per window, the pose of its newest keyframe.
     assert len(msgs["/vggt/odometry"]) == len(windows)
+    # Poses and clouds are in the node's REP-105 odom: the first camera-body pose is identity.
+    odom_from_pipeline = BODY_FROM_OPTICAL @ se3_inverse(kfs[0].odom_from_cam)
     for odom, window in zip(msgs["/vggt/odometry"], windows):
         p = odom.pose.pose.position
-        np.testing.assert_allclose([p.x, p.y, p.z], window.new_keyframes[-1].odom_from_cam[:3, 3])
+        expected = odom_from_pipeline @ window.new_keyframes[-1].odom_from_cam @ se3_inverse(
+            BODY_FROM_OPTICAL)
+        np.testing.assert_allclose([p.x, p.y, p.z], expected[:3, 3], atol=1e-9)
     for depth, info, kf in zip(msgs["/vggt/depth"], msgs["/vggt/depth/camera_info"], kfs):
         assert depth.encoding == "32FC1" and (depth.width, depth.height) == (info.width,
                                                                                info.height)
@@ -186,18 +197,22 @@ def test_output_bag_reads_back_with_rosbags(written):
         np.testing.assert_allclose(np.reshape(info.k, (3, 3)), kf.intrinsics)
         assert depth.header.frame_id == info.header.frame_id == "cam_optical"
     tf = msgs["/tf"][2].transforms[0]
-    assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "cam_optical")
+    assert (tf.header.frame_id, tf.child_frame_id) == ("odom", "cam_optical_body")
     q = tf.transform.rotation
     np.testing.assert_allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(),
-                               kfs[2].odom_from_cam[:3, :3], atol=1e-9)
+                               (odom_from_pipeline @ kfs[2].odom_from_cam)[:3, :3]
+                               @ BODY_FROM_OPTICAL[:3, :3].T, atol=1e-9)
+    (static,) = msgs["/tf_static"]
+    assert [(t.header.frame_id, t.child_frame_id) for t in static.transforms] == [
+        ("cam_optical_body", "cam_optical")]
     cloud = msgs["/vggt/points"][1]
     assert [(f.name, f.offset) for f in cloud.fields] == [("x", 0), ("y", 4), ("z", 8),
                                                           ("rgb", 12)]
     rec = np.frombuffer(cloud.data.tobytes(), dtype=np.dtype(
         {"names": ["x", "y", "z", "rgb"], "formats": ["<f4", "<f4", "<f4", "<u4"],
          "offsets": [0, 4, 8, 12], "itemsize": cloud.point_step}))
-    np.testing.assert_array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1),
-                                  windows[1].points)
+    np.testing.assert_allclose(np.stack([rec["x"], rec["y"], rec["z"]], 1),
+                               _in_odom(odom_from_pipeline, windows[1].points), atol=1e-5)
     np.testing.assert_array_equal(rec["rgb"] >> 16, windows[1].colors[:, 0])
 
 
@@ -214,11 +229,13 @@ def test_output_bag_has_the_map_diagnostics_and_latched_qos(written):
     rec = np.frombuffer(cloud.data.tobytes(), dtype=np.dtype(
         {"names": ["x", "y", "z"], "formats": ["<f4"] * 3, "offsets": [0, 4, 8],
          "itemsize": cloud.point_step}))
-    np.testing.assert_array_equal(np.stack([rec["x"], rec["y"], rec["z"]], 1), points)
+    odom_from_pipeline = BODY_FROM_OPTICAL @ se3_inverse(written[2][0].odom_from_cam)
+    np.testing.assert_allclose(np.stack([rec["x"], rec["y"], rec["z"]], 1),
+                               _in_odom(odom_from_pipeline, points), atol=1e-5)
     assert len(msgs["/diagnostics"]) == len(windows)
     status = msgs["/diagnostics"][-1].status[0]
     values = {kv.key: kv.value for kv in status.values}
-    assert status.name == "vggt: pipeline"
+    assert status.name == "/vggt/vggt: pipeline"
     assert values["chaining.method"] == "points" and values["scale"] == "non-metric"
     for topic in ("/vggt/path", "/vggt/map_points"):  # replayed latched, as the node offers them
         (profile,) = qos[topic]

@@ -137,7 +137,7 @@ def test_node_process_end_to_end(node_process):
         assert stamps == [int(s) for s in seq.stamps_ns[:keyframes]]
         for m in got["/tf"]:
             t = m.transforms[0]
-            assert (t.header.frame_id, t.child_frame_id) == ("odom", FRAME_ID)
+            assert (t.header.frame_id, t.child_frame_id) == ("odom", f"{FRAME_ID}_body")
             q = t.transform.rotation
             assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-6
 

@@ -88,3 +88,55 @@ def test_reset_forgets_buffer_but_keeps_counters():
 def test_invalid_settings_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WindowManager(**kwargs)
+
+
+def test_idle_timer_is_due_once_per_quiet_period():
+    from vggt_ros.pipeline.window import IdleTimer
+
+    timer = IdleTimer(1.0)
+    assert not timer.due(100.0)  # nothing arrived yet: nothing to flush
+    timer.frame_arrived(100.0)
+    assert not timer.due(100.9)
+    assert timer.due(101.0)
+    assert not timer.due(105.0)  # once per quiet period
+    timer.frame_arrived(106.0)
+    assert timer.due(107.5)
+    off = IdleTimer(0.0)
+    off.frame_arrived(0.0)
+    assert not off.due(1e9)
+
+
+def _keyframe_stamps(rate_hz: float, seconds: float, jitter_ns: int = 0) -> list[int]:
+    """Stamps (ns) that become keyframes with keyframe_min_interval 0.1 s for a camera at
+    ``rate_hz``, each stamp off by up to +-``jitter_ns``."""
+    manager = WindowManager(window_size=8, overlap=2, keyframe_min_interval=0.1)
+    rng = np.random.default_rng(0)
+    period = 1e9 / rate_hz
+    kept = []
+    for i in range(int(seconds * rate_hz)):
+        stamp = int(i * period) + int(rng.integers(-jitter_ns, jitter_ns + 1))
+        if manager.is_keyframe(Frame(stamp_ns=stamp, image=np.zeros((4, 4, 3), np.uint8),
+                                     frame_id="cam")):
+            kept.append(stamp)
+    return kept
+
+
+def test_keyframe_min_interval_gives_the_same_keyframe_rate_at_10_and_30_hz():
+    at_10 = _keyframe_stamps(10.0, 6.0, jitter_ns=2_000_000)
+    at_30 = _keyframe_stamps(30.0, 6.0, jitter_ns=2_000_000)
+    assert len(at_10) == 60  # every frame of a 10 Hz camera, despite +-2 ms jitter
+    assert abs(len(at_30) - len(at_10)) <= 1  # every third frame of a 30 Hz camera
+    for stamps in (at_10, at_30):
+        gaps = np.diff(stamps) / 1e9
+        assert gaps.min() >= 0.09 and gaps.max() <= 0.14
+
+
+def test_interval_rule_leaves_older_stamps_to_the_stamp_rules():
+    from vggt_ros.pipeline.window import interval_elapsed
+
+    assert interval_elapsed(5, None, 0.1)
+    assert not interval_elapsed(50_000_000, 0, 0.1)
+    assert interval_elapsed(90_000_000, 0, 0.1)  # 10 % early still counts
+    assert interval_elapsed(10, 1_000_000_000, 0.1)  # older: a glitch or a restart, not ours
+    assert interval_elapsed(7, 7, 0.1)  # a duplicate: the stamp rules count it
+    assert interval_elapsed(1, 0, 0.0)  # off

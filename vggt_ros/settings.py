@@ -67,8 +67,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
             "must be smaller than window_size).", "pipeline", min=1, max=255),
-    Setting("keyframe_stride", 1, "Use every N-th input frame as a keyframe candidate.",
+    Setting("keyframe_stride", 1, "Use every N-th frame that passed keyframe_min_interval as a "
+            "keyframe candidate.",
             "pipeline", min=1, max=1000),
+    Setting("keyframe_min_interval", 0.1, "Minimum stamp time in seconds between two keyframe "
+            "candidates (a tolerance of a tenth absorbs stamp jitter), so keyframes cover the same "
+            "motion at 10 and at 30 Hz; frames sooner are skipped before decoding. 0 = off.",
+            "pipeline", min=0.0, max=60.0),
     Setting("keyframe_min_motion", 0.0, "Minimum image change (0..1, mean absolute grey-level "
             "difference to the last keyframe) for a candidate to become a keyframe; 0 = off.",
             "pipeline", min=0.0, max=1.0),
@@ -103,9 +108,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_track_points", 256, "Most query points one track_points request may carry.",
             "pipeline", min=1, max=4096),
     # ROS frames and outputs.
-    Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105).", "ros"),
+    Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105: z up, "
+            "odom -> body starts at identity).", "ros"),
     Setting("base_frame", "", "If set, publish odom -> base_frame using the static base_frame -> "
-            "camera optical transform from /tf_static; else odom -> camera optical frame.", "ros"),
+            "camera optical transform from /tf_static; else odom -> <optical frame>_body, a "
+            "camera-body frame (x forward, z up) the node owns.", "ros"),
     Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
             "ros"),
     Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),
@@ -114,6 +121,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("publish_map", True, "Publish the accumulated voxel map on map_points.", "ros"),
     Setting("map_publish_period", 2.0, "Seconds between map_points messages.", "ros",
             min=0.1, max=3600.0),
+    Setting("idle_flush_timeout", 1.0, "Seconds without a frame after which the keyframes "
+            "waiting for a window are processed and published (a stopped camera loses none); "
+            "0 = off.", "ros", min=0.0, max=3600.0),
     Setting("queue_size", 8, "Input frames buffered for the worker; the oldest are dropped "
             "(and counted) when it is full.", "ros", min=1, max=1000),
     Setting("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", "ros",

@@ -2,8 +2,8 @@
 nodes exactly as if the live node had produced them.
 
 Topics, types, QoS and messages come from ``vggt_ros.topics`` (the same definitions the node
-publishes with), resolved in the ``/vggt`` namespace: ``/tf`` (odom -> camera optical frame per
-keyframe), ``/vggt/depth``, ``/vggt/depth/camera_info``, ``/vggt/depth/confidence``,
+publishes with), resolved in the ``/vggt`` namespace: ``/tf`` (odom -> camera-body frame per
+keyframe) and ``/tf_static`` (camera body -> optical, once), ``/vggt/depth``, ``/vggt/depth/camera_info``, ``/vggt/depth/confidence``,
 ``/vggt/points`` and ``/vggt/odometry`` / ``/vggt/path`` / ``/diagnostics`` per window, and
 ``/vggt/map_points`` (the fused map) once at the end. Each connection carries its offered QoS,
 so ``ros2 bag play`` replays ``path`` and ``map_points`` latched (transient local).
@@ -109,18 +109,20 @@ class OutputBagWriter:
         if pipeline_stats is not None:
             stamp = result.stamps_ns[-1]
             level, message, values = pipeline_status(result.chaining, pipeline_stats)
-            status = messages.diagnostic_status(level, status_name(NODE_NAME), message, "",
-                                                values)
+            status = messages.diagnostic_status(
+                level, status_name(resolve(NODE_NAME, self.namespace)), message, "", values)
             self._write(Output("/diagnostics", stamp,
                                lambda: messages.diagnostic_array([status], stamp)))
 
     def write_map(self, points: np.ndarray, colors: np.ndarray, stamp_ns: int) -> None:
         """The fused map, once: latched on playback like the node's last ``map_points``."""
-        self._write(self._outputs.map(points, colors, stamp_ns))
+        output = self._outputs.map(points, colors, stamp_ns)
+        if output is not None:
+            self._write(output)
 
     def restart_path(self) -> None:
         """The pipeline started a new trajectory: the path restarts, as on the node."""
-        self._outputs.restart_path()
+        self._outputs.restart_trajectory()
 
     def close(self) -> Path:
         """Finish the bag and move its ``.mcap`` onto ``path`` (atomic rename)."""

@@ -28,6 +28,11 @@ class StaticTransforms:
             self._edges[t.child_frame_id.lstrip("/")] = (t.header.frame_id.lstrip("/"),
                                                          transform_to_pose(t.transform))
 
+    def parent(self, frame: str) -> Optional[str]:
+        """The static parent of ``frame``, or None if it has none (yet)."""
+        edge = self._edges.get(frame.lstrip("/"))
+        return edge[0] if edge else None
+
     def lookup(self, ancestor: str, frame: str) -> Optional[np.ndarray]:
         """``ancestor_from_frame`` when ``ancestor`` is reached by walking up from ``frame``
         through static transforms; None while that chain is not (yet) known."""

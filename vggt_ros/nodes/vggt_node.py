@@ -33,7 +33,6 @@ from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import settings
-from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.inference.builder import build_predictor
 from vggt_ros.inference.device import ModelUnavailableError
 from vggt_ros.io.images import ImageDecodeError
@@ -44,22 +43,28 @@ from vggt_ros.nodes import params
 from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
-from vggt_ros.pipeline.types import CameraIntrinsics, Frame, KeyframeResult, Predictor, WindowResult
+from vggt_ros.pipeline.stream import GapCounter
+from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
+from vggt_ros.pipeline.window import IdleTimer, interval_elapsed
 from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
-from vggt_ros.topics.diagnostics import pipeline_status, status_name
+from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, latency_values,
+                                         pipeline_status, status_name)
+from vggt_ros.topics.odom_frame import Mount, camera_body_frame, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
 
 __all__ = ["VGGTNode", "DropOldestQueue", "main"]
 
 LOG_PERIOD_S = 10.0  # repeat a per-kind warning at most this often
+LATENCY_SAMPLES = 300  # the latest poses whose stamp-to-TF latency diagnostics summarise
 
 _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Window output topic -> the publish_* switch that turns it off (odometry and path are always
 # published; publish_map is read by the map timer, before it copies the map).
-_SWITCHES = {"/tf": "publish_tf", "depth": "publish_depth", "depth/camera_info": "publish_depth",
+_SWITCHES = {"/tf": "publish_tf", "/tf_static": "publish_tf", "depth": "publish_depth",
+             "depth/camera_info": "publish_depth",
              "depth/confidence": "publish_depth", "points": "publish_points"}
 
 
@@ -89,15 +94,26 @@ class DropOldestQueue:
         return len(self._items)
 
 
-class VGGTNode(Node):
+def ready_line(image_topic: str, values: dict[str, Any], model: dict[str, str], scale: str,
+               frames: str) -> str:
+    """The one human-readable line that says the node is up and how it is set."""
+    size = model.get("image_size") or values["image_size"] or "the model's own"
+    return (f"ready: {image_topic} -> {frames}; model {model.get('name', model.get('model', '?'))}"
+            f" on {model.get('device', '?')} ({model.get('precision', '?')}, input width {size}); "
+            f"windows of {values['window_size']} keyframes, overlap {values['overlap']}, a "
+            f"keyframe at most every {values['keyframe_min_interval']:g} s; scale {scale}")
+
+
+class VGGTNode(params.ExplainedRefusals, Node):
     """See the module docstring. ``predictor`` injects a model (tests); otherwise it is built
-    from the ``checkpoint``/``device``/... parameters. Raises ``params.ParameterError`` (and
-    model loading errors) when it cannot start."""
+    from the ``checkpoint``/``device``/... parameters. ``command_line`` (the process's
+    arguments) lets start-up report a ``-p`` that rcl dropped. Raises ``params.ParameterError``
+    (and model loading errors) when it cannot start."""
 
     def __init__(self, predictor: Optional[Predictor] = None, node_name: str = NODE_NAME,
-                 **node_kwargs: Any) -> None:
+                 command_line: Sequence[str] = (), **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.values = params.declare_and_read(self)
+        self.values = params.declare_and_read(self, command_line)
         problems = params.check(self.values)
         if problems:
             raise params.ParameterError("; ".join(problems))
@@ -116,29 +132,45 @@ class VGGTNode(Node):
         self._last_logged: dict[str, float] = {}
         self._resets_seen = 0
         self._camera_info: Optional[CameraIntrinsics] = None
+        self._camera_frame = self.values["camera_frame"]  # else the last image's frame_id
         self._static_tf = StaticTransforms()
         self._base_tf_missing_logged = False
-        self._outputs = WindowOutputs(self.values["odom_frame"], self._child_pose,
+        self._optical_parent_logged = False
+        self._outputs = WindowOutputs(self.values["odom_frame"], self._mount,
                                       lambda reason: self._output_error("bad_output", reason))
-        self._frames_in = 0
+        self._frames_in = 0  # image callbacks
+        self._frames_rejected = 0  # images refused by decoding or by the pipeline
+        self._skipped_by_interval = 0  # sooner than keyframe_min_interval: never decoded
+        self._last_candidate_stamp: Optional[int] = None
+        self._gaps = GapCounter()  # frames lost before the callback, from the stamps
+        self._tf_latencies: deque = deque(maxlen=LATENCY_SAMPLES)  # image stamp -> /tf, s
         self._keyframes_out = 0
         self._windows = 0
         self._window_latency_s = float("nan")
         self._last_window: Optional[WindowResult] = None
         self._map_dirty = False
-        self._rate_mark = (time.monotonic(), 0, 0)  # (time, frames_in, keyframes_out)
+        # (time, frames_in, keyframes_out, queue drops, candidates) at the last diagnostics
+        self._rate_mark = (time.monotonic(), 0, 0, 0, 0)
         self._queue = DropOldestQueue(self.values["queue_size"])
+        self._idle = IdleTimer(self.values["idle_flush_timeout"])
 
         self._make_interfaces()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"ready: listening on {self.resolve_topic_name('image')}, window "
-            f"{self.values['window_size']} / overlap {self.values['overlap']}, scale "
-            f"{self.pipeline.stats['scale_status']}, model {predictor.describe()}")
+        self.get_logger().info(ready_line(
+            self.resolve_topic_name("image"), self.values, predictor.describe(),
+            self.pipeline.stats["scale_status"], self._pose_frames()))
 
     # --- setup --------------------------------------------------------------------------
+
+    def _pose_frames(self) -> str:
+        """The TF edge this node publishes, in words for the ready line."""
+        odom, base = self.values["odom_frame"], self.values["base_frame"]
+        if base:
+            return f"{odom} -> {base} (mount from /tf_static)"
+        camera = self.values["camera_frame"] or "<image frame_id>"
+        return f"{odom} -> {camera_body_frame(camera)} -> {camera}"
 
     def _make_interfaces(self) -> None:
         inputs = MutuallyExclusiveCallbackGroup()
@@ -193,7 +225,11 @@ class VGGTNode(Node):
         if due:
             self.get_logger().warning(f"{what} ({kind}, {count} so far): {reason}")
 
-    def _reject(self, kind: str, reason: str) -> None:
+    def _reject(self, kind: str, reason: str, frame: bool = True) -> None:
+        """Count rejected input; ``frame`` False for a CameraInfo (not an image frame)."""
+        if frame:
+            with self._state_lock:
+                self._frames_rejected += 1
         self._count(self.rejected, kind, "input rejected", reason)
 
     def _output_error(self, kind: str, reason: str) -> None:
@@ -216,6 +252,11 @@ class VGGTNode(Node):
             publisher.publish(msg)
         except Exception as err:  # noqa: BLE001 - never let a refused publish stop the node
             self._output_error("publish_failed", f"{publisher.topic_name}: {err}")
+            return
+        if output.topic == "/tf":
+            latency_s = (self.get_clock().now().nanoseconds - output.stamp_ns) / 1e9
+            with self._state_lock:
+                self._tf_latencies.append(latency_s)
 
     # --- input callbacks (never block on the model) ---------------------------------------
 
@@ -223,7 +264,8 @@ class VGGTNode(Node):
         try:
             info = conv.camera_info_to_intrinsics(msg)
         except conv.CameraInfoError as err:
-            self._reject("bad_camera_info", f"{err}; keeping the last valid CameraInfo")
+            self._reject("bad_camera_info", f"{err}; keeping the last valid CameraInfo",
+                         frame=False)
             return
         if len(msg.d) and np.any(np.asarray(msg.d) != 0):
             self.get_logger().warning(
@@ -237,9 +279,21 @@ class VGGTNode(Node):
             self._static_tf.add(msg.transforms)
 
     def _on_image(self, msg: Image) -> None:
+        """Cheap work first: count the frame, and skip it before decoding when it comes sooner
+        than keyframe_min_interval after the last candidate."""
+        stamp = conv.time_to_ns(msg.header.stamp)
         with self._state_lock:
             self._frames_in += 1
+            self._gaps.add(stamp)
             info = self._camera_info
+            candidate = interval_elapsed(stamp, self._last_candidate_stamp,
+                                         self.values["keyframe_min_interval"])
+            if candidate:
+                self._last_candidate_stamp = stamp
+            else:
+                self._skipped_by_interval += 1
+        if not candidate:
+            return
         try:
             rgb = conv.image_to_rgb(msg)
         except ImageDecodeError as err:
@@ -250,25 +304,36 @@ class VGGTNode(Node):
             self._reject("missing_frame_id", "image header has no frame_id and the "
                          "camera_frame parameter is empty")
             return
-        self._queue.put(Frame(stamp_ns=conv.time_to_ns(msg.header.stamp), image=rgb,
-                              frame_id=frame_id, camera_info=info))
+        with self._state_lock:
+            self._camera_frame = frame_id
+        self._queue.put(Frame(stamp_ns=stamp, image=rgb, frame_id=frame_id, camera_info=info))
 
     # --- worker ---------------------------------------------------------------------------
 
     def _work(self) -> None:
         while not self._stop.is_set():
             frame = self._queue.get(timeout=0.1)
-            if frame is None:
-                continue
             try:
-                self._process(frame)
+                if frame is None:
+                    self._flush_if_idle()
+                else:
+                    self._idle.frame_arrived(time.monotonic())
+                    self._process(frame)
             except Exception:  # noqa: BLE001 - a bug must not stop the camera processing
                 self._output_error("internal_error", traceback.format_exc())
 
-    def _process(self, frame: Frame) -> None:
+    def _flush_if_idle(self) -> None:
+        """The camera went quiet: publish the keyframes still waiting for a window."""
+        self._idle.timeout_s = self.values["idle_flush_timeout"]
+        if self._idle.due(time.monotonic()):
+            self._process(None)
+
+    def _process(self, frame: Optional[Frame]) -> None:
+        """Offer ``frame`` to the pipeline (None: flush the waiting keyframes); publish what
+        it completed."""
         started = time.monotonic()
         try:
-            results = self.pipeline.add_frame(frame)
+            results = self.pipeline.add_frame(frame) if frame else self.pipeline.flush()
         except FrameRejected as err:
             self._reject(err.kind, err.reason)
             return
@@ -289,28 +354,41 @@ class VGGTNode(Node):
         if stats["resets"] == self._resets_seen:
             return
         self._resets_seen = stats["resets"]
-        self._outputs.restart_path()
+        self._outputs.restart_trajectory()
         self.get_logger().warning(f"trajectory reset: {stats['last_reset_reason']}")
 
     # --- outputs --------------------------------------------------------------------------
 
-    def _child_pose(self, kf: KeyframeResult) -> Optional[tuple[str, np.ndarray]]:
-        """(frame, odom_from_frame) for TF/odometry: base_frame when set, else the optical
-        frame; None while base_frame -> optical is not known from /tf_static."""
+    def _mount(self, optical_frame: str) -> Optional[Mount]:
+        """The body whose pose goes on TF (see ``topics.odom_frame``): base_frame through the
+        mount on /tf_static (None while unknown), else the camera-body frame. In camera-body
+        mode the node publishes ``body -> optical`` only if nobody else parents the optical
+        frame on /tf_static."""
         base = self.values["base_frame"]
         if not base:
-            return kf.frame_id, kf.odom_from_cam
+            mount = camera_body_mount(optical_frame)
+            with self._state_lock:
+                parent = self._static_tf.parent(optical_frame)
+            if parent is None or parent == mount.body_frame:
+                return mount
+            if not self._optical_parent_logged:
+                self._optical_parent_logged = True
+                self.get_logger().warning(
+                    f"{optical_frame} already has the parent {parent} on /tf_static (a URDF?): "
+                    f"publishing odom -> {mount.body_frame} without linking it to "
+                    f"{optical_frame}; set base_frame (e.g. base_link) to place the robot")
+            return Mount(mount.body_frame, mount.body_from_cam, owns_edge=False)
         with self._state_lock:
-            base_from_cam = self._static_tf.lookup(base, kf.frame_id)
+            base_from_cam = self._static_tf.lookup(base, optical_frame)
         if base_from_cam is None:
             if not self._base_tf_missing_logged:
                 self._base_tf_missing_logged = True
                 self.get_logger().warning(
-                    f"no static transform {base} -> {kf.frame_id} on /tf_static yet: not "
+                    f"no static transform {base} -> {optical_frame} on /tf_static yet: not "
                     f"publishing odom -> {base} until it arrives (publish the camera mount, "
                     f"e.g. robot_state_publisher, or leave base_frame empty)")
             return None
-        return base, kf.odom_from_cam @ se3_inverse(base_from_cam)
+        return Mount(base, base_from_cam, owns_edge=False)
 
     def _publish_window(self, result: WindowResult) -> None:
         outputs = self._outputs.window(result)
@@ -331,7 +409,9 @@ class VGGTNode(Node):
             self._map_dirty = False
             stamp = self._last_window.stamps_ns[-1]
         points, colors = self.pipeline.map_cloud()
-        self._emit(self._outputs.map(points, colors, stamp))
+        output = self._outputs.map(points, colors, stamp)
+        if output is not None:
+            self._emit(output)
 
     # --- diagnostics ----------------------------------------------------------------------
 
@@ -339,21 +419,34 @@ class VGGTNode(Node):
         """The node's health as one plain-data DiagnosticStatus."""
         now = time.monotonic()
         describe = self.predictor.describe()
+        stats = self.pipeline.stats
         with self._state_lock:
-            t0, frames0, kfs0 = self._rate_mark
+            t0, frames0, kfs0, drops0, candidates0 = self._rate_mark
             dt = max(now - t0, 1e-9)
+            drops = self._queue.dropped
+            candidates = self._frames_in - self._skipped_by_interval
+            period = self._gaps.period_ns
             values: dict[str, Any] = {
                 "input_rate_hz": (self._frames_in - frames0) / dt,
+                "camera_rate_hz": 1e9 / period if period else float("nan"),
                 "keyframe_rate_hz": (self._keyframes_out - kfs0) / dt,
-                "frames_received": self._frames_in,
+                # Every frame the camera sent: received + frames.transport_gaps; every frame
+                # received: skipped_by_policy + queue_drops + rejected + keyframes + waiting.
+                "frames.received": self._frames_in,
+                "frames.transport_gaps": self._gaps.missing,
+                "frames.skipped_by_policy": (self._skipped_by_interval
+                                             + stats["dropped_non_keyframes"]),
+                "frames.queue_drops": drops,
+                "frames.rejected": self._frames_rejected,
+                "frames.keyframes": stats["keyframes"],
+                "frames.waiting": len(self._queue),
                 "keyframes_published": self._keyframes_out,
                 "windows": self._windows,
                 "window_latency_s": self._window_latency_s,
-                "queue_depth": len(self._queue),
                 "queue_size": self.values["queue_size"],
-                "dropped_frames": self._queue.dropped,
             }
-            self._rate_mark = (now, self._frames_in, self._keyframes_out)
+            self._rate_mark = (now, self._frames_in, self._keyframes_out, drops, candidates)
+            values.update(latency_values(list(self._tf_latencies)))
             values.update({f"rejected.{k}": v for k, v in sorted(self.rejected.items())})
             values.update({f"errors.{k}": v for k, v in sorted(self.output_errors.items())})
             chaining = self._last_window.chaining if self._last_window else None
@@ -364,12 +457,21 @@ class VGGTNode(Node):
 
             values["gpu_memory_allocated_mb"] = torch.cuda.memory_allocated() / 2**20
             values["gpu_memory_reserved_mb"] = torch.cuda.memory_reserved() / 2**20
-        level, message, pipeline_values = pipeline_status(chaining, self.pipeline.stats)
+        level, message, pipeline_values = pipeline_status(chaining, stats)
         values.update(pipeline_values)
+        behind = falling_behind(drops - drops0, dt, values["keyframe_rate_hz"],
+                                (candidates - candidates0) / dt, self.values, values["device"])
+        if behind is not None:
+            message = behind[0] if level == messages.DIAGNOSTIC_OK else f"{behind[0]}; {message}"
+            level = max(level, messages.DIAGNOSTIC_WARN)
+            self._count(self.output_errors, "falling_behind", "cannot keep up", behind[1])
         if not self._worker.is_alive():
             level, message = messages.DIAGNOSTIC_ERROR, "worker thread stopped"
-        return messages.diagnostic_status(level, status_name(self.get_name()), message,
-                                          str(values["device"]), values)
+        with self._state_lock:
+            camera = self._camera_frame
+        return messages.diagnostic_status(level, status_name(self.get_fully_qualified_name()),
+                                          message, hardware_id(camera, str(values["device"])),
+                                          values)
 
     def diagnostics_status(self) -> DiagnosticStatus:
         """The node's health in one DiagnosticStatus (also used by tests)."""
@@ -406,28 +508,31 @@ class VGGTNode(Node):
         answer = self.pipeline.track(conv.time_to_ns(request.stamp), np.stack([u, v], 1))
         response.frame_stamps = [conv.stamp_to_time(s) for s in answer.stamps_ns]
         response.query_index = int(answer.query_index)
-        points = np.asarray(answer.points_odom, dtype=np.float64)
+        points = self._outputs.to_odom(np.asarray(answer.points_odom, dtype=np.float64))
+        valid = (np.asarray(answer.points_valid, bool) if points is not None
+                 else np.zeros(len(u), bool))
         response.tracks = [
             PointTrack(u=answer.tracks_uv[:, i, 0].astype(np.float32),
                        v=answer.tracks_uv[:, i, 1].astype(np.float32),
                        visibility=np.asarray(answer.visibility[:, i], np.float32),
                        confidence=np.asarray(answer.confidence[:, i], np.float32),
                        point=Point(x=float(points[i, 0]), y=float(points[i, 1]),
-                                   z=float(points[i, 2])) if answer.points_valid[i] else Point(),
-                       point_valid=bool(answer.points_valid[i]))
+                                   z=float(points[i, 2])) if valid[i] else Point(),
+                       point_valid=bool(valid[i]))
             for i in range(len(u))]
         response.success = True
         response.message = (f"tracked {len(u)} points through {len(answer.stamps_ns)} frames "
                             f"(query frame {answer.query_index})")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start."""
+def main(argv: Optional[list[str]] = None, predictor: Optional[Predictor] = None) -> int:
+    """Entry point ``vggt_node``: exits non-zero with the reason when it cannot start.
+    ``predictor`` replaces the model (tests run the node process with a ground-truth double)."""
     rclpy.init(args=sys.argv if argv is None else argv)
     logger = get_logger(NODE_NAME)
     try:
         try:
-            node = VGGTNode()
+            node = VGGTNode(predictor, command_line=sys.argv if argv is None else argv)
         except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2

@@ -11,8 +11,10 @@ in an immutable snapshot (the window's frames and its keyframes' first placement
 a window that is being predicted. If the predictor is not safe to call from two threads at once
 (one GPU), the predictor serialises its own calls.
 
-Stream rules (why): a bag played in a loop restarts its stamps, so stamps going backwards start
-a new trajectory (reset, counted) instead of corrupting the current one; a camera whose
+Stream rules (why): an isolated late, stale or repeated stamp is a glitch: the frame is
+dropped and counted (``out_of_order``, ``duplicate_stamp``); stamps that consistently restart
+(a bag played in a loop, ``/clock`` jumping back) start a new trajectory once (reset, counted),
+instead of corrupting the current one (``pipeline/stream.py``); a camera whose
 resolution changes mid-stream is more often a glitch than a new camera, so frames of a new size
 are rejected until ``size_change_reset_frames`` consecutive frames confirm it, then the pipeline
 resets to the new size; a CameraInfo with NaN/inf or non-positive focal length rejects the frame
@@ -36,6 +38,7 @@ from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SO
 from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
                                            PoseSolverConfig, gather_tracks)
+from vggt_ros.pipeline.stream import StampGuard, StampVerdict
 from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, PoseHealth,
                                      Predictor, WindowPrediction, WindowResult)
@@ -46,7 +49,8 @@ def _default(name: str):
     return BY_NAME[name].default
 
 
-REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "bad_image", "bad_camera_info")
+REJECTION_KINDS = ("size_change", "frame_id", "duplicate_stamp", "out_of_order", "bad_image",
+                   "bad_camera_info")
 
 
 @dataclass
@@ -58,6 +62,7 @@ class PipelineConfig:
     window_size: int = _default("window_size")
     overlap: int = _default("overlap")
     keyframe_stride: int = _default("keyframe_stride")
+    keyframe_min_interval: float = _default("keyframe_min_interval")  # seconds of stamp time
     keyframe_min_motion: float = _default("keyframe_min_motion")  # mean abs. thumbnail diff
     min_window_frames: int = 0  # shortest final window flush() emits; 0 = overlap + 1
     conf_threshold: float = _default("conf_threshold")  # absolute (VGGT confidence is >= 1)
@@ -70,6 +75,7 @@ class PipelineConfig:
     irls_iters: int = 5
     max_scale_jump: float = 3.0
     size_change_reset_frames: int = 5
+    stamp_restart_frames: int = 3  # consecutive older, increasing stamps that confirm a restart
     max_track_points: int = _default("max_track_points")
     intrinsics_source: str = _default("intrinsics_source")
     pose_source: str = _default("pose_source")
@@ -100,6 +106,7 @@ class PipelineConfig:
             ("window_size", self.window_size >= 2, ">= 2"),
             ("overlap", 1 <= self.overlap < self.window_size, "in [1, window_size - 1]"),
             ("keyframe_stride", self.keyframe_stride >= 1, ">= 1"),
+            ("keyframe_min_interval", self.keyframe_min_interval >= 0.0, ">= 0"),
             ("keyframe_min_motion", 0.0 <= self.keyframe_min_motion <= 1.0, "in [0, 1]"),
             ("min_window_frames", self.min_window_frames == 0
              or self.overlap < self.min_window_frames <= self.window_size,
@@ -114,6 +121,7 @@ class PipelineConfig:
             ("irls_iters", self.irls_iters >= 1, ">= 1"),
             ("max_scale_jump", self.max_scale_jump > 1.0, "> 1"),
             ("size_change_reset_frames", self.size_change_reset_frames >= 1, ">= 1"),
+            ("stamp_restart_frames", self.stamp_restart_frames >= 1, ">= 1"),
             ("max_track_points", self.max_track_points >= 1, ">= 1"),
             ("pose_queries", self.pose_queries >= 8, ">= 8"),
             ("pose_anchors", self.pose_anchors >= 1, ">= 1"),
@@ -190,6 +198,7 @@ class Pipeline:
         self._windows = WindowManager(
             window_size=config.window_size, overlap=config.overlap,
             keyframe_stride=config.keyframe_stride,
+            keyframe_min_interval=config.keyframe_min_interval,
             keyframe_min_motion=config.keyframe_min_motion,
             min_window_frames=config.min_window_frames or config.overlap + 1)
         self._chainer = Chainer(
@@ -215,12 +224,13 @@ class Pipeline:
         self._last_error = ""
         self._last_chaining: Optional[ChainingStatus] = None
         self._timings: dict[str, float] = {}
+        self._stamps = StampGuard(config.stamp_restart_frames)
         self._clear_stream()
 
     def _clear_stream(self) -> None:
         self._size: Optional[tuple[int, int]] = None  # (width, height)
         self._frame_id: Optional[str] = None
-        self._last_stamp: Optional[int] = None
+        self._stamps.clear()
         self._new_size: Optional[tuple[int, int]] = None
         self._new_size_count = 0
 
@@ -274,11 +284,15 @@ class Pipeline:
                                             f"stream's {self._frame_id!r}")
         _check_camera_info(frame, width, height)
         stamp = int(frame.stamp_ns)
-        if self._last_stamp is not None and stamp == self._last_stamp:
+        verdict = self._stamps.check(stamp)
+        if verdict is StampVerdict.DUPLICATE:
             raise FrameRejected("duplicate_stamp", f"stamp {stamp} ns was already received")
-        if self._last_stamp is not None and stamp < self._last_stamp:
-            self.reset(f"stamps went backwards ({stamp} < {self._last_stamp} ns): "
-                       f"new trajectory (bag loop?)")
+        if verdict is StampVerdict.OUT_OF_ORDER:
+            raise FrameRejected("out_of_order", f"stamp {stamp} ns is older than the last "
+                                f"frame's {self._stamps.last} ns: dropped (a restart needs "
+                                f"{self.config.stamp_restart_frames} such frames in a row)")
+        if verdict is StampVerdict.RESTART:
+            self.reset(self._stamps.restart_reason(stamp))
         if self._size is not None and (width, height) != self._size:
             if self._new_size != (width, height):
                 self._new_size, self._new_size_count = (width, height), 0
@@ -292,7 +306,7 @@ class Pipeline:
         self._new_size, self._new_size_count = None, 0
         self._size = (width, height)
         self._frame_id = frame.frame_id
-        self._last_stamp = stamp
+        self._stamps.accept(stamp)
 
     def _process(self, window: list[Frame]) -> WindowResult:
         t0 = time.perf_counter()

@@ -1,6 +1,9 @@
 """Keyframe selection and overlapping windows of keyframes.
 
-Keyframes: a frame becomes a keyframe when at least ``keyframe_stride`` frames have passed
+Keyframes: a frame becomes a keyframe when its stamp is at least ``keyframe_min_interval``
+seconds after the last keyframe's (less a 10 % tolerance for stamp jitter; a rule in stamp time
+gives the same keyframes from a 10 Hz and a 30 Hz camera, and the node applies it before
+decoding, see :func:`interval_elapsed`) AND at least ``keyframe_stride`` such frames have passed
 since the last keyframe AND (if ``keyframe_min_motion`` > 0) its image differs enough from the
 last keyframe's. Image change is the mean absolute difference of block-averaged grayscale
 thumbnails (about 32 px wide), in [0, 1] (1 = black vs white everywhere): one vectorised
@@ -9,6 +12,10 @@ because the image content moves. VGGT-Long's authors report that dense low-motio
 drift grow, which is what the motion test prevents.
 
 Non-keyframes are dropped and counted, never queued: a live node must not build a backlog.
+
+Idle flush: a live camera that stops (or pauses) would leave its last keyframes waiting for a
+window that never fills; :class:`IdleTimer` says when the stream has been quiet long enough
+for the caller to ``flush()`` them, once per quiet period.
 
 Windows: every ``window_size`` keyframes form a window; the next window starts with the last
 ``overlap`` keyframes of the previous one (they carry the chaining correspondences). At the end
@@ -25,6 +32,16 @@ from vggt_ros.pipeline.types import Frame
 from vggt_ros.settings import BY_NAME, overlap_problem
 
 THUMB_WIDTH = 32
+INTERVAL_TOLERANCE = 0.1  # a frame this fraction of the interval early still counts
+
+
+def interval_elapsed(stamp_ns: int, last_ns: Optional[int], min_interval_s: float) -> bool:
+    """Whether a frame stamped ``stamp_ns`` is far enough after ``last_ns`` (None: no frame
+    yet) to be a keyframe candidate. A stamp not newer than ``last_ns`` passes: whether it is a
+    duplicate, a glitch or a restart is the stamp rules' decision (``pipeline/stream.py``)."""
+    if last_ns is None or min_interval_s <= 0 or stamp_ns <= last_ns:
+        return True
+    return stamp_ns - last_ns >= round(min_interval_s * (1.0 - INTERVAL_TOLERANCE) * 1e9)
 
 
 def thumbnail(image: np.ndarray) -> np.ndarray:
@@ -52,12 +69,13 @@ class WindowManager:
     """
 
     def __init__(self, *, window_size: int, overlap: int, keyframe_stride: int = 1,
-                 keyframe_min_motion: float = 0.0, min_window_frames: Optional[int] = None
-                 ) -> None:
+                 keyframe_min_interval: float = 0.0, keyframe_min_motion: float = 0.0,
+                 min_window_frames: Optional[int] = None) -> None:
         if min_window_frames is None:
             min_window_frames = overlap + 1
         for name, value in (("window_size", window_size), ("overlap", overlap),
                             ("keyframe_stride", keyframe_stride),
+                            ("keyframe_min_interval", keyframe_min_interval),
                             ("keyframe_min_motion", keyframe_min_motion)):
             lowest = BY_NAME[name].min
             if not value >= lowest:  # "not >=" also refuses NaN
@@ -71,6 +89,7 @@ class WindowManager:
         self.window_size = window_size
         self.overlap = overlap
         self.keyframe_stride = keyframe_stride
+        self.keyframe_min_interval = keyframe_min_interval
         self.keyframe_min_motion = keyframe_min_motion
         self.min_window_frames = min_window_frames
         self.frames_in = 0
@@ -84,6 +103,7 @@ class WindowManager:
         self._buffer: list[Frame] = []
         self._new_in_buffer = 0  # keyframes in the buffer not yet part of an emitted window
         self._since_keyframe: Optional[int] = None  # None: no keyframe yet
+        self._last_keyframe_stamp: Optional[int] = None
         self._last_thumb: Optional[np.ndarray] = None
 
     @property
@@ -98,6 +118,10 @@ class WindowManager:
         """
         self.frames_in += 1
         first = self._since_keyframe is None
+        if not interval_elapsed(frame.stamp_ns, self._last_keyframe_stamp,
+                                self.keyframe_min_interval):
+            self.dropped_non_keyframes += 1
+            return False
         if not first:
             self._since_keyframe += 1
             if self._since_keyframe < self.keyframe_stride:
@@ -110,6 +134,7 @@ class WindowManager:
                 return False
             self._last_thumb = thumb
         self._since_keyframe = 0
+        self._last_keyframe_stamp = frame.stamp_ns
         self.keyframes += 1
         return True
 
@@ -135,3 +160,24 @@ class WindowManager:
         self._new_in_buffer = 0
         self.windows += 1
         return window
+
+
+class IdleTimer:
+    """Due once when no frame arrived for ``timeout_s`` seconds (0 = never); times are the
+    caller's monotonic clock, so a paused bag or a stopped camera both count as idle."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._last_frame: Optional[float] = None  # None: nothing to flush since the last time
+
+    def frame_arrived(self, now: float) -> None:
+        self._last_frame = now
+
+    def due(self, now: float) -> bool:
+        """True once per quiet period that lasted ``timeout_s``."""
+        if self.timeout_s <= 0 or self._last_frame is None:
+            return False
+        if now - self._last_frame < self.timeout_s:
+            return False
+        self._last_frame = None
+        return True

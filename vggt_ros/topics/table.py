@@ -23,6 +23,7 @@ class Topic:
 
 OUTPUTS: dict[str, Topic] = {t.name: t for t in (
     Topic("/tf", "tf2_msgs/msg/TFMessage", depth=100),
+    Topic("/tf_static", "tf2_msgs/msg/TFMessage", depth=1, latched=True),
     Topic("depth", "sensor_msgs/msg/Image", depth=5),
     Topic("depth/camera_info", "sensor_msgs/msg/CameraInfo", depth=5),
     Topic("depth/confidence", "sensor_msgs/msg/Image", depth=5),

@@ -1,9 +1,15 @@
 """Which messages a processed window produces, in the order the node publishes them.
 
 Per new keyframe: ``depth``, ``depth/camera_info``, ``depth/confidence`` and, when a pose can
-be given for it, ``/tf`` (the keyframe also joins the path). Per window: ``points``, then
-``odometry`` of the newest keyframe and the ``path`` so far. The live node and the output bag
-both take their messages from here; the node filters them by its ``publish_*`` switches.
+be given for it, ``/tf`` (the keyframe also joins the path). The first pose of a trajectory in
+camera-body mode also brings the static ``body -> optical`` edge on ``/tf_static``. Per window:
+``points``, then ``odometry`` of the newest keyframe and the ``path`` so far. The live node and
+the output bag both take their messages from here; the node filters them by its ``publish_*``
+switches.
+
+Poses and clouds are re-anchored into the REP-105 odom frame (``topics.odom_frame``): nothing
+placed in odom is output before the trajectory's first pose is known, because before that odom
+is not defined (base_frame mode waiting for the camera mount).
 
 Messages are returned as :class:`Output` with a ``build`` function rather than built: the node
 builds only what it publishes, and a message that cannot be built (``ValueError``, e.g. a
@@ -18,11 +24,9 @@ import numpy as np
 
 from vggt_ros.pipeline.types import KeyframeResult, WindowResult
 from vggt_ros.topics import messages
+from vggt_ros.topics.odom_frame import MountLookup, OdomAnchor, camera_body_mount
 
-__all__ = ["Output", "ChildPose", "optical_pose", "WindowOutputs"]
-
-# (frame, odom_from_frame) of a keyframe for TF and odometry, or None while unknown.
-ChildPose = Callable[[KeyframeResult], Optional[tuple[str, np.ndarray]]]
+__all__ = ["Output", "WindowOutputs"]
 
 
 @dataclass(frozen=True)
@@ -32,39 +36,42 @@ class Output:
     build: Callable[[], messages.Message]
 
 
-def optical_pose(kf: KeyframeResult) -> tuple[str, np.ndarray]:
-    """The camera optical frame's own pose (no base_frame)."""
-    return kf.frame_id, kf.odom_from_cam
-
-
 class WindowOutputs:
-    """Turns WindowResults into Outputs; keeps the path, which ``restart_path`` empties when
-    the pipeline starts a new trajectory.
+    """Turns WindowResults into Outputs; keeps the path and the odom anchor, which
+    ``restart_trajectory`` forgets when the pipeline starts a new trajectory.
 
-    ``child_pose`` picks the frame whose pose goes on TF and odometry (the node composes
-    base_frame from /tf_static); ``on_bad_pose`` hears about a non-finite pose, which is left
-    out of TF, odometry and the path.
+    ``mount`` says which frame's pose goes on TF and odometry (the node composes base_frame
+    from /tf_static; the default is the camera-body frame); ``on_bad_pose`` hears about a pose
+    that is left out of TF, odometry and the path (non-finite, or not newer than the last one:
+    TF never goes backwards in time within a trajectory).
     """
 
-    def __init__(self, odom_frame: str, child_pose: ChildPose = optical_pose,
+    def __init__(self, odom_frame: str, mount: MountLookup = camera_body_mount,
                  on_bad_pose: Callable[[str], None] = lambda reason: None) -> None:
         self.odom_frame = odom_frame
-        self._child_pose = child_pose
+        self._mount = mount
         self._on_bad_pose = on_bad_pose
+        self.anchor = OdomAnchor()
         self._path: list[messages.Message] = []
+        self._last_pose_stamp: Optional[int] = None
 
-    def restart_path(self) -> None:
+    def restart_trajectory(self) -> None:
         self._path = []
+        self.anchor.restart()
+        self._last_pose_stamp = None
 
     def window(self, result: WindowResult) -> list[Output]:
         outputs: list[Output] = []
         newest = None
         for kf in result.new_keyframes:
-            newest = self._keyframe(kf, outputs)
+            newest = self._keyframe(kf, outputs) or newest
+        if self.anchor.odom_from_pipeline is None:
+            return outputs  # odom not defined yet: only the optical-frame depth outputs
         stamp = result.stamps_ns[-1]
         odom = self.odom_frame
+        points = self.anchor.points(result.points)
         outputs.append(Output("points", stamp, lambda: messages.pointcloud(
-            result.points, result.colors, stamp, odom)))
+            points, result.colors, stamp, odom)))
         if newest is not None:
             frame, pose, kf_stamp = newest
             outputs.append(Output("odometry", kf_stamp, lambda: messages.odometry(
@@ -73,10 +80,20 @@ class WindowOutputs:
         outputs.append(Output("path", stamp, lambda: messages.path(poses, stamp, odom)))
         return outputs
 
-    def map(self, points: np.ndarray, colors: np.ndarray, stamp_ns: int) -> Output:
-        """The accumulated map, stamped with the last window's newest keyframe."""
+    def map(self, points: np.ndarray, colors: np.ndarray, stamp_ns: int) -> Optional[Output]:
+        """The accumulated map (pipeline frame) in odom, stamped with the last window's newest
+        keyframe; None while odom is not defined."""
+        if self.anchor.odom_from_pipeline is None:
+            return None
+        points = self.anchor.points(points)
         return Output("map_points", stamp_ns, lambda: messages.pointcloud(
             points, colors, stamp_ns, self.odom_frame))
+
+    def to_odom(self, points: np.ndarray) -> Optional[np.ndarray]:
+        """Pipeline points (e.g. tracked query points) in odom; None while it is not defined."""
+        if self.anchor.odom_from_pipeline is None:
+            return None
+        return self.anchor.points(points)
 
     def _keyframe(self, kf: KeyframeResult, outputs: list[Output]
                   ) -> Optional[tuple[str, np.ndarray, int]]:
@@ -91,14 +108,24 @@ class WindowOutputs:
             Output("depth/confidence", stamp, lambda: messages.float_image(
                 kf.confidence, stamp, frame_id)),
         ]
-        child = self._child_pose(kf)
-        if child is None:
+        mount = self._mount(frame_id)
+        if mount is None:
             return None
-        frame, pose = child
-        if not np.isfinite(pose).all():
+        if not np.isfinite(kf.odom_from_cam).all():
             self._on_bad_pose(f"non-finite pose for keyframe {stamp}")
             return None
+        if self._last_pose_stamp is not None and stamp <= self._last_pose_stamp:
+            self._on_bad_pose(f"keyframe {stamp} ns is not newer than the last pose "
+                              f"({self._last_pose_stamp} ns): TF must not go back in time")
+            return None
+        first = self.anchor.odom_from_pipeline is None
+        pose = self.anchor.body_pose(mount, kf.odom_from_cam)
+        self._last_pose_stamp = stamp
+        body = mount.body_frame
+        if first and mount.owns_edge:
+            outputs.append(Output("/tf_static", stamp, lambda: messages.tf_message(
+                mount.body_from_cam, stamp, body, frame_id)))
         outputs.append(Output("/tf", stamp, lambda: messages.tf_message(pose, stamp, odom,
-                                                                        frame)))
+                                                                        body)))
         self._path.append(messages.pose_stamped(pose, stamp, odom))
-        return frame, pose, stamp
+        return body, pose, stamp
