@@ -18,6 +18,8 @@ from vggt_ros.model.track_head import TrackHead
 
 PATCH_START_IDX = 5
 TOL = 1e-5
+RTOL = 1e-4
+TRACK_TOL = 1e-3  # pixels: see test_model_parity.TRACK_ATOL
 CASES = ("a", "b", "c")
 
 
@@ -73,9 +75,12 @@ def case_inputs(io, case: str):
     return tokens, images, queries
 
 
-def max_diff(actual: torch.Tensor, expected: torch.Tensor) -> float:
+def excess(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """How far ``actual`` lies outside the fixtures' suggested band around ``expected``
+    (shared/vggt_spec/fixtures/README.md: atol 1e-5 / rtol 1e-4 across torch builds and CPUs):
+    max(|actual - expected| - RTOL * |expected|), compared against TOL."""
     assert actual.shape == expected.shape, (tuple(actual.shape), tuple(expected.shape))
-    return (actual - expected).abs().max().item()
+    return ((actual - expected).abs() - RTOL * expected.abs()).max().item()
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -84,7 +89,7 @@ def test_camera_head_matches_reference(heads, io, case):
     with torch.no_grad():
         poses = heads["camera_head"](tokens)
     assert len(poses) == 4
-    assert max_diff(torch.stack(poses), io[f"{case}.out.pose_enc_list"]) <= TOL
+    assert excess(torch.stack(poses), io[f"{case}.out.pose_enc_list"]) <= TOL
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -92,8 +97,8 @@ def test_depth_head_matches_reference(heads, io, case):
     tokens, images, _ = case_inputs(io, case)
     with torch.no_grad():
         depth, conf = heads["depth_head"](tokens, images, PATCH_START_IDX)
-    assert max_diff(depth.log(), io[f"{case}.out.depth"].log()) <= TOL
-    assert max_diff(conf.log(), io[f"{case}.out.depth_conf"].log()) <= TOL
+    assert excess(depth.log(), io[f"{case}.out.depth"].log()) <= TOL
+    assert excess(conf.log(), io[f"{case}.out.depth_conf"].log()) <= TOL
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -101,8 +106,8 @@ def test_point_head_matches_reference(heads, io, case):
     tokens, images, _ = case_inputs(io, case)
     with torch.no_grad():
         points, conf = heads["point_head"](tokens, images, PATCH_START_IDX)
-    assert max_diff(points, io[f"{case}.out.world_points"]) <= TOL
-    assert max_diff(conf.log(), io[f"{case}.out.world_points_conf"].log()) <= TOL
+    assert excess(points, io[f"{case}.out.world_points"]) <= TOL
+    assert excess(conf.log(), io[f"{case}.out.world_points_conf"].log()) <= TOL
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -110,9 +115,9 @@ def test_track_head_matches_reference(heads, io, case):
     tokens, images, queries = case_inputs(io, case)
     with torch.no_grad():
         tracks, vis, conf = heads["track_head"](tokens, images, PATCH_START_IDX, queries)
-    assert max_diff(tracks, io[f"{case}.out.track"]) <= TOL
-    assert max_diff(vis, io[f"{case}.out.vis"]) <= TOL
-    assert max_diff(conf, io[f"{case}.out.conf"]) <= TOL
+    assert excess(tracks, io[f"{case}.out.track"]) <= TRACK_TOL
+    assert excess(vis, io[f"{case}.out.vis"]) <= TOL
+    assert excess(conf, io[f"{case}.out.conf"]) <= TOL
     # Frame 0 is the query frame: its track is the query itself.
     assert torch.equal(tracks[:, 0], queries)
 

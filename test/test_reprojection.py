@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from vggt_ros.geometry.reprojection import reproject_queries
-from vggt_ros.pipeline.gt_double import GroundTruthPredictor
+from vggt_ros.synth.gt_double import GroundTruthPredictor
 from vggt_ros.synth import make_sequence
 from vggt_ros.training.data import track_ground_truth
 
