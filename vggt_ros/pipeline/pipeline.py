@@ -43,7 +43,7 @@ from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, PoseHealth,
                                      Predictor, WindowPrediction, WindowResult)
 from vggt_ros.pipeline.window import WindowManager
-from vggt_ros.settings import BY_NAME
+from vggt_ros.settings import BY_NAME, overlap_problem
 
 def _default(name: str):
     return BY_NAME[name].default
@@ -104,7 +104,8 @@ class PipelineConfig:
                 raise ValueError(f"PipelineConfig.{f.name} must be a finite number, got {value!r}")
         checks = [
             ("window_size", self.window_size >= 2, ">= 2"),
-            ("overlap", 1 <= self.overlap < self.window_size, "in [1, window_size - 1]"),
+            ("overlap", self.overlap >= 1 and overlap_problem(self.window_size, self.overlap)
+             is None, "in [1, window_size - 1]"),
             ("keyframe_stride", self.keyframe_stride >= 1, ">= 1"),
             ("keyframe_min_interval", self.keyframe_min_interval >= 0.0, ">= 0"),
             ("keyframe_min_motion", 0.0 <= self.keyframe_min_motion <= 1.0, "in [0, 1]"),
