@@ -186,6 +186,20 @@ def test_track_unknown_stamp(seq, frames):
         pipeline.track(frames[10].stamp_ns, np.array([[1.0, 1.0]]))
 
 
+def test_track_answers_for_keyframes_of_recent_windows_not_only_the_last(seq, frames):
+    pipeline = make(seq, track_history_windows=2)
+    feed(pipeline, frames[:10])  # windows 0-3, 3-6, 6-9 (window 4, overlap 1)
+    query = np.array([[5.0, 6.0]])
+    answer = pipeline.track(frames[4].stamp_ns, query)  # only in the second window
+    assert answer.stamps_ns == [f.stamp_ns for f in frames[3:7]]
+    assert answer.query_index == 1
+    np.testing.assert_allclose(answer.tracks_uv[1], query)
+    newest = pipeline.track(frames[6].stamp_ns, query)  # in both: the newest window answers
+    assert newest.stamps_ns == [f.stamp_ns for f in frames[6:10]]
+    with pytest.raises(TrackRequestError, match="track_history_windows=2"):
+        pipeline.track(frames[1].stamp_ns, query)  # its window left the history
+
+
 def test_track_does_not_wait_for_a_window_in_progress(seq, frames):
     """A window being predicted must not block track() on the previous window's snapshot."""
     release = threading.Event()
