@@ -18,6 +18,9 @@ from vggt_ros.synth import cli as synth_cli
 # A seed outside the training range (vggt_ros.training.data keeps seeds >= 1_000_000 held out).
 DEMO_SEED = 1_000_007
 DEMO_TRAJECTORY = "loop"
+# The demo model's track head drifts beyond about four keyframes of motion (docs/MODEL.md,
+# "Poses from tracks"), so its windows are kept short; VGGT-1B keeps the node's defaults.
+DEMO_WINDOW = ("--window-size", "5", "--overlap", "2")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -47,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     code = mapper_cli.main([str(sequence_dir / "bag"), "--image-topic", "/camera/image_raw",
                             "--camera-info-topic", "/camera/camera_info", "--out", str(map_dir),
                             "--gt", str(sequence_dir / "groundtruth_tum.txt"),
-                            "--gt-synth", gt_synth, "--device", "cpu"])
+                            "--gt-synth", gt_synth, "--device", "cpu", *DEMO_WINDOW])
     if code:
         return code
     summary = json.loads((map_dir / "summary.json").read_text())
