@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from vggt_ros import settings
 from vggt_ros.evaluation.depth import synthetic_depth_source
+from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.output_set import OutputError, check_output_folder
 from vggt_ros.export.outputs import FILES
 from vggt_ros.io.bag_messages import BagError
@@ -174,17 +175,24 @@ def _run(argv: Optional[Sequence[str]], predictor_factory: PredictorFactory) -> 
         except StoppedEarly as exc:
             print(f"{PROG}: {exc}; nothing written, {out} is unchanged", file=sys.stderr)
             return 128 + interrupt.received
+    print("\n".join(summary_lines(summary, out)))
+    return 128 + interrupt.received if mapper.stopped_by else 0
+
+
+def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """What ``vggt_map`` prints at the end: the run in one line, the trajectory's metrics
+    beside their baselines, and the degenerate-trajectory warning when there is one."""
     line = (f"{PROG}: {summary['frames_read']} frames, {summary['keyframes']} keyframes, "
             f"{summary['windows']} windows in {summary['wall_time_s']:.1f} s "
             f"({summary['frames_per_second']:.1f} frames/s) -> {out}")
-    ate = summary["metrics"].get("trajectory", {}).get("ate")
-    if ate:
-        line += (f"; ATE {ate['rmse']:.4g} ({ate['rmse_percent_of_path']:.3g} % of "
-                 f"{ate['path_length']:.3g} path)")
     if summary["partial"]:
         line += "; PARTIAL: " + "; ".join(summary["partial_reasons"])
-    print(line)
-    return 128 + interrupt.received if mapper.stopped_by else 0
+    health = summary["trajectory_health"]
+    lines = [line] + ["  " + row for row in health_lines(
+        health, summary["metrics"].get("trajectory"), summary["pose_source"],
+        summary["intrinsics_source"])]
+    warning = warning_line(health)
+    return lines + [f"{PROG}: {warning}"] if warning else lines
 
 
 def main(argv: Optional[Sequence[str]] = None,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from vggt_ros.export.health_text import warning_line
 from vggt_ros.offline import cli as mapper_cli
 from vggt_ros.synth import cli as synth_cli
 
@@ -54,13 +55,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if code:
         return code
     summary = json.loads((map_dir / "summary.json").read_text())
+    health = summary["trajectory_health"]
     print(json.dumps({"frames": summary.get("frames_read"), "keyframes": summary.get("keyframes"),
                       "windows": summary.get("windows"), "fps": summary.get("frames_per_second"),
-                      "metrics": summary.get("metrics")}, indent=2))
+                      "pose_source": summary.get("pose_source"),
+                      "intrinsics_source": summary.get("intrinsics_source"),
+                      "metrics": summary.get("metrics"),
+                      "trajectory_health": {"degenerate": health["degenerate"],
+                                            "warnings": health["warnings"]}}, indent=2))
     print(f"[demo] outputs in {map_dir.resolve()}:")
     for name in ("report.png", "map.ply", "trajectory_tum.txt", "colmap", "outputs.mcap",
                  "summary.json"):
         print(f"  {map_dir.resolve() / name}")
+    if health["degenerate"]:  # last, so it is not lost above the JSON
+        print(f"[demo] {warning_line(health)}")
     return 0
 
 

@@ -30,16 +30,18 @@ import numpy as np
 from tqdm import tqdm
 
 from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
+from vggt_ros.evaluation.health import trajectory_health
 from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
                                          depth_metrics, evaluate_trajectory)
 from vggt_ros.export.output_set import OutputSet
+from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.outputs import FILES, MapOutputs
 from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
-from vggt_ros.pipeline.types import Frame, Predictor, WindowResult
+from vggt_ros.pipeline.types import Frame, PoseHealth, Predictor, WindowResult
 
 _LOG = logging.getLogger(__name__)
 GT_MAX_DIFF_NS = 20_000_000  # stamp tolerance when associating with ground truth (TUM's 20 ms)
@@ -56,9 +58,11 @@ class StoppedEarly(RuntimeError):
 class OfflineMapper:
     """One mapping run: ``run`` reads the bag, feeds the pipeline, writes ``out_dir``.
 
-    ``gt_tum`` adds trajectory metrics (ATE/RPE after Sim(3) alignment) and ``gt_depth`` (a
-    stamp -> camera-grid depth lookup, e.g. ``synthetic_depth_source``) depth metrics to
-    summary.json.
+    ``gt_tum`` adds trajectory metrics (ATE/RPE after Sim(3) alignment, each beside its
+    baselines) and ``gt_depth`` (a stamp -> camera-grid depth lookup, e.g.
+    ``synthetic_depth_source``) depth metrics to summary.json. The trajectory's health (totals,
+    baselines, warnings) is judged from the ground truth when given and from the windows' pose
+    health in any case.
     """
 
     def __init__(self, predictor: Predictor, pipeline_config: PipelineConfig,
@@ -71,6 +75,7 @@ class OfflineMapper:
         self.timings: dict[str, float] = defaultdict(float)
         self.skipped: Counter[str] = Counter()
         self.chaining: list[dict[str, Any]] = []
+        self.pose_health: list[PoseHealth] = []
         self.frames_read = 0
         self.frames_decoded = 0
         self._depth_eval: list[dict[str, float]] = []
@@ -124,7 +129,10 @@ class OfflineMapper:
             self.chaining.append({"window": result.index, "method": status.method,
                                   "scale": status.scale, "residual": status.residual,
                                   "inlier_ratio": status.inlier_ratio,
-                                  "warning": status.warning})
+                                  "warning": status.warning,
+                                  "pose": asdict(result.pose) if result.pose else None})
+            if result.pose is not None:
+                self.pose_health.append(result.pose)
             if status.warning:
                 _LOG.warning("window %d chained by %s: %s", result.index, status.method,
                              status.warning)
@@ -169,13 +177,14 @@ class OfflineMapper:
         output_set = OutputSet(out_dir, FILES.values())
         try:
             with output_set.writing():
-                outputs, metrics = self._outputs(first, frames, output_set.dir, gt, gt_depth,
-                                                 f"{source.path.name} {image_topic}")
+                outputs, metrics, health = self._outputs(first, frames, output_set.dir, gt,
+                                                         gt_depth,
+                                                         f"{source.path.name} {image_topic}")
                 if not source.report.intact:
                     _LOG.warning("%s: %s", source.path, source.report.warning(image_topic))
                 summary = self._summary(source, image_topic, camera_info_topic, out_dir,
-                                        outputs, metrics, time.perf_counter() - wall_start,
-                                        output_set.run_id)
+                                        outputs, metrics, health,
+                                        time.perf_counter() - wall_start, output_set.run_id)
                 outputs.write_summary(summary)
                 output_set.commit()
         except BaseException:
@@ -186,23 +195,29 @@ class OfflineMapper:
     def _outputs(self, first: Frame, frames: Iterator[Frame], out_dir: Path,
                  gt: Optional[tuple[np.ndarray, np.ndarray]],
                  gt_depth: Optional[DepthSource], title: str
-                 ) -> tuple[MapOutputs, dict[str, Any]]:
-        """Map the frames into ``out_dir`` (every file but the summary); the metrics."""
+                 ) -> tuple[MapOutputs, dict[str, Any], dict[str, Any]]:
+        """Map the frames into ``out_dir`` (every file but the summary); the metrics and the
+        trajectory's health."""
         outputs = MapOutputs(out_dir, self.odom_frame)
         try:
             self._map(first, frames, outputs, gt_depth)
             if self.stopped_by and not outputs.keyframes:
                 raise StoppedEarly(f"{self.stopped_by} before any window was mapped")
             metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
+            health = self._trajectory_health(outputs, metrics, gt_pairs)
             start = time.perf_counter()
             outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(), gt_pairs,
-                           title=title)
+                           title=title,
+                           health_text=health_lines(health, metrics.get("trajectory"),
+                                                    self.config.pose_source,
+                                                    self.intrinsics_source),
+                           warning=warning_line(health))
             self.timings["write"] += time.perf_counter() - start
         except BaseException:
             outputs.abort()
             raise
         self._add_depth_metrics(metrics)
-        return outputs, metrics
+        return outputs, metrics, health
 
     def _map(self, first: Frame, frames: Iterator[Frame], outputs: MapOutputs,
              gt_depth: Optional[DepthSource]) -> None:
@@ -267,6 +282,31 @@ class OfflineMapper:
         ie, ig = associate(outputs.stamps_ns, gt_stamps, GT_MAX_DIFF_NS)
         return {"trajectory": trajectory}, (ie, gt_poses[ig])
 
+    def _trajectory_health(self, outputs: MapOutputs, metrics: dict[str, Any],
+                           gt_pairs: Optional[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        """``trajectory_health`` on the ground truth associated with the keyframes when there is
+        one, else on the estimate and the windows' pose health alone; with ground truth, every
+        metric in ``metrics["trajectory"]`` gets its baselines beside it."""
+        if gt_pairs is None:
+            return trajectory_health(outputs.poses, windows=self.pose_health)
+        index, gt_poses = gt_pairs
+        trajectory = metrics["trajectory"]
+        health = trajectory_health(outputs.poses[index], gt_poses, trajectory["ate"],
+                                   self.pose_health)
+        if "baselines" in health:
+            trajectory["baselines"] = health["baselines"]
+            trajectory["orientation_error_deg"] = health["orientation_error_deg"]
+            trajectory["total_rotation_deg"] = {
+                "estimate": health["estimate"]["total_rotation_deg"],
+                "ground_truth": health["ground_truth"]["total_rotation_deg"]}
+        return health
+
+    @property
+    def intrinsics_source(self) -> str:
+        """Where the windows' intrinsics came from ("camera_info", "predicted", or both when a
+        CameraInfo was missing for some windows)."""
+        return ", ".join(sorted({p.intrinsics_source for p in self.pose_health})) or "none"
+
     def _partial_reasons(self, source: Bag, image_topic: str) -> list[str]:
         reasons = []
         if self.stopped_by:
@@ -276,8 +316,8 @@ class OfflineMapper:
         return reasons
 
     def _summary(self, source: Bag, image_topic: str, camera_info_topic: Optional[str],
-                 out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any], wall: float,
-                 run_id: str) -> dict[str, Any]:
+                 out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any],
+                 health: dict[str, Any], wall: float, run_id: str) -> dict[str, Any]:
         methods = Counter(c["method"] for c in self.chaining)
         partial = self._partial_reasons(source, image_topic)
         return {
@@ -298,6 +338,9 @@ class OfflineMapper:
             "stage_timings_s": dict(self.timings),
             "skipped_messages": dict(self.skipped),
             "bag_read": source.report.as_dict(),
+            "pose_source": self.config.pose_source,
+            "intrinsics_source": self.intrinsics_source,
+            "trajectory_health": health,
             "chaining": {"methods": dict(methods),
                          "warnings": [c for c in self.chaining if c["warning"]],
                          "windows": self.chaining},
