@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
             "frames carry one, is the intrinsics of record (depth, points, poses, COLMAP); "
             "predicted: always VGGT's own focal length.", "pipeline",
             choices=("camera_info", "predicted")),
-    Setting("pose_source", "tracks", "Where window poses come from: camera_head (VGGT's camera "
+    Setting("pose_source", "refined", "Where window poses come from: camera_head (VGGT's camera "
             "head as is), tracks (PnP on the track head's tracks lifted with the predicted "
             "depth), refined (tracks + a bundle adjustment of the window's poses and depths).",
             "pipeline", choices=("camera_head", "tracks", "refined")),

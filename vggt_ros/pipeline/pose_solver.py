@@ -60,7 +60,7 @@ TrackFn = Callable[[Sequence[Frame], int, np.ndarray], TrackPrediction]
 class PoseSolverConfig:
     """How windows are solved; the user-facing fields come from vggt_ros.settings."""
 
-    pose_source: str = "tracks"
+    pose_source: str = "refined"
     num_queries: int = 256  # per anchor keyframe
     anchors: int = 1  # anchor keyframes per window: the first, then evenly spaced
     # RANSAC / Huber threshold as a share of the model image width (tracks are in model pixels,
