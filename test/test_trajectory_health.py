@@ -88,9 +88,10 @@ def test_a_camera_that_never_turns_scores_the_identity_rotation_baseline():
     assert health["degenerate"] is True
 
 
-@pytest.mark.parametrize("yaw_share, degenerate", [(0.45, True), (0.9, False)])
-def test_a_trajectory_turning_less_than_half_as_much_as_the_ground_truth_warns(yaw_share,
-                                                                              degenerate):
+@pytest.mark.parametrize("yaw_share, degenerate", [(0.45, True), (0.9, False), (1.6, False),
+                                                   (2.2, True)])
+def test_a_trajectory_turning_less_than_half_or_more_than_twice_the_ground_truth_warns(
+        yaw_share, degenerate):
     gt = _loop()
     est = _similar(_loop(yaw_share))
     health = _health(est, gt)

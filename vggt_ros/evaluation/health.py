@@ -115,7 +115,10 @@ def trajectory_health(est_world_from_cam: np.ndarray,
                                     identity_rotation_baseline_deg(gt)}}
         ratio = out["estimate"]["total_rotation_deg"] / gt_rotation if gt_rotation > 0 else 1.0
         out["rotation_ratio"] = ratio
-        if gt_rotation >= MIN_GT_ROTATION_DEG and ratio < MIN_ROTATION_RATIO:
+        # Turning far less is a frozen or collapsed estimate; turning far more is rotation noise
+        # (jittering poses add up their angles): both mean the orientations cannot be trusted.
+        if gt_rotation >= MIN_GT_ROTATION_DEG and not (
+                MIN_ROTATION_RATIO <= ratio <= 1.0 / MIN_ROTATION_RATIO):
             warnings.append(f"the estimate turns {out['estimate']['total_rotation_deg']:.0f} deg "
                             f"while the ground truth turns {gt_rotation:.0f} deg")
         if ate is not None and ate["rmse"] > NO_BETTER_THAN_STATIC * baseline["ate_rmse"]:
