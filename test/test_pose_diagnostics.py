@@ -4,14 +4,9 @@ from vggt_ros.pipeline.types import ChainingStatus, PoseHealth
 from vggt_ros.topics.diagnostics import pipeline_status
 from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 
+from pose_health_samples import window_health
 
-def _window(degenerate: bool, source: str = "camera_head") -> PoseHealth:
-    return PoseHealth(pose_source=source, solved_frames=8, inlier_ratio=0.97,
-                      reprojection_px=12.0 if degenerate else 0.4, track_motion_px=15.0,
-                      unexplained_motion=0.8 if degenerate else 0.03,
-                      disagreement_deg=20.0 if degenerate else 0.5,
-                      intrinsics_source="camera_info", focal_disagreement=0.01,
-                      degenerate=degenerate)
+
 
 
 STATS = {"scale_status": "non-metric", "resets": 0, "last_reset_reason": "", "map_points": 40,
@@ -27,7 +22,7 @@ def _status(pose: PoseHealth, **stats):
 
 
 def test_diagnostics_carry_the_last_windows_pose_health_and_the_counters():
-    level, message, values = _status(_window(False, "refined"), pose_source="refined")
+    level, message, values = _status(window_health(False, "refined"), pose_source="refined")
     assert (level, message) == (DIAGNOSTIC_OK, "running")
     assert values["pose.source"] == "refined" and values["pose.intrinsics_source"] == "camera_info"
     assert values["pose.inlier_ratio"] == 0.97 and values["pose.reprojection_px"] == 0.4
@@ -39,7 +34,7 @@ def test_diagnostics_carry_the_last_windows_pose_health_and_the_counters():
 
 
 def test_degenerate_camera_head_poses_warn_with_what_to_change():
-    level, message, _ = _status(_window(True))
+    level, message, _ = _status(window_health(True))
     assert level == DIAGNOSTIC_WARN
     assert message.startswith("pose: poses do not explain the tracked image motion (80% of "
                               "15.0 px left): check the model/checkpoint, try pose_source "
@@ -48,7 +43,7 @@ def test_degenerate_camera_head_poses_warn_with_what_to_change():
 
 
 def test_tracks_disagreeing_with_an_unused_camera_head_are_no_warning():
-    pose = _window(False, "refined")
+    pose = window_health(False, "refined")
     pose.disagreement_deg = 25.0
     assert _status(pose, pose_source="refined")[:2] == (DIAGNOSTIC_OK, "running")
     pose.pose_source = "camera_head"
@@ -56,7 +51,7 @@ def test_tracks_disagreeing_with_an_unused_camera_head_are_no_warning():
 
 
 def test_a_focal_length_far_from_the_camera_info_warns():
-    pose = _window(False, "refined")
+    pose = window_health(False, "refined")
     pose.focal_disagreement = 0.3
     level, message, _ = _status(pose, pose_source="refined")
     assert level == DIAGNOSTIC_WARN

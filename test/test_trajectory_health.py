@@ -9,7 +9,8 @@ from vggt_ros.evaluation.health import trajectory_health
 from vggt_ros.evaluation.metrics import absolute_trajectory_error, relative_pose_error
 from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.report import MapView, report_figure, top_down_basis
-from vggt_ros.pipeline.types import PoseHealth
+
+from pose_health_samples import window_health
 
 FRAMES = 60
 
@@ -104,23 +105,16 @@ def test_a_trajectory_turning_less_than_half_or_more_than_twice_the_ground_truth
                          f"{health['ground_truth']['total_rotation_deg']:.0f} deg"]
 
 
-def _window(degenerate: bool, source: str = "camera_head") -> PoseHealth:
-    return PoseHealth(pose_source=source, solved_frames=8, inlier_ratio=0.97,
-                      reprojection_px=12.0 if degenerate else 0.4, track_motion_px=15.0,
-                      unexplained_motion=0.8 if degenerate else 0.03,
-                      disagreement_deg=20.0 if degenerate else 0.5,
-                      intrinsics_source="camera_info", focal_disagreement=0.01,
-                      degenerate=degenerate)
 
 
 def test_without_ground_truth_the_windows_pose_health_decides():
     est = _loop()
-    bad = trajectory_health(est, windows=[_window(True)] * 3 + [_window(False)])
+    bad = trajectory_health(est, windows=[window_health(True)] * 3 + [window_health(False)])
     assert bad["windows"]["count"] == 4 and bad["windows"]["degenerate"] == 3
     assert bad["degenerate"] is True and "baselines" not in bad
     assert "in 3 of 4 windows the poses do not explain the image motion" in bad["warnings"][0]
     assert bad["warnings"][1].endswith("try pose_source refined")
-    good = trajectory_health(est, windows=[_window(False)] * 4)
+    good = trajectory_health(est, windows=[window_health(False)] * 4)
     assert good["warnings"] == [] and good["degenerate"] is False
 
 
@@ -132,7 +126,7 @@ def test_every_printed_metric_stands_beside_its_baseline():
     est[:, :3, 3] += 0.01 * np.random.default_rng(1).normal(size=(FRAMES, 3))
     ate = absolute_trajectory_error(est, gt)
     trajectory = {"ate": ate, "rpe": relative_pose_error(est, gt, scale=ate["scale"])}
-    health = trajectory_health(est, gt, ate, [_window(False, "refined")] * 2)
+    health = trajectory_health(est, gt, ate, [window_health(False, "refined")] * 2)
     rows = {line.split("  ")[0]: line for line in
             health_lines(health, trajectory, "refined", "camera_info")}
     no_motion = health["baselines"]["no_motion"]
@@ -149,7 +143,7 @@ def test_every_printed_metric_stands_beside_its_baseline():
 
 
 def test_the_warning_line_gives_every_reason():
-    health = trajectory_health(_loop(), windows=[_window(True)] * 2)
+    health = trajectory_health(_loop(), windows=[window_health(True)] * 2)
     line = warning_line(health)
     assert line == "WARNING: degenerate trajectory: " + "; ".join(health["warnings"])
     assert len(health["warnings"]) == 2
