@@ -7,8 +7,6 @@ from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 from pose_health_samples import window_health
 
 
-
-
 STATS = {"scale_status": "non-metric", "resets": 0, "last_reset_reason": "", "map_points": 40,
          "frames_in": 16, "keyframes": 16, "dropped_non_keyframes": 0, "windows": 3,
          "timings": {"predict": 0.5}, "pose_source": "camera_head",

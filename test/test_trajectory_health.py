@@ -12,6 +12,7 @@ from vggt_ros.export.report import MapView, report_figure, top_down_basis
 
 from pose_health_samples import window_health
 
+
 FRAMES = 60
 
 
@@ -103,8 +104,6 @@ def test_a_trajectory_turning_less_than_half_or_more_than_twice_the_ground_truth
         assert turns == [f"the estimate turns {health['estimate']['total_rotation_deg']:.0f} deg "
                          f"while the ground truth turns "
                          f"{health['ground_truth']['total_rotation_deg']:.0f} deg"]
-
-
 
 
 def test_without_ground_truth_the_windows_pose_health_decides():
