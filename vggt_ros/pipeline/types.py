@@ -63,6 +63,29 @@ class PreprocessMapping:
         k[:2, :] = k[:2, :] * self._scales()[:, None] - self._offsets()[:, None] * k[2:3, :]
         return k
 
+    def sample_original(self, image: np.ndarray) -> np.ndarray:
+        """An original-grid image [H,W] sampled at every model pixel -> [h,w] float32.
+
+        Nearest neighbour, because interpolating depth across an edge would invent depths that
+        exist nowhere; NaN where the model pixel falls outside the original image or outside
+        ``valid`` (padding)."""
+        image = np.asarray(image, dtype=np.float32)
+        width, height = self.original_size
+        if image.shape != (height, width):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the frame was "
+                             f"{width}x{height}")
+        mw, mh = self.model_size
+        u, v = np.meshgrid(np.arange(mw, dtype=np.float64), np.arange(mh, dtype=np.float64))
+        uv = self.to_original(np.stack([u.ravel(), v.ravel()], axis=1))
+        col = np.rint(uv[:, 0]).astype(np.int64)
+        row = np.rint(uv[:, 1]).astype(np.int64)
+        x0, y0, x1, y1 = self.valid
+        inside = ((col >= 0) & (col < width) & (row >= 0) & (row < height)
+                  & (u.ravel() >= x0) & (u.ravel() < x1) & (v.ravel() >= y0) & (v.ravel() < y1))
+        out = np.full(mw * mh, np.nan, dtype=np.float32)
+        out[inside] = image[row[inside], col[inside]]
+        return out.reshape(mh, mw)
+
 
 @dataclass
 class CameraIntrinsics:
