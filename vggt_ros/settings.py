@@ -86,8 +86,29 @@ SETTINGS: tuple[Setting, ...] = (
             min=1e-6, max=100.0),
     Setting("max_map_points", 2_000_000, "Upper bound on points kept in the accumulated map.",
             "pipeline", min=1000),
-    Setting("metric_scale", 0.0, "Known metres per VGGT unit for the first window; 0 = "
-            "non-metric output (reported as such in diagnostics).", "pipeline", min=0.0),
+    # Metric scale.
+    Setting("scale_source", "none", "Where metres come from: none (VGGT's arbitrary units, "
+            "reported non-metric), fixed (metric_scale), depth (a depth image registered to "
+            "the colour camera: median sensor/predicted depth ratio per window), odometry (the "
+            "robot's wheel odometry: its travel over the window's keyframe stamps).",
+            "pipeline", choices=("none", "fixed", "depth", "odometry")),
+    Setting("metric_scale", 0.0, "With scale_source fixed: known metres per VGGT unit of the "
+            "first window (later windows are chained to it); 0 with any other source.",
+            "pipeline", min=0.0),
+    Setting("depth_min_range", 0.2, "Nearest sensor depth in metres used for the scale (closer "
+            "readings are not trusted).", "pipeline", min=0.0, max=100.0),
+    Setting("depth_max_range", 6.0, "Farthest sensor depth in metres used for the scale "
+            "(a depth camera's error grows with the square of the range).", "pipeline",
+            min=0.01, max=1000.0),
+    Setting("scale_min_travel", 0.2, "Odometry source: metres the robot must move within a "
+            "window for its scale to be measured; a window with less keeps the previous scale.",
+            "pipeline", min=0.0, max=100.0),
+    Setting("scale_max_rate", 0.05, "Largest relative scale change one window's measurement "
+            "may cause (0.05 = 5 in a hundred), so one bad window cannot jump the map.",
+            "pipeline", min=0.001, max=1.0),
+    Setting("scale_max_uncertainty", 0.05, "The scale is reported metric while its relative "
+            "1-sigma uncertainty is at most this (it grows with every window not measured).",
+            "pipeline", min=0.001, max=1.0),
     # Intrinsics and poses.
     Setting("intrinsics_source", "camera_info", "camera_info: a calibrated CameraInfo, when "
             "frames carry one, is the intrinsics of record (depth, points, poses, COLMAP); "
