@@ -23,8 +23,8 @@ def test_depth_noise_grows_with_range_and_the_sensor_has_holes():
     scene[:5] = 0.1  # something closer than its 0.2 m
     reading = noisy_depth(scene, rng, DepthNoise(hole_share=0.0))
     assert np.all(reading[:, 25:] == 0) and np.all(reading[:5] == 0)
-    assert np.all(reading[5:, 24] == 0)  # the depth edge: no reading (flying pixels)
-    assert np.all(reading[5:, :24] > 0)
+    assert np.all(reading[5:, 24] == 0) and np.all(reading[5, :25] == 0)  # depth edges
+    assert np.all(reading[6:, :24] > 0)
 
 
 def test_odometry_integrates_the_mounted_base_motion_with_drift():

@@ -53,10 +53,11 @@ def noisy_depth(depth: np.ndarray, rng: np.random.Generator,
     depth = np.asarray(depth, dtype=np.float64)
     sigma = noise.base + noise.quadratic * depth ** 2
     out = depth + sigma * rng.standard_normal(depth.shape)
-    neighbour = np.maximum(np.abs(np.diff(depth, axis=0, prepend=depth[:1])),
-                           np.abs(np.diff(depth, axis=1, prepend=depth[:, :1])))
+    padded = np.pad(depth, 1, mode="edge")
+    neighbours = (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:])
+    step = np.max([np.abs(n - depth) for n in neighbours], axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        edge = neighbour / depth > noise.edge_step
+        edge = step / depth > noise.edge_step  # both sides of a depth edge
     holes = (edge | (rng.random(depth.shape) < noise.hole_share) | ~np.isfinite(depth)
              | (depth < noise.min_range) | (depth > noise.max_range))
     return np.where(holes, 0.0, out)
