@@ -4,7 +4,8 @@ The live node declares each entry as a ROS parameter (with its description and r
 offline mapper exposes each as a ``--name`` command-line option, and ``config/vggt.yaml``
 lists them all; tests check the three agree. ``group`` says which object consumes a setting:
 ``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` ->
-``vggt_ros.inference.builder.build_predictor``, ``ros`` -> only the live node (frames, topics,
+``vggt_ros.inference.builder.build_predictor``, ``sensors`` -> the scale sensors' topics and
+stamp matching (the live node and ``vggt_map``), ``ros`` -> only the live node (frames, topics,
 publishing).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ class Setting:
     name: str
     default: Any
     description: str
-    group: str  # "pipeline" | "predictor" | "ros"
+    group: str  # "pipeline" | "predictor" | "sensors" | "ros"
     min: Optional[float] = None
     max: Optional[float] = None
     choices: tuple = ()
@@ -109,6 +110,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("scale_max_uncertainty", 0.05, "The scale is reported metric while its relative "
             "1-sigma uncertainty is at most this (it grows with every window not measured).",
             "pipeline", min=0.001, max=1.0),
+    # Scale sensors (node subscriptions, vggt_map topics).
+    Setting("depth_topic", "/camera/depth/image_raw", "scale_source depth: a depth image "
+            "registered (aligned) to the colour camera, 16UC1 millimetres or 32FC1 metres, of "
+            "the colour image's size and frame_id.", "sensors"),
+    Setting("odom_topic", "/odom", "scale_source odometry: the robot's nav_msgs/Odometry "
+            "(wheel odometry); the camera mount from its child_frame_id to the camera frame is "
+            "read from /tf_static.", "sensors"),
+    Setting("sensor_stamp_tolerance", 0.02, "Largest stamp difference in seconds between a "
+            "colour frame and the depth image used with it.", "sensors", min=0.0, max=1.0),
+    Setting("odom_max_gap", 0.5, "Odometry samples further apart than this many seconds are "
+            "not interpolated between (the odometry stalled).", "sensors", min=0.001,
+            max=60.0),
     # Intrinsics and poses.
     Setting("intrinsics_source", "camera_info", "camera_info: a calibrated CameraInfo, when "
             "frames carry one, is the intrinsics of record (depth, points, poses, COLMAP); "
