@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from vggt_ros.pipeline.chaining import Chainer, check_prediction
+from vggt_ros.pipeline.covariance import UncertaintyTracker
 from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SOURCES,
                                           apply_intrinsics)
 from vggt_ros.pipeline.map_fusion import VoxelMap
@@ -249,6 +250,7 @@ class Pipeline:
         self._last_error = ""
         self._last_chaining: Optional[ChainingStatus] = None
         self._last_scale: Optional[ScaleStatus] = None
+        self._uncertainty = UncertaintyTracker()
         self._timings: dict[str, float] = {}
         self._stamps = StampGuard(config.stamp_restart_frames)
         self._clear_stream()
@@ -284,6 +286,7 @@ class Pipeline:
         with self._lock:
             self._windows.reset()
             self._chainer.reset(reason)
+            self._uncertainty.restart()
             self.map.clear()
             self._clear_stream()
             with self._snapshot_lock:
@@ -358,6 +361,7 @@ class Pipeline:
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
         result.pose = pose
+        result.uncertainty = self._uncertainty.window(result)
         self._count_pose(pose)
         self._windows_done += 1
         snapshot = _Snapshot(frames=tuple(window), keyframes=self._chainer.keyframes())
