@@ -150,6 +150,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
             "ros"),
     Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),
+    Setting("tf_mode", "odom_tree", "Which pose edge goes on /tf: odom_tree (odom_frame -> "
+            "base or camera body), separate_odom (the inverse, body -> odom_frame: for a robot "
+            "whose wheel odometry owns odom -> base_link; set odom_frame to e.g. vggt_odom), "
+            "odometry_only (no pose on /tf: the odometry message is for robot_localization).",
+            "ros", choices=("odom_tree", "separate_odom", "odometry_only")),
     Setting("publish_depth", True, "Publish depth, depth/camera_info, depth/confidence.", "ros"),
     Setting("publish_points", True, "Publish each window's cloud on points.", "ros"),
     Setting("publish_map", True, "Publish the accumulated voxel map on map_points.", "ros"),

@@ -80,7 +80,8 @@ def depth_scale(prediction: WindowPrediction, frames: Sequence[Frame], conf_thre
             usable = keep[s] & np.isfinite(sensor) & (sensor >= min_range) & (sensor <= max_range)
         logs.append(np.log(sensor[usable]) - np.log(prediction.depth[s][usable]))
     if with_depth == 0:
-        return _skip("no depth image matched the window's keyframes")
+        return _skip("no usable depth image matched the window's keyframes (rejected.depth_* "
+                     "count why)")
     ratios = np.concatenate(logs).astype(np.float64)
     if len(ratios) < MIN_DEPTH_PIXELS:
         return _skip(f"only {len(ratios)} confident pixels with sensor depth in "

@@ -2,7 +2,9 @@
 
 The node adds what only a live process knows (input rates, queue, rejected input, device
 memory); the pipeline's chaining result, scale status, resets, map size and stage timings are
-reported the same way live and in a mapped bag.
+reported the same way live and in a mapped bag. ``scale`` is ``metric`` only while a source is
+active and healthy; a depth or odometry source that is not (yet) raises the level to WARN and
+says why, since odometry in unknown units must not be fused as metres.
 """
 from __future__ import annotations
 
@@ -14,6 +16,12 @@ from vggt_ros.pipeline.types import ChainingStatus
 from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 
 __all__ = ["status_name", "hardware_id", "pipeline_status", "falling_behind", "latency_values"]
+
+# Pipeline.stats["scale"] keys reported as scale.<key>: the source, its current scale (odom
+# units per VGGT unit of the last window), its relative 1-sigma uncertainty, the windows it
+# scaled, skipped (no measurement) or rejected (an outlier), and why the last one was not scaled.
+SCALE_KEYS = ("source", "value", "uncertainty", "windows_scaled", "windows_skipped",
+              "windows_rejected", "reason")
 
 
 def status_name(node_name: str) -> str:
@@ -43,6 +51,12 @@ def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
     else:
         message = "waiting for the first window"
     values["scale"] = stats["scale_status"]
+    scale = stats.get("scale")
+    if scale is not None:
+        values.update({f"scale.{key}": scale[key] for key in SCALE_KEYS})
+        if scale["source"] in ("depth", "odometry") and not scale["metric"]:
+            level = max(level, DIAGNOSTIC_WARN)
+            message = f"scale not metric: {scale['reason']}; {message}"
     values["resets"] = stats["resets"]
     values["last_reset_reason"] = stats["last_reset_reason"]
     values["map_points"] = stats["map_points"]
