@@ -265,7 +265,7 @@ def test_a_lasting_change_is_followed_at_the_bounded_rate():
     scales = [2.0] + [s.scale for s in statuses]
     steps = np.array(scales[1:]) / np.array(scales[:-1])
     assert steps.max() <= 1.05 + 1e-9 and statuses[2].verdict == "scaled"
-    assert "limited to 5%" in statuses[2].reason
+    assert "limited to 5% in this window" in statuses[2].reason
     assert statuses[-1].scale == pytest.approx(3.0, rel=0.02)
 
 
@@ -309,3 +309,14 @@ def test_metric_scale_requires_the_fixed_source_and_the_reverse():
         PipelineConfig(scale_source="stereo").validate()
     PipelineConfig(scale_source="fixed", metric_scale=2.0).validate()
 
+
+
+def test_a_poor_overlap_fit_lets_the_measurement_correct_the_chain_at_once():
+    clean, poor = (ScaleFilter(ScaleFilterConfig("depth")) for _ in range(2))
+    for scale_filter in (clean, poor):
+        scale_filter.first(_measured(2.0))
+    # The chain says the scale fell by a fifth; the sensor says it did not.
+    held = clean.next(0.8, _measured(2.0), chain_quality=1.0)
+    corrected = poor.next(0.8, _measured(2.0), chain_quality=20.0)  # 5 % of points explained
+    assert held.verdict == "rejected" and held.scale == pytest.approx(1.6)
+    assert corrected.verdict == "scaled" and corrected.scale == pytest.approx(2.0, rel=0.01)

@@ -44,6 +44,7 @@ import numpy as np
 from vggt_ros.geometry.camera import se3_inverse, to_homogeneous, unproject_depth
 from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_sim3,
                                     rotation_mean, sim3_matrix)
+from vggt_ros.pipeline.covariance import chaining_quality
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.scale_filter import ScaleFilter, unfiltered_status
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, ScaleMeasurement,
@@ -234,7 +235,9 @@ class Chainer:
             warnings.append(f"points: low inlier ratio {estimate.inlier_ratio:.2f}")
         transform = estimate.transform
         if self.scale_filter is not None:
-            scale_status = self.scale_filter.next(estimate.scale, measurement)
+            scale_status = self.scale_filter.next(
+                estimate.scale, measurement,
+                chaining_quality(estimate.method, estimate.inlier_ratio))
             scale = scale_status.scale
             pivot = se3_inverse(prev.prediction.cam_from_world[ia[0]])[:3, 3]
             transform = _rescaled(transform, scale / (prev.scale * estimate.scale), pivot)

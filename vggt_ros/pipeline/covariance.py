@@ -33,7 +33,7 @@ import numpy as np
 
 from vggt_ros.pipeline.types import PoseUncertainty, WindowResult
 
-__all__ = ["UncertaintyTracker", "pose_covariance", "twist_covariance"]
+__all__ = ["UncertaintyTracker", "chaining_quality", "pose_covariance", "twist_covariance"]
 
 DRIFT_PER_DISTANCE = 0.02  # position 1-sigma per unit travelled with a clean fit
 ANGLE_NOISE_RAD = math.radians(0.2)  # rotation 1-sigma per keyframe step with a clean fit
@@ -46,18 +46,21 @@ POSITION_FLOOR = 1e-3  # odom units
 ANGLE_FLOOR_RAD = math.radians(0.05)
 
 
+def chaining_quality(method: str, inlier_ratio: float) -> float:
+    """The chaining part of q (module docstring): >= 1, 1 for a clean ``points`` fit."""
+    if method == "points":
+        ratio = inlier_ratio if math.isfinite(inlier_ratio) else 1.0
+        return 1.0 / max(ratio, MIN_INLIER_RATIO)
+    if method == "centres":
+        return CENTRES_QUALITY
+    if method == "previous_scale":
+        return CARRIED_QUALITY
+    return 1.0  # first window of a trajectory: odom is defined by it
+
+
 def window_quality(result: WindowResult) -> float:
     """q >= 1 of the module docstring: how much worse than a clean fit this window is."""
-    chaining = result.chaining
-    if chaining.method == "points":
-        ratio = chaining.inlier_ratio if math.isfinite(chaining.inlier_ratio) else 1.0
-        quality = 1.0 / max(ratio, MIN_INLIER_RATIO)
-    elif chaining.method == "centres":
-        quality = CENTRES_QUALITY
-    elif chaining.method == "previous_scale":
-        quality = CARRIED_QUALITY
-    else:  # first window of a trajectory: odom is defined by it
-        quality = 1.0
+    quality = chaining_quality(result.chaining.method, result.chaining.inlier_ratio)
     pose = result.pose
     if pose is not None:
         if math.isfinite(pose.reprojection_px):

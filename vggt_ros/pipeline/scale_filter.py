@@ -6,17 +6,20 @@ precise from one window to the next. So the state is ``x = log(metres per window
 the current window, with a variance ``P`` (log space: a relative error is the same whatever the
 window's units), and per window:
 
-1. predict through the chaining: ``x = x_prev + log(relative scale)``, ``P += drift**2``
-   (``drift_per_window``: how far the chained scale may wander in one window);
+1. predict through the chaining: ``x = x_prev + log(relative scale)``, ``P += (drift * q)**2``
+   (``drift_per_window``: how far the chained scale may wander in one window with a clean
+   overlap fit; ``q >= 1``, the chaining quality of ``pipeline/covariance.py``, is larger when
+   the fit explained few overlap points or fell back on camera centres);
 2. update with the window's measurement ``z`` (variance ``u**2`` from its own uncertainty),
    Kalman gain ``K = P / (P + u**2)``:
 
    * a measurement more than ``gate_sigmas`` from the prediction is rejected as an outlier and
      the window keeps the chained scale; after ``follow_after`` rejections in a row the filter
      follows the measurements after all (the chain, not the sensor, was wrong);
-   * the correction ``K (z - x)`` is clipped to ``log(1 + max_rate)``: one window can move the
-     map's scale by at most ``max_rate`` (the clipped part stays in ``P``, so the uncertainty
-     says the scale is still settling);
+   * the correction ``K (z - x)`` is clipped to ``log(1 + q * max_rate)``: after a clean
+     overlap fit one window can move the map's scale by at most ``max_rate``; a poor fit says
+     little about the relative scale and holds the sensor back less (the clipped part stays in
+     ``P``, so the uncertainty says the scale is still settling);
    * a window with no measurement (no valid depth, no motion) keeps the chained scale and says
      why.
 
@@ -93,19 +96,23 @@ class ScaleFilter:
         self.reset()
         return self._update(measurement)
 
-    def next(self, relative_scale: float, measurement: ScaleMeasurement) -> ScaleStatus:
+    def next(self, relative_scale: float, measurement: ScaleMeasurement,
+             chain_quality: float = 1.0) -> ScaleStatus:
         """A later window; ``relative_scale`` = previous-window units per new-window unit, as
-        the chaining fitted it on the overlap."""
+        the chaining fitted it on the overlap, with its quality (>= 1, 1 = a clean fit)."""
         if not (math.isfinite(relative_scale) and relative_scale > 0):
             raise ValueError(f"relative scale must be finite and positive, got {relative_scale}")
+        if not chain_quality >= 1.0:
+            raise ValueError(f"chain quality must be >= 1, got {chain_quality}")
         if self._log_scale is None:
             self._chained *= relative_scale
         else:
             self._log_scale += math.log(relative_scale)
-            self._variance += self.config.drift_per_window ** 2
-        return self._update(measurement)
+            self._variance += (self.config.drift_per_window * chain_quality) ** 2
+        return self._update(measurement, chain_quality)
 
-    def _update(self, measurement: ScaleMeasurement) -> ScaleStatus:
+    def _update(self, measurement: ScaleMeasurement, chain_quality: float = 1.0
+                ) -> ScaleStatus:
         if not measurement.valid:
             self.windows_skipped += 1
             return self._status("skipped", measurement, measurement.reason
@@ -129,7 +136,7 @@ class ScaleFilter:
         self._rejections_in_row = 0
         gain = self._variance / (self._variance + r)
         step = gain * innovation
-        limit = math.log1p(self.config.max_rate)
+        limit = math.log1p(self.config.max_rate * chain_quality)
         clipped = max(-limit, min(limit, step))
         self._log_scale += clipped
         self._variance = (1.0 - gain) * self._variance + (step - clipped) ** 2
@@ -140,7 +147,8 @@ class ScaleFilter:
                       f"in a row")
         if clipped != step:
             reason = "; ".join(filter(None, (reason, f"correction limited to "
-                                              f"{self.config.max_rate:.0%} per window")))
+                                              f"{self.config.max_rate * chain_quality:.0%} "
+                                              f"in this window")))
         return self._status("scaled", measurement, reason)
 
     def _status(self, verdict: str, measurement: ScaleMeasurement, reason: str) -> ScaleStatus:
