@@ -286,7 +286,7 @@ def test_without_measurements_the_uncertainty_grows_until_the_scale_is_no_longer
     uncertainty = [s.uncertainty for s in statuses]
     assert uncertainty == sorted(uncertainty)
     assert statuses[0].metric and not statuses[-1].metric
-    assert "too long without a depth measurement" in statuses[-1].reason
+    assert "too long without a usable depth measurement" in statuses[-1].reason
 
 
 def test_before_the_first_measurement_the_map_is_not_metric():

@@ -155,9 +155,11 @@ class ScaleFilter:
         if not self.initialised:
             reason = f"not metric until the first {self.config.source} measurement: {reason}"
         elif not self.healthy:
+            why = (f"too long without a usable {self.config.source} measurement"
+                   if verdict != "scaled" else "the measurements disagree with the chaining")
             reason = "; ".join(filter(None, (reason, (
                 f"uncertainty {self.uncertainty:.1%} above {self.config.max_uncertainty:.0%}: "
-                f"too long without a {self.config.source} measurement"))))
+                f"{why}"))))
         return ScaleStatus(source=self.config.source, metric=self.healthy, scale=self.scale,
                            uncertainty=self.uncertainty, measured=measurement.scale,
                            verdict=verdict, reason=reason)
