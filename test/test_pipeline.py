@@ -60,7 +60,8 @@ def test_end_to_end_windows_map_and_stats(seq, frames):
                ("size_change", "frame_id", "duplicate_stamp", "out_of_order", "bad_image",
                 "bad_camera_info"))
     assert stats["resets"] == 0 and stats["map_points"] == len(pipeline.map)
-    assert make(seq, metric_scale=2.0).stats["scale_status"].startswith("metric")
+    fixed = make(seq, scale_source="fixed", metric_scale=2.0).stats
+    assert fixed["scale_status"] == "metric" and fixed["scale"]["value"] == 2.0
 
 
 def test_bad_frames_are_rejected_and_counted(seq, frames):

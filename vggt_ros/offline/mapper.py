@@ -40,8 +40,10 @@ from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
+from vggt_ros.offline.sensor_feed import BagSensors
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.types import Frame, PoseHealth, Predictor, WindowResult
+from vggt_ros.settings import defaults
 
 _LOG = logging.getLogger(__name__)
 GT_MAX_DIFF_NS = 20_000_000  # stamp tolerance when associating with ground truth (TUM's 20 ms)
@@ -66,8 +68,13 @@ class OfflineMapper:
     """
 
     def __init__(self, predictor: Predictor, pipeline_config: PipelineConfig,
-                 progress: bool = True, odom_frame: str = "odom") -> None:
+                 progress: bool = True, odom_frame: str = "odom",
+                 sensor_settings: Optional[dict[str, Any]] = None) -> None:
         self.predictor = predictor
+        # The scale sensors' topics and stamp matching (the settings group "sensors").
+        self.sensor_settings = {**defaults("sensors"), **(sensor_settings or {})}
+        self.sensor_problems: Counter[str] = Counter()
+        self._sensors: Optional[BagSensors] = None
         self.config = pipeline_config
         self.progress = progress
         self.odom_frame = odom_frame
@@ -111,8 +118,30 @@ class OfflineMapper:
                 continue
             finally:
                 self.timings["decode"] += time.perf_counter() - start
-            yield Frame(stamp_ns=record.stamp_ns, image=image, frame_id=record.frame_id,
-                        camera_info=record.camera_info)
+            yield self._with_sensors(Frame(stamp_ns=record.stamp_ns, image=image,
+                                           frame_id=record.frame_id,
+                                           camera_info=record.camera_info))
+
+    def _open_sensors(self, bag: Path) -> Optional[BagSensors]:
+        """The depth or odometry stream scale_source reads (None for none and fixed)."""
+        source, values = self.config.scale_source, self.sensor_settings
+        if source not in ("depth", "odometry"):
+            return None
+        return BagSensors(bag, values["sensor_stamp_tolerance"], values["odom_max_gap"],
+                          depth_topic=values["depth_topic"] if source == "depth" else None,
+                          odom_topic=values["odom_topic"] if source == "odometry" else None)
+
+    def _with_sensors(self, frame: Frame) -> Frame:
+        """The frame with its matching depth / odometry; problems counted by kind and warned
+        about once per kind (the scale filter keeps the previous scale for such frames)."""
+        if self._sensors is None:
+            return frame
+        frame, problems = self._sensors.attach(frame)
+        for kind, reason in problems:
+            if self.sensor_problems[kind] == 0:
+                _LOG.warning("scale sensor: %s (further '%s' are only counted)", reason, kind)
+            self.sensor_problems[kind] += 1
+        return frame
 
     def _skip(self, kind: str, message: str) -> None:
         if self.skipped[kind] == 0:  # once per reason: a bad bag must not flood the terminal
@@ -130,7 +159,12 @@ class OfflineMapper:
                                   "scale": status.scale, "residual": status.residual,
                                   "inlier_ratio": status.inlier_ratio,
                                   "warning": status.warning,
-                                  "pose": asdict(result.pose) if result.pose else None})
+                                  "pose": asdict(result.pose) if result.pose else None,
+                                  "scale_verdict": result.scale.verdict if result.scale else "",
+                                  "scale_uncertainty": (result.scale.uncertainty
+                                                        if result.scale else float("nan")),
+                                  "scale_measured": (result.scale.measured if result.scale
+                                                     else float("nan"))})
             if result.pose is not None:
                 self.pose_health.append(result.pose)
             if status.warning:
@@ -166,6 +200,16 @@ class OfflineMapper:
         """Map the bag; returns the summary (also written as summary.json)."""
         source, out_dir = Bag(bag), Path(out_dir)
         gt = read_tum(gt_tum) if gt_tum is not None else None  # fail before the long run
+        self._sensors = self._open_sensors(source.path)
+        try:
+            return self._run(source, image_topic, out_dir, camera_info_topic, gt, gt_depth)
+        finally:
+            if self._sensors is not None:
+                self._sensors.close()
+
+    def _run(self, source: Bag, image_topic: str, out_dir: Path,
+             camera_info_topic: Optional[str], gt: Optional[tuple[np.ndarray, np.ndarray]],
+             gt_depth: Optional[DepthSource]) -> dict[str, Any]:
         wall_start = time.perf_counter()
         frames = self._frames(source, image_topic, camera_info_topic)
         first = next(frames, None)  # opens the bag: topic and format errors surface here
@@ -345,6 +389,9 @@ class OfflineMapper:
                          "warnings": [c for c in self.chaining if c["warning"]],
                          "windows": self.chaining},
             "pipeline_stats": self.pipeline.stats,
+            "scale": {"status": self.pipeline.stats["scale_status"],
+                      **self.pipeline.stats["scale"],
+                      "sensor_problems": dict(self.sensor_problems)},
             "pipeline_config": asdict(self.config),
             "predictor": self.predictor.describe(),
             "metrics": metrics,

@@ -2,7 +2,9 @@
 
 The node adds what only a live process knows (input rates, queue, rejected input, device
 memory); the pipeline's chaining result, pose health, scale status, resets, map size and stage
-timings are reported the same way live and in a mapped bag.
+timings are reported the same way live and in a mapped bag. ``scale`` is ``metric`` only while a
+source is active and healthy; a depth or odometry source that is not (yet) raises the level to
+WARN and says why, since odometry in unknown units must not be fused as metres.
 
 Pose health is what lets an operator without ground truth see a bad trajectory: the status
 goes WARN, saying what is wrong and what to change, when the last window's poses do not explain
@@ -27,6 +29,12 @@ POSE_COUNTERS = {"pose_fallback_frames": "pose.fallback_frames_total",
                  "pose_disagreement_windows": "pose.disagreement_windows",
                  "pose_degenerate_windows": "pose.degenerate_windows",
                  "pose_focal_warning_windows": "pose.focal_warning_windows"}
+
+# Pipeline.stats["scale"] keys reported as scale.<key>: the source, its current scale (odom
+# units per VGGT unit of the last window), its relative 1-sigma uncertainty, the windows it
+# scaled, skipped (no measurement) or rejected (an outlier), and why the last one was not scaled.
+SCALE_KEYS = ("source", "value", "uncertainty", "windows_scaled", "windows_skipped",
+              "windows_rejected", "reason")
 
 
 def status_name(node_name: str) -> str:
@@ -103,6 +111,12 @@ def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
     if problems:
         level, message = DIAGNOSTIC_WARN, "; ".join(problems)
     values["scale"] = stats["scale_status"]
+    scale = stats.get("scale")
+    if scale is not None:
+        values.update({f"scale.{key}": scale[key] for key in SCALE_KEYS})
+        if scale["source"] in ("depth", "odometry") and not scale["metric"]:
+            level = max(level, DIAGNOSTIC_WARN)
+            message = f"scale not metric: {scale['reason']}; {message}"
     values["resets"] = stats["resets"]
     values["last_reset_reason"] = stats["last_reset_reason"]
     values["map_points"] = stats["map_points"]
