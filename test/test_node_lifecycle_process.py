@@ -125,7 +125,7 @@ def test_managed_node_through_its_lifecycle_services(tmp_path):
                           "inactive in /diagnostics")
         values = player.diagnostics()
         assert float(values["startup.warmup_s"]) > 0 and values["lifecycle.last_error"] == ""
-        assert "one window" in values["startup.warmup"] and f"{W}x{H}" in values[
+        assert "every window shape" in values["startup.warmup"] and f"{W}x{H}" in values[
             "startup.warmup"]
         assert player.pub_image.get_subscription_count() == 0  # inactive: no camera input
 

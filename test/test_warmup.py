@@ -21,9 +21,9 @@ from vggt_ros.pipeline.window import WindowManager
 from vggt_ros.settings import defaults
 
 
-def _plan(window_size=6, overlap=2, every_shape=True, width=64, height=48) -> WarmupPlan:
+def _plan(window_size=6, overlap=2, width=64, height=48) -> WarmupPlan:
     return WarmupPlan(width=width, height=height, window_size=window_size, overlap=overlap,
-                      track_queries=8, every_shape=every_shape)
+                      track_queries=8)
 
 
 def _new_frame_pairs(windows) -> set[tuple[int, int]]:
@@ -74,18 +74,12 @@ def test_every_length_also_gets_both_track_requests():
         assert tracks == {0, length - 1}  # the pose solver's first anchor, the newest frame
 
 
-def test_without_compilation_one_window_and_its_track_request():
-    calls = warmup_calls(_plan(6, 2, every_shape=False))
-    assert [(c.kind, c.length, c.query_frame) for c in calls] == [("predict", 6, 0),
-                                                                  ("track", 6, 0)]
-
-
 def test_plan_from_the_node_settings():
     values = defaults() | {"window_size": 5, "overlap": 1, "pose_queries": 32}
-    plan = plan_for_settings(values, every_shape=True)
+    plan = plan_for_settings(values)
     assert (plan.width, plan.height, plan.window_size, plan.overlap, plan.track_queries) == (
         640, 480, 5, 1, 32)
-    assert plan_for_settings(values | {"warmup_image_width": 0}, True) is None
+    assert plan_for_settings(values | {"warmup_image_width": 0}) is None
 
 
 class RecordingPredictor:
@@ -164,7 +158,7 @@ def test_after_warmup_no_pipeline_window_compiles(random_small_vggt):
     assert predictor.compiles
     window_size, overlap = 4, 2
     report = predictor.warm_up(WarmupPlan(width=96, height=72, window_size=window_size,
-                                          overlap=overlap, track_queries=8, every_shape=True))
+                                          overlap=overlap, track_queries=8))
     warmed = backend.compiles
     assert warmed > 0 and predictor.compile_stats()["compiled_shapes"] == warmed
     assert report.window_lengths == (4, 3)

@@ -4,8 +4,8 @@ Run in a fresh process per start (``bench/startup.py`` spawns it), so a second s
 what persists on disk (the compile cache), exactly like a restarted node:
 
 1. model load: weights built or read, moved to the device, wrapped as the node's predictor;
-2. warm-up: ``inference/warmup.py`` for the camera size and windows (every shape when the
-   network is compiled), the node's ``configure``;
+2. warm-up: ``inference/warmup.py``, every window shape at the camera size, as the node's
+   ``configure`` does;
 3. after "activate": a camera stream through the real ``Pipeline`` (sliding windows, a shorter
    flushed window now and then, track requests), each window timed; the first one is what the
    robot waits for after activate.
@@ -147,7 +147,7 @@ def measure_start(args: argparse.Namespace) -> dict[str, Any]:
     if not args.no_warmup:
         report = predictor.warm_up(WarmupPlan(
             width=args.width, height=args.height, window_size=args.window, overlap=args.overlap,
-            track_queries=max(8, args.pose_queries), every_shape=predictor.compiles))
+            track_queries=max(8, args.pose_queries)))
         warmup_s = report.seconds
     warmed = predictor.compile_stats()
     config = PipelineConfig(window_size=args.window, overlap=args.overlap,

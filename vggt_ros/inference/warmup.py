@@ -17,9 +17,9 @@ Which shapes (``warmup_calls``), for a camera of a known size:
   request on the newest frame (the ``track_points`` default), which puts that frame first.
 
 The calls go through the public ``Predictor`` protocol with dummy frames, so whatever a
-predictor compiles or caches per shape is covered without knowing its internals. Without a
-compiled network one window of ``window_size`` (and its track request) is enough: eager
-kernels do not depend on the shape, and it still checks that the model runs at this size.
+predictor compiles or caches per shape is covered without knowing its internals. An eager
+network needs it too: on CPU the first calls of each new shape were 2-10x slower than later
+ones (oneDNN builds its kernels per shape; docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
@@ -64,7 +64,6 @@ class WarmupPlan:
     window_size: int
     overlap: int
     track_queries: int  # queries per track request (the pose solver's per anchor)
-    every_shape: bool  # all window lengths and patterns (a compiled network), else one window
     min_window_frames: int = 0
 
     def __post_init__(self) -> None:
@@ -77,15 +76,14 @@ class WarmupPlan:
             raise ValueError(f"track_queries must be >= 1, got {self.track_queries}")
 
 
-def plan_for_settings(values: dict, every_shape: bool) -> Optional[WarmupPlan]:
+def plan_for_settings(values: dict) -> Optional[WarmupPlan]:
     """The warm-up of the node's settings (``warmup_image_width``/``_height``, ``window_size``,
     ``overlap``, ``pose_queries``); None when a warm-up size is 0 (no warm-up)."""
     width, height = values["warmup_image_width"], values["warmup_image_height"]
     if width <= 0 or height <= 0:
         return None
     return WarmupPlan(width=width, height=height, window_size=values["window_size"],
-                      overlap=values["overlap"], track_queries=max(8, values["pose_queries"]),
-                      every_shape=every_shape)
+                      overlap=values["overlap"], track_queries=max(8, values["pose_queries"]))
 
 
 @dataclass(frozen=True)
@@ -103,8 +101,7 @@ class WarmupCall:
 
 def warmup_calls(plan: WarmupPlan) -> list[WarmupCall]:
     """The calls of ``plan`` in order (module docstring). Pure: no frames, no model."""
-    lengths = (window_lengths(plan.window_size, plan.overlap, plan.min_window_frames)
-               if plan.every_shape else (plan.window_size,))
+    lengths = window_lengths(plan.window_size, plan.overlap, plan.min_window_frames)
     calls: list[WarmupCall] = []
     next_frame = 0
     for length in lengths:
@@ -112,8 +109,6 @@ def warmup_calls(plan: WarmupPlan) -> list[WarmupCall]:
         next_frame += length
         calls.append(WarmupCall("predict", fresh))
         calls.append(WarmupCall("track", fresh, query_frame=0))
-        if not plan.every_shape:
-            continue
         calls.append(WarmupCall("track", fresh, query_frame=length - 1))
         new = length - plan.overlap
         if new >= 1:
@@ -131,14 +126,12 @@ class WarmupReport:
     calls: int = 0
     window_lengths: tuple[int, ...] = ()
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the dummy camera frames
-    every_shape: bool = False
     call_seconds: list[float] = field(default_factory=list)
 
     def summary(self) -> str:
         lengths = ", ".join(map(str, self.window_lengths))
-        scope = "every window shape" if self.every_shape else "one window"
-        return (f"warm-up {self.seconds:.1f} s: {scope} ({self.calls} calls, windows of "
-                f"{lengths} frames at {self.image_size[0]}x{self.image_size[1]})")
+        return (f"warm-up {self.seconds:.1f} s: every window shape ({self.calls} calls, "
+                f"windows of {lengths} frames at {self.image_size[0]}x{self.image_size[1]})")
 
 
 def dummy_frames(count: int, width: int, height: int, seed: int = 0) -> list[Frame]:
@@ -165,7 +158,6 @@ def run_warmup(predictor: Predictor, plan: WarmupPlan,
                           plan.height)
     queries = _queries(plan.track_queries, plan.width, plan.height)
     report = WarmupReport(calls=len(calls), image_size=(plan.width, plan.height),
-                          every_shape=plan.every_shape,
                           window_lengths=tuple(dict.fromkeys(c.length for c in calls)))
     start = time.perf_counter()
     for index, call in enumerate(calls):

@@ -249,12 +249,12 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             f"{self._startup.model_load_s:.1f} s, {self._startup.warmup}); activate to start")
 
     def _warm_up(self, predictor: Predictor) -> None:
-        """Every window shape the pipeline will run, on dummy frames of the warm-up size (one
-        window unless the network is compiled); an injected predictor is used as given."""
+        """Every window shape the pipeline will run, on dummy frames of the warm-up size; an
+        injected predictor is used as given."""
         if predictor is self._injected_predictor:
             self._startup.warmup = "none (injected predictor)"
             return
-        plan = plan_for_settings(self.values, every_shape=predictor.compiles)
+        plan = plan_for_settings(self.values)
         if plan is None:
             self._startup.warmup = "none (warmup_image_width or _height is 0)"
             return
