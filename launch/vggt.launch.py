@@ -13,6 +13,11 @@ Two cameras, each node in its own namespace with its own odom frame (``<cam>/odo
 
 Arguments are resolved when the launch starts (OpaqueFunction), so each camera's node gets
 plain values: the params file first, then the arguments, which override it.
+
+Each node is a managed (lifecycle) node. With ``autostart:=true`` (the default) it configures
+(loads and warms up the model) and activates itself; with ``autostart:=false`` it waits,
+unconfigured, for a lifecycle manager (e.g. nav2_lifecycle_manager, or
+``ros2 lifecycle set /vggt configure`` then ``activate``).
 """
 import os
 
@@ -20,7 +25,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 
 # name -> (default, description)
 ARGUMENTS = {
@@ -38,11 +43,13 @@ ARGUMENTS = {
     "camera_frame": ("", "Camera optical frame; empty = the image header's frame_id"),
     "use_sim_time": ("false", "Use /clock (bag playback with --clock)"),
     "log_level": ("info", "debug | info | warn | error | fatal"),
+    "autostart": ("true", "true: each node configures and activates itself; false: it waits, "
+                          "unconfigured, for a lifecycle manager"),
 }
 
 
 def _nodes(context, *args, **kwargs):
-    """One Node action per camera, from the resolved launch arguments."""
+    """One LifecycleNode action per camera, from the resolved launch arguments."""
     value = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     params_file = value["params_file"] or os.path.join(
         get_package_share_directory("vggt_ros"), "config", "vggt.yaml")
@@ -52,7 +59,8 @@ def _nodes(context, *args, **kwargs):
     nodes = []
     for index, namespace in enumerate(namespaces):
         overrides = {"checkpoint": value["checkpoint"], "device": value["device"],
-                     "use_sim_time": value["use_sim_time"].lower() in ("true", "1")}
+                     "use_sim_time": value["use_sim_time"].lower() in ("true", "1"),
+                     "autostart": value["autostart"].lower() in ("true", "1")}
         odom = value["odom_frame"] or (f"{namespace}/odom" if several else "")
         if odom:
             overrides["odom_frame"] = odom
@@ -60,7 +68,7 @@ def _nodes(context, *args, **kwargs):
             overrides["base_frame"] = value["base_frame"]
         if value["camera_frame"] and not several:
             overrides["camera_frame"] = value["camera_frame"]
-        nodes.append(Node(
+        nodes.append(LifecycleNode(
             package="vggt_ros", executable="vggt_node", name="vggt", namespace=namespace,
             output="screen", parameters=[params_file, overrides],
             remappings=[("image", value["image_topic"]),

@@ -240,34 +240,6 @@ def test_compile_model_setting_reaches_the_fast_path(reference):
         False, False)
 
 
-def test_a_failing_compile_falls_back_to_eager_once():
-    from vggt_ros.model.fast import _CompiledWithFallback
-
-    call = _CompiledWithFallback(lambda x: x + 1, "test function", enabled=False)
-
-    def broken(*args):
-        raise RuntimeError("no C++ compiler")
-
-    call.compiled = broken  # what a failing inductor build looks like from here
-    with pytest.warns(RuntimeWarning, match="test function failed"):
-        assert call(1) == 2
-    assert call.compiled is None and call(2) == 3
-
-
-def test_out_of_memory_in_a_compiled_call_is_not_a_compile_failure():
-    from vggt_ros.model.fast import _CompiledWithFallback
-
-    call = _CompiledWithFallback(lambda x: x + 1, "test function", enabled=False)
-
-    def out_of_memory(*args):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    call.compiled = out_of_memory
-    with pytest.raises(torch.cuda.OutOfMemoryError):
-        call(1)
-    assert call.compiled is out_of_memory  # still compiled for the next, smaller input
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_graph_replays_give_the_eager_results():
     # The benchmark's tiny config, not the fixtures: this runs on the GPU machine, which has

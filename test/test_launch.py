@@ -20,6 +20,10 @@ class _Recorded:
         self.args, self.kwargs = args, kwargs
 
 
+class _LifecycleNode(_Recorded):
+    """launch_ros's LifecycleNode: a Node whose lifecycle launch knows about."""
+
+
 class _LaunchConfiguration:
     def __init__(self, name):
         self.name = name
@@ -35,7 +39,7 @@ def launch_file(monkeypatch):
         "launch": {"LaunchDescription": _Recorded},
         "launch.actions": {"DeclareLaunchArgument": _Recorded, "OpaqueFunction": _Recorded},
         "launch.substitutions": {"LaunchConfiguration": _LaunchConfiguration},
-        "launch_ros": {}, "launch_ros.actions": {"Node": _Recorded},
+        "launch_ros": {}, "launch_ros.actions": {"LifecycleNode": _LifecycleNode},
         "ament_index_python": {},
         "ament_index_python.packages": {"get_package_share_directory":
                                         lambda package: f"/opt/share/{package}"},
@@ -58,7 +62,9 @@ def _launch(module, **arguments):
     for d in declared:
         assert d.kwargs["description"], d.args[0]
     context = types.SimpleNamespace(launch_configurations=defaults | arguments)
-    return [node.kwargs for node in opaque.kwargs["function"](context)]
+    actions = opaque.kwargs["function"](context)
+    assert all(isinstance(action, _LifecycleNode) for action in actions)
+    return [action.kwargs for action in actions]
 
 
 def test_one_camera_with_the_packaged_params_file_by_default(launch_file):
@@ -68,7 +74,8 @@ def test_one_camera_with_the_packaged_params_file_by_default(launch_file):
     assert node["namespace"] == ""
     params_file, overrides = node["parameters"]
     assert params_file == "/opt/share/vggt_ros/config/vggt.yaml"
-    assert overrides == {"checkpoint": "", "device": "auto", "use_sim_time": False}
+    assert overrides == {"checkpoint": "", "device": "auto", "use_sim_time": False,
+                         "autostart": True}
     assert node["remappings"] == [("image", "image"), ("camera_info", "camera_info")]
     assert node["ros_arguments"] == ["--log-level", "info"]
 
@@ -78,10 +85,10 @@ def test_arguments_reach_the_node(launch_file):
                       image_topic="/camera/image_rect", camera_info_topic="/camera/info",
                       checkpoint="/w/model.pt", device="cuda", odom_frame="odom",
                       base_frame="base_link", camera_frame="cam_optical", use_sim_time="true",
-                      log_level="debug")
+                      log_level="debug", autostart="false")
     assert node["namespace"] == "cam"
     assert node["parameters"] == ["/robot/vggt.yaml", {
-        "checkpoint": "/w/model.pt", "device": "cuda", "use_sim_time": True,
+        "checkpoint": "/w/model.pt", "device": "cuda", "use_sim_time": True, "autostart": False,
         "odom_frame": "odom", "base_frame": "base_link", "camera_frame": "cam_optical"}]
     assert node["remappings"] == [("image", "/camera/image_rect"),
                                   ("camera_info", "/camera/info")]

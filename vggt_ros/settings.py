@@ -64,6 +64,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("compile_model", True, "On CUDA, torch.compile the network for each new window "
             "shape: the first window of a shape takes ~10 s longer, every later one is ~1.3x "
             "faster. false: the uncompiled fast path (no start-up delay).", "predictor"),
+    Setting("compile_cache_dir", "", "Where torch.compile keeps its compiled graphs between runs "
+            "(CUDA with compile_model), so a second start does not compile again; a "
+            "sub-directory per torch version and model code keeps stale graphs out. Empty: "
+            "~/.cache/vggt_ros/torch_compile.", "predictor"),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
@@ -167,6 +171,16 @@ SETTINGS: tuple[Setting, ...] = (
             "(and counted) when it is full.", "ros", min=1, max=1000),
     Setting("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", "ros",
             min=0.1, max=60.0),
+    # Lifecycle and start-up.
+    Setting("autostart", True, "Configure and activate at start-up (a plain node). false: a "
+            "managed node that waits, unconfigured, for its lifecycle transitions "
+            "(configure, activate, ...).", "ros"),
+    Setting("warmup_image_width", 640, "Width in pixels of the camera images the model is "
+            "warmed up for at configure: every window shape is run once on dummy frames of "
+            "this size, so no window after activate waits for a compile. 0 = no warm-up.",
+            "ros", min=0, max=16384),
+    Setting("warmup_image_height", 480, "Height in pixels of the warm-up frames (see "
+            "warmup_image_width). 0 = no warm-up.", "ros", min=0, max=16384),
 )
 
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}

@@ -14,11 +14,11 @@ from typing import Callable, Optional
 
 import torch
 
+from vggt_ros.inference.compile_cache import use_compile_cache
 from vggt_ros.inference.device import resolve_device
 from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.model import load_vggt
 from vggt_ros.model.embedded import load_embedded_model
-from vggt_ros.pipeline.types import Predictor
 
 __all__ = ["build_predictor"]
 
@@ -33,20 +33,26 @@ def _load_model(checkpoint: str, dev: torch.device) -> tuple[torch.nn.Module, st
 
 
 def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_mode: str,
-                    image_size: int, compile_model: bool = True,
-                    log: Optional[Callable[[str], None]] = None) -> Predictor:
+                    image_size: int, compile_model: bool = True, compile_cache_dir: str = "",
+                    log: Optional[Callable[[str], None]] = None,
+                    warn: Optional[Callable[[str], None]] = None) -> VGGTPredictor:
     """Load the model named by ``checkpoint`` (empty: the embedded demo) and wrap it for the
     pipeline. The arguments are the ``predictor`` settings of ``vggt_ros.settings``, by name
-    (``settings.of_group(values, "predictor")``). Raises ModelUnavailableError /
+    (``settings.of_group(values, "predictor")``); a compiled network keeps its graphs in the
+    persistent cache under ``compile_cache_dir``. ``log`` gets the loading report, ``warn``
+    the compiler's (an unseen input shape, a failed compile). Raises ModelUnavailableError /
     CheckpointError with the reason."""
+    log = log or _LOG.info
     dev = resolve_device(device)
     model, name = _load_model(checkpoint, dev)
     image_size = image_size or model.config.img_size  # 0: the size the model was trained at
     predictor = VGGTPredictor(model, device=dev, precision=precision,
                               preprocess_mode=preprocess_mode, image_size=image_size, name=name,
-                              compile_model=compile_model)
+                              compile_model=compile_model, log=warn or _LOG.warning)
     params = sum(p.numel() for p in model.parameters())
-    (log or _LOG.info)(f"loaded model '{name}' ({checkpoint or 'no checkpoint given'}): "
-                       f"{params / 1e6:.1f} M parameters on {dev}, precision "
-                       f"{predictor.precision}, preprocess {preprocess_mode} {image_size}px")
+    log(f"loaded model '{name}' ({checkpoint or 'no checkpoint given'}): "
+        f"{params / 1e6:.1f} M parameters on {dev}, precision "
+        f"{predictor.precision}, preprocess {preprocess_mode} {image_size}px")
+    if predictor.compiles:
+        log(f"torch.compile cache: {use_compile_cache(compile_cache_dir)}")
     return predictor

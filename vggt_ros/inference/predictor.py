@@ -17,7 +17,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Hashable, Optional, Sequence, Union
+from typing import Callable, Hashable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from vggt_ros.geometry.camera import to_homogeneous, unproject_depth
 from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
 from vggt_ros.inference.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
 from vggt_ros.inference.preprocessing import MODES, preprocess_images, to_uint8_images
+from vggt_ros.inference.warmup import WarmupPlan, WarmupReport, run_warmup
 from vggt_ros.model.fast import FastOptions, FastVGGT
 from vggt_ros.model.vggt import VGGT
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
@@ -186,7 +187,8 @@ class VGGTPredictor:
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "auto",
                  precision: str = "auto", preprocess_mode: str = "crop", image_size: int = 518,
                  name: str = "vggt", fast: Optional[bool] = None,
-                 fast_options: Optional[FastOptions] = None, compile_model: bool = True) -> None:
+                 fast_options: Optional[FastOptions] = None, compile_model: bool = True,
+                 log: Optional[Callable[[str], None]] = None) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
         self.device = resolve_device(str(device))
@@ -203,7 +205,8 @@ class VGGTPredictor:
         if fast and not isinstance(model, FastVGGT):
             dtype = {"fp32": torch.float32, **AUTOCAST_DTYPES}[self.precision]
             no_compile = {} if compile_model else {"compile_blocks": False, "compile_heads": False}
-            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype, **no_compile))
+            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype, **no_compile),
+                             log=log)
         self.fast = bool(fast)
         self.model = model
         # The pipeline may call track() from a service thread while predict() runs in the
@@ -234,9 +237,43 @@ class VGGTPredictor:
             stamps_ns=[f.stamp_ns for f in frames], tracks_uv=result.tracks_uv,
             visibility=result.track_visibility, confidence=result.track_confidence)
 
+    @property
+    def compiles(self) -> bool:
+        """Whether the network runs compiled graphs (one per input shape: warm up every shape)."""
+        return isinstance(self.model, FastVGGT) and self.model.compiles
+
+    def warm_up(self, plan: WarmupPlan, log: Optional[Callable[[str], None]] = None
+                ) -> WarmupReport:
+        """Run ``plan`` (``vggt_ros.inference.warmup``), compiling each shape in this call.
+        From then on a shape the plan did not cover runs eagerly while it compiles in the
+        background, instead of stalling a window (``FastVGGT.unseen_shapes``)."""
+        report = run_warmup(self, plan, log)
+        if isinstance(self.model, FastVGGT):
+            self.model.forget_frames()  # the dummy frames' tokens would only hold memory
+            self.model.unseen_shapes = "background"
+        return report
+
+    def compile_stats(self) -> dict[str, float]:
+        """Compiled shapes, compiles in progress, eager calls of unseen shapes, compile seconds
+        (all zero for a network that is not compiled)."""
+        if isinstance(self.model, FastVGGT):
+            return self.model.compile_stats()
+        return {"compiled_shapes": 0, "compiling": 0, "eager_calls": 0, "compile_s": 0.0}
+
+    def close(self) -> None:
+        """Free the model: stop background compiles, drop it and return the GPU memory its
+        tensors held to the driver (the node's lifecycle cleanup). Unusable afterwards."""
+        with self._lock:
+            if isinstance(self.model, FastVGGT):
+                self.model.close()
+            self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def describe(self) -> dict[str, str]:
         params = sum(p.numel() for p in self.model.parameters())
         return {"name": self.name, "device": str(self.device), "precision": self.precision,
                 "path": "fast" if self.fast else "reference",
+                "compiled": "yes" if self.compiles else "no",
                 "preprocess_mode": self.preprocess_mode, "image_size": str(self.image_size),
                 "parameters": f"{params / 1e6:.1f}M"}

@@ -16,7 +16,9 @@ and supplies only the kernels, the dtype policy, the caches and the graphs:
 * attention goes to ``F.scaled_dot_product_attention`` with bf16 q/k/v (a flash kernel; torch
   picks cuDNN's on Hopper);
 * on CUDA the block function and the DPT heads are compiled (fixed shapes) to fuse the
-  element-wise passes, and the launch-bound camera head and tracker replay as CUDA graphs;
+  element-wise passes, and the launch-bound camera head and tracker replay as CUDA graphs; a
+  shape never compiled before is compiled in the caller, or, once a live node has warmed up,
+  run eagerly while it compiles in the background (``compiled_call``, ``unseen_shapes``);
 * only the requested heads run (default: camera + depth, no point head); DPT convs run in the
   compute dtype (channels-last on CUDA); the camera head and the tracker stay fp32 (tiny
   compute, accuracy-critical iterative refinement);
@@ -35,13 +37,14 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .aggregator import PATCH_START_IDX
+from .compiled_call import CompiledPerShape
 from .dpt_head import DPTHead
 from .layers import Block, Positions, RopeTable
 from .vggt import VGGT, batched_inputs
@@ -81,6 +84,9 @@ class FastOptions:
     compile_blocks: Optional[bool] = None
     # torch.compile the DPT heads (one graph per head and image size; None: on for CUDA).
     compile_heads: Optional[bool] = None
+    # The torch.compile backend: inductor (the fast one); "eager" / "aot_eager" trace the same
+    # graphs without generating kernels (debugging, and tests of the compile logic on CPU).
+    compile_backend: Union[str, Callable] = "inductor"
     cuda_graph_camera: bool = True  # replay the launch-bound camera head as a CUDA graph
     cuda_graph_tracker: bool = True  # same for the iterative tracker (per S, N, feature size)
     # Attention kernels to try first, e.g. ("cudnn",); the rest stay as fallbacks. None keeps
@@ -109,37 +115,6 @@ def _block_in_dtype(block: Block, x: Tensor, pos: Optional[Positions],
     ``torch.compile`` graph serves every block of the same structure and token shape (the
     block's parameters become graph inputs, they are not baked in)."""
     return block(x, pos, compute_dtype=dtype)
-
-
-def _compile_fixed_shapes(fn):
-    """``fn`` under torch.compile with fixed shapes. Every S gives new shapes (DINO, frame and
-    global blocks; each DPT head), so the recompile limit is raised to cover typical runs."""
-    config = torch._dynamo.config
-    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
-    setattr(config, name, max(getattr(config, name), 64))
-    return torch.compile(fn, dynamic=False)
-
-
-class _CompiledWithFallback:
-    """``fn`` under torch.compile when enabled; a compile failure warns once and runs ``fn``
-    eagerly from then on (correct results first, speed second)."""
-
-    def __init__(self, fn, what: str, enabled: bool) -> None:
-        self.fn = fn
-        self.what = what
-        self.compiled = _compile_fixed_shapes(fn) if enabled else None
-
-    def __call__(self, *args):
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except torch.cuda.OutOfMemoryError:
-                raise  # the input is too big, not the compiler broken: the caller handles it
-            except Exception as err:  # inductor/triton errors have many types
-                warnings.warn(f"torch.compile of the {self.what} failed ({type(err).__name__}: "
-                              f"{err}); running it eagerly from now on", RuntimeWarning)
-                self.compiled = None
-        return self.fn(*args)
 
 
 class _GraphedCall:
@@ -225,7 +200,8 @@ class FastVGGT(nn.Module):
     place (no second copy in memory). Use the reference ``VGGT`` itself for official numerics.
     """
 
-    def __init__(self, model: VGGT, options: Optional[FastOptions] = None) -> None:
+    def __init__(self, model: VGGT, options: Optional[FastOptions] = None,
+                 log: Optional[Callable[[str], None]] = None) -> None:
         super().__init__()
         if not isinstance(model, VGGT):
             raise TypeError(f"FastVGGT wraps a vggt_ros.model.VGGT, got {type(model).__name__}")
@@ -236,12 +212,54 @@ class FastVGGT(nn.Module):
         self._last: Optional[_Window] = None
         self.dtype = self.options.dtype or default_compute_dtype(self.device)
         self._convert_weights()
-        self._block = _CompiledWithFallback(_block_in_dtype, "VGGT block",
-                                            self._on_cuda_unless_set(self.options.compile_blocks))
-        self._dpt_body = _CompiledWithFallback(DPTHead.body, "DPT head",
-                                               self._on_cuda_unless_set(self.options.compile_heads))
+        backend = self.options.compile_backend
+        self._block = CompiledPerShape(_block_in_dtype, "VGGT block",
+                                       self._on_cuda_unless_set(self.options.compile_blocks),
+                                       backend, log)
+        self._dpt_body = CompiledPerShape(DPTHead.body, "DPT head",
+                                          self._on_cuda_unless_set(self.options.compile_heads),
+                                          backend, log)
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
+
+    # ---------------------------------------------------------------- compiled graphs
+    @property
+    def compiles(self) -> bool:
+        """Whether any part runs under torch.compile (then every new shape costs a compile)."""
+        return self._block.enabled or self._dpt_body.enabled
+
+    @property
+    def unseen_shapes(self) -> str:
+        """What a shape that was never compiled does: ``compile`` (now, in the caller),
+        ``background`` (eager now, compiled on a thread) or ``eager`` (see ``compiled_call``)."""
+        return self._block.policy
+
+    @unseen_shapes.setter
+    def unseen_shapes(self, policy: str) -> None:
+        self._block.policy = policy
+        self._dpt_body.policy = policy
+
+    def compile_stats(self) -> dict[str, float]:
+        """Compiled shapes, compiles in progress, eager calls and compile seconds, summed over
+        the compiled parts."""
+        parts = [self._block.stats(), self._dpt_body.stats()]
+        return {key: sum(part[key] for part in parts) for key in parts[0]}
+
+    def wait_for_background_compiles(self, timeout: Optional[float] = None) -> bool:
+        return all(part.wait_for_background(timeout) for part in (self._block, self._dpt_body))
+
+    def forget_frames(self) -> None:
+        """Drop the DINO cache and the last window's tokens (e.g. after a warm-up on dummy
+        frames: they would only hold memory)."""
+        self.cache.clear()
+        self._last = None
+
+    def close(self) -> None:
+        """Stop background compiles and drop cached tensors, before the model is freed."""
+        self._block.close()
+        self._dpt_body.close()
+        self.forget_frames()
+        self._graphs.clear()
 
     def _on_cuda_unless_set(self, switch: Optional[bool]) -> bool:
         """A ``FastOptions`` switch whose None means: on for CUDA, off elsewhere."""

@@ -49,6 +49,7 @@ __all__ = [
     "pipeline_config",
     "on_set_callback",
     "refusal",
+    "set_startup_parameters_writable",
     "ExplainedRefusals",
 ]
 
@@ -213,18 +214,33 @@ def on_set_callback(current: Callable[[], dict[str, Any]]
     return validate
 
 
-def refusal(name: str, value: Any, known: Sequence[str]) -> Optional[str]:
+def refusal(name: str, value: Any, known: Sequence[str],
+            read_only: Optional[bool] = None) -> Optional[str]:
     """Why a runtime change of ``name`` to ``value`` is refused, naming both (None: allowed by
-    the per-parameter rules; cross-parameter rules are the on-set callback's)."""
+    the per-parameter rules; cross-parameter rules are the on-set callback's). ``read_only``:
+    whether the parameter is read-only now (None: unless it is live)."""
     s = settings.BY_NAME.get(name)
     if s is None:
         return None if name in known else unknown_name(name, known)
-    if name not in LIVE_PARAMETERS:
-        return (f"{name} is read at startup only (read-only); restart the node to change it "
+    if name not in LIVE_PARAMETERS if read_only is None else read_only:
+        return (f"{name} is read at startup only (read-only); restart the node to change it, "
+                f"or deactivate and clean it up (lifecycle), set it, then configure "
                 f"(runtime-changeable: {', '.join(sorted(LIVE_PARAMETERS))})")
     if _type_error(s, value):
         return f"{name} must be {expected(s)}, got {value!r}"
     return s.check(value)
+
+
+def set_startup_parameters_writable(node: Node, writable: bool) -> None:
+    """Open (unconfigured lifecycle node) or close (configured) the startup-only parameters.
+
+    A managed node reads them at ``configure``; between ``cleanup`` and the next ``configure``
+    nothing uses them, so that is when a lifecycle manager may change them (a new checkpoint,
+    another window size). Their descriptors say which holds now.
+    """
+    for s in settings.SETTINGS:
+        if s.name not in LIVE_PARAMETERS:
+            node._descriptors[s.name].read_only = not writable
 
 
 class ExplainedRefusals:
@@ -241,6 +257,8 @@ class ExplainedRefusals:
             raise UnknownParameter(unknown, known)
         result = super()._set_parameters_atomically(parameter_list)
         if not result.successful:
-            reasons = [r for p in parameter_list if (r := refusal(p.name, p.value, known))]
+            reasons = [r for p in parameter_list
+                       if (r := refusal(p.name, p.value, known,
+                                        self._descriptors[p.name].read_only))]
             result.reason = "; ".join(reasons) or result.reason
         return result

@@ -11,6 +11,16 @@ decode into a buffer; the worker gives each frame the sensor data matching its s
 (``pipeline/sensors.py``), waiting up to SENSOR_WAIT_S for data that is a little late. Bad input (undecodable images, rejected frames, broken CameraInfo) is
 counted per kind, logged once per kind (then at most every LOG_PERIOD_S), and reported in
 /diagnostics; the node keeps running.
+
+Lifecycle (a managed node, rclpy.lifecycle): ``configure`` checks the parameters, loads the
+model and warms it up on every window shape (``inference/warmup.py``), so no window after
+``activate`` waits for a compile; ``activate`` subscribes to the camera and starts the worker;
+``deactivate`` stops both but keeps the pipeline (trajectory, map, waiting keyframes and queued
+frames), so the next ``activate`` continues the same odom; ``cleanup`` frees the model and the
+GPU memory. A failed transition is logged with its reason, reported in /diagnostics and leaves
+the state it started from. /diagnostics and the lifecycle services work in every state. With
+``autostart`` (the default) the node configures and activates itself: a plain node for
+``ros2 run``, which exits with status 2 when it cannot start.
 """
 from __future__ import annotations
 
@@ -28,16 +38,19 @@ from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import (LifecycleNode, LifecyclePublisher, LifecycleState,
+                             TransitionCallbackReturn)
 from rclpy.logging import get_logger
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.service import Service
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import settings
 from vggt_ros.inference.builder import build_predictor
 from vggt_ros.inference.device import ModelUnavailableError
+from vggt_ros.inference.warmup import WarmupError, plan_for_settings
 from vggt_ros.io.images import ImageDecodeError
 from vggt_ros.model import CheckpointError
 from vggt_ros.msg import PointTrack
@@ -54,6 +67,7 @@ from vggt_ros.srv import TrackPoints
 from vggt_ros.topics import messages
 from vggt_ros.topics.diagnostics import (falling_behind, hardware_id, latency_values,
                                          pipeline_status, status_name)
+from vggt_ros.topics.lifecycle_status import StartupRecord, idle_status, lifecycle_values
 from vggt_ros.topics.odom_frame import Mount, camera_body_frame, camera_body_mount
 from vggt_ros.topics.table import NODE_NAME, OUTPUTS
 from vggt_ros.topics.window_outputs import Output, WindowOutputs
@@ -111,29 +125,62 @@ def ready_line(image_topic: str, values: dict[str, Any], model: dict[str, str], 
             f"keyframe at most every {values['keyframe_min_interval']:g} s; scale {scale}")
 
 
-class VGGTNode(params.ExplainedRefusals, Node):
-    """See the module docstring. ``predictor`` injects a model (tests); otherwise it is built
-    from the ``checkpoint``/``device``/... parameters. ``command_line`` (the process's
-    arguments) lets start-up report a ``-p`` that rcl dropped. Raises ``params.ParameterError``
-    (and model loading errors) when it cannot start."""
+class VGGTNode(params.ExplainedRefusals, LifecycleNode):
+    """See the module docstring. ``predictor`` injects a model (tests): it is used as given,
+    without warm-up, and kept across cleanup; otherwise ``configure`` builds one from the
+    ``checkpoint``/``device``/... parameters. ``command_line`` (the process's arguments) lets
+    start-up report a ``-p`` that rcl dropped. Raises ``params.ParameterError`` when a
+    parameter cannot even be declared, and with ``autostart`` whatever made configure fail
+    (ParameterError, model loading errors, WarmupError)."""
 
     def __init__(self, predictor: Optional[Predictor] = None, node_name: str = NODE_NAME,
                  command_line: Sequence[str] = (), **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        # What the transitions build and release (set first: destroy_node may come early).
+        self._injected_predictor = predictor
+        self.predictor: Optional[Predictor] = None
+        self.pipeline: Optional[Pipeline] = None
+        self._model_description: dict[str, str] = {}
+        self._startup = StartupRecord()
+        self._configure_failure: Optional[Exception] = None
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        self._configured_entities: list = []  # lifecycle publishers, /tf_static, track_points
+        self._output_publishers: dict[str, Any] = {}
+        self.image_sub = self.camera_info_sub = None  # only while active
+        self._sensor_subs: list = []  # depth / odometry of the scale source, only while active
+        self._map_timer = None
+        self._state_lock = threading.Lock()
+
         self.values = params.declare_and_read(self, command_line)
-        problems = params.check(self.values)
-        if problems:
-            raise params.ParameterError("; ".join(problems))
-        if predictor is None:
-            predictor = build_predictor(**settings.of_group(self.values, "predictor"),
-                                        log=self.get_logger().info)
-        self.predictor = predictor
-        self.pipeline = Pipeline(predictor, params.pipeline_config(self.values))
         self.add_on_set_parameters_callback(params.on_set_callback(lambda: self.values))
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self._reset_counters()
+        # /diagnostics is a plain publisher: the lifecycle state is reported in every state.
+        diagnostics = OUTPUTS["/diagnostics"]
+        self._output_publishers["/diagnostics"] = self.create_publisher(
+            message_class(diagnostics.msgtype), "/diagnostics", qos_profile(diagnostics))
+        self._diag_timer = self.create_timer(self.values["diagnostics_period"],
+                                             self._publish_diagnostics,
+                                             callback_group=MutuallyExclusiveCallbackGroup())
+        if self.values["autostart"]:
+            self._start()
+        else:
+            params.set_startup_parameters_writable(self, True)
+            self.get_logger().info("unconfigured (autostart is false): waiting for the "
+                                   "lifecycle transitions configure and activate")
 
-        # State shared between callbacks, the worker and the timers (guarded by _state_lock).
-        self._state_lock = threading.Lock()
+    def _start(self) -> None:
+        """Plain-node mode: configure and activate now; raise what made configure fail."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise self._configure_failure or RuntimeError("configure failed")
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError(f"activate failed: {self._startup.last_error}")
+
+    def _reset_counters(self) -> None:
+        """Per-configuration state shared by callbacks, the worker and the timers (guarded
+        by _state_lock); a new configure starts a new trajectory and new counts."""
         self.rejected: Counter = Counter()  # input problem kind -> count
         self.output_errors: Counter = Counter()  # bad_output / publish_failed / failed_window / internal_error
         self._last_logged: dict[str, float] = {}
@@ -163,13 +210,192 @@ class VGGTNode(params.ExplainedRefusals, Node):
         self._queue = DropOldestQueue(self.values["queue_size"])
         self._idle = IdleTimer(self.values["idle_flush_timeout"])
 
-        self._make_interfaces()
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
-        self._worker.start()
+    # --- lifecycle transitions ------------------------------------------------------------
+
+    def _transition_failed(self, transition: str, err: BaseException) -> None:
+        reason = str(err) if isinstance(err, (params.ParameterError, ModelUnavailableError,
+                                              CheckpointError, WarmupError)) \
+            else f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+        self._startup.last_error = f"{transition} failed: {reason}"
+        self.get_logger().error(self._startup.last_error)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Check the parameters, load and warm up the model, create the outputs. On any
+        failure everything built is released and the node stays unconfigured."""
+        try:
+            self._configure()
+        except Exception as err:  # noqa: BLE001 - reported; the node stays unconfigured
+            self._configure_failure = err
+            self._transition_failed("configure", err)
+            self._release()
+            params.set_startup_parameters_writable(self, True)
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        started = time.monotonic()
+        values = {s.name: self.get_parameter(s.name).value for s in settings.SETTINGS}
+        problems = params.check(values)
+        if problems:
+            raise params.ParameterError("; ".join(problems))
+        self.values = values
+        self._startup = StartupRecord()
+        predictor = self._injected_predictor
+        if predictor is None:
+            predictor = build_predictor(**settings.of_group(values, "predictor"),
+                                        log=self.get_logger().info,
+                                        warn=self.get_logger().warning)
+        self.predictor = predictor
+        self._startup.model_load_s = time.monotonic() - started
+        self._warm_up(predictor)
+        self._model_description = dict(predictor.describe())
+        self.pipeline = Pipeline(predictor, params.pipeline_config(values))
+        self._reset_counters()
+        self._make_configured_interfaces()
+        params.set_startup_parameters_writable(self, False)
+        self._startup.configure_s = time.monotonic() - started
+        self.get_logger().info(
+            f"configured in {self._startup.configure_s:.1f} s (model "
+            f"{self._startup.model_load_s:.1f} s, {self._startup.warmup}); activate to start")
+
+    def _warm_up(self, predictor: Predictor) -> None:
+        """Every window shape the pipeline will run, on dummy frames of the warm-up size; an
+        injected predictor is used as given."""
+        if predictor is self._injected_predictor:
+            self._startup.warmup = "none (injected predictor)"
+            return
+        plan = plan_for_settings(self.values)
+        if plan is None:
+            self._startup.warmup = "none (warmup_image_width or _height is 0)"
+            return
+        report = predictor.warm_up(plan, log=self.get_logger().info)
+        self._startup.warmup_s = report.seconds
+        self._startup.warmup = report.summary()
+
+    def _make_configured_interfaces(self) -> None:
+        """Outputs (lifecycle publishers: silent until activate), the camera mount from
+        /tf_static (known before the first window) and the track_points service."""
+        entities = self._configured_entities
+        for name, topic in OUTPUTS.items():
+            if name != "/diagnostics":
+                publisher = self.create_lifecycle_publisher(message_class(topic.msgtype), name,
+                                                            qos_profile(topic))
+                self._output_publishers[name] = publisher
+                entities.append(publisher)
+        entities.append(self.create_subscription(TFMessage, "/tf_static", self._on_tf_static,
+                                                 _TF_STATIC_QOS))
+        entities.append(self.create_service(TrackPoints, "track_points", self._on_track_points,
+                                            callback_group=MutuallyExclusiveCallbackGroup()))
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the outputs, start the worker, subscribe to the camera."""
+        try:
+            super().on_activate(state)  # enables the lifecycle publishers
+            self._stop.clear()
+            self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
+            self._worker.start()
+            inputs = MutuallyExclusiveCallbackGroup()
+            self.image_sub = self.create_subscription(
+                Image, "image", self._on_image, qos_profile_sensor_data, callback_group=inputs)
+            self.camera_info_sub = self.create_subscription(
+                CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+                callback_group=inputs)
+            self._sensor_subs = []  # the scale source's sensor, if it has one
+            if self._sensors is not None and self._sensors.depth is not None:
+                self._sensor_subs.append(self.create_subscription(
+                    Image, self.values["depth_topic"], self._on_depth, qos_profile_sensor_data,
+                    callback_group=inputs))
+            if self._sensors is not None and self._sensors.odometry is not None:
+                self._sensor_subs.append(self.create_subscription(
+                    Odometry, self.values["odom_topic"], self._on_odometry,
+                    qos_profile_sensor_data, callback_group=inputs))
+            # Own group: copying the map waits for a window in progress; diagnostics must not.
+            self._map_timer = self.create_timer(self.values["map_publish_period"],
+                                                self._publish_map,
+                                                callback_group=MutuallyExclusiveCallbackGroup())
+            self._active.set()
+            self._startup.last_error = ""
+        except Exception as err:  # noqa: BLE001 - undone; the node stays inactive
+            self._transition_failed("activate", err)
+            self._stop_processing()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
         self.get_logger().info(ready_line(
-            self.resolve_topic_name("image"), self.values, predictor.describe(),
+            self.resolve_topic_name("image"), self.values, self._model_description,
             self.pipeline.stats["scale_status"], self._pose_frames()))
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop taking frames and processing; keep the pipeline, the queued frames and the
+        latched outputs, so the next activate continues the same trajectory."""
+        self._stop_processing()
+        super().on_deactivate(state)  # disables the lifecycle publishers
+        self._startup.last_error = ""
+        waiting = len(self._queue)
+        self.get_logger().info(f"inactive: camera unsubscribed, {waiting} queued frames and "
+                               f"the trajectory kept for the next activate")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model, the GPU memory and the outputs; the trajectory ends."""
+        self._release()
+        params.set_startup_parameters_writable(self, True)
+        self._startup.last_error = ""
+        self.get_logger().info("unconfigured: model and outputs released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised (a bug): release everything and go back to unconfigured."""
+        self._startup.last_error = self._startup.last_error or "a transition raised an error"
+        self.get_logger().error(f"error processing: releasing everything "
+                                f"({self._startup.last_error})")
+        self._stop_processing()
+        self._release()
+        params.set_startup_parameters_writable(self, True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_processing(self) -> None:
+        """Unsubscribe the camera, stop the worker (a window in progress is finished and
+        published first) and the map timer."""
+        self._active.clear()
+        for subscription in (self.image_sub, self.camera_info_sub, *self._sensor_subs):
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self.image_sub = self.camera_info_sub = None
+        self._sensor_subs = []
+        self._stop.set()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=60.0)
+        self._worker = None
+        if self._map_timer is not None:
+            self.destroy_timer(self._map_timer)
+            self._map_timer = None
+
+    def _release(self) -> None:
+        """Destroy what configure built and free the model (unconfigured again)."""
+        for entity in self._configured_entities:
+            if isinstance(entity, LifecyclePublisher):
+                self.destroy_lifecycle_publisher(entity)
+            elif isinstance(entity, Service):
+                self.destroy_service(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._configured_entities = []
+        self._output_publishers = {name: publisher for name, publisher
+                                   in self._output_publishers.items() if name == "/diagnostics"}
+        predictor, self.predictor, self.pipeline = self.predictor, None, None
+        self._model_description = {}
+        if predictor is not None and predictor is not self._injected_predictor:
+            predictor.close()
+
+    def lifecycle_state(self) -> str:
+        """The current lifecycle state's label (unconfigured, inactive, active, ...)."""
+        return self._state_machine.current_state[1]
 
     # --- setup --------------------------------------------------------------------------
 
@@ -196,49 +422,20 @@ class VGGTNode(params.ExplainedRefusals, Node):
         with self._state_lock:
             return self._static_tf.lookup(base, camera)
 
-    def _make_interfaces(self) -> None:
-        inputs = MutuallyExclusiveCallbackGroup()
-        service_group = MutuallyExclusiveCallbackGroup()
-        self.image_sub = self.create_subscription(Image, "image", self._on_image,
-                                                  qos_profile_sensor_data, callback_group=inputs)
-        if self._sensors is not None and self._sensors.depth is not None:
-            self.create_subscription(Image, self.values["depth_topic"], self._on_depth,
-                                     qos_profile_sensor_data, callback_group=inputs)
-        if self._sensors is not None and self._sensors.odometry is not None:
-            self.create_subscription(Odometry, self.values["odom_topic"], self._on_odometry,
-                                     qos_profile_sensor_data, callback_group=inputs)
-        self.camera_info_sub = self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
-            callback_group=inputs)
-        self.create_subscription(TFMessage, "/tf_static", self._on_tf_static, _TF_STATIC_QOS,
-                                 callback_group=inputs)
-        self._output_publishers = {
-            name: self.create_publisher(message_class(topic.msgtype), name, qos_profile(topic))
-            for name, topic in OUTPUTS.items()}
-        self.create_service(TrackPoints, "track_points", self._on_track_points,
-                            callback_group=service_group)
-        self._diag_timer = self.create_timer(self.values["diagnostics_period"],
-                                             self._publish_diagnostics,
-                                             callback_group=MutuallyExclusiveCallbackGroup())
-        # Own group: copying the map waits for a window in progress; diagnostics must not.
-        self._map_timer = self.create_timer(self.values["map_publish_period"],
-                                            self._publish_map,
-                                            callback_group=MutuallyExclusiveCallbackGroup())
-
     def _apply_parameters(self, changed: Sequence[Parameter]) -> None:
-        """Post-set: the on-set validator already accepted these (live parameters only)."""
+        """Post-set: the on-set validator already accepted these (live parameters, and any
+        parameter while unconfigured)."""
         for p in changed:
             if p.name in self.values:
                 self.values[p.name] = p.value
             if p.name == "diagnostics_period":
                 self._diag_timer.timer_period_ns = int(p.value * 1e9)
-            elif p.name == "map_publish_period":
+            elif p.name == "map_publish_period" and self._map_timer is not None:
                 self._map_timer.timer_period_ns = int(p.value * 1e9)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
+        self._stop_processing()
+        self._release()
         super().destroy_node()
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -474,10 +671,18 @@ class VGGTNode(params.ExplainedRefusals, Node):
     # --- diagnostics ----------------------------------------------------------------------
 
     def _diagnostics(self) -> messages.Message:
-        """The node's health as one plain-data DiagnosticStatus."""
+        """The node's health as one plain-data DiagnosticStatus, in every lifecycle state."""
+        state = self.lifecycle_state()
+        pipeline, predictor = self.pipeline, self.predictor
+        if pipeline is None or predictor is None:  # unconfigured (or a transition under way)
+            level, message = idle_status(state, self._startup)
+            return messages.diagnostic_status(
+                level, status_name(self.get_fully_qualified_name()), message,
+                hardware_id(self._camera_frame, self.values["device"]),
+                lifecycle_values(state, self._startup))
         now = time.monotonic()
-        describe = self.predictor.describe()
-        stats = self.pipeline.stats
+        describe = self._model_description
+        stats = pipeline.stats
         with self._state_lock:
             t0, frames0, kfs0, drops0, candidates0 = self._rate_mark
             dt = max(now - t0, 1e-9)
@@ -523,7 +728,12 @@ class VGGTNode(params.ExplainedRefusals, Node):
             message = behind[0] if level == messages.DIAGNOSTIC_OK else f"{behind[0]}; {message}"
             level = max(level, messages.DIAGNOSTIC_WARN)
             self._count(self.output_errors, "falling_behind", "cannot keep up", behind[1])
-        if not self._worker.is_alive():
+        values.update(lifecycle_values(state, self._startup))
+        if hasattr(predictor, "compile_stats"):
+            values.update({f"compile.{k}": v for k, v in predictor.compile_stats().items()})
+        if not self._active.is_set():
+            level, message = idle_status(state, self._startup)
+        elif self._worker is None or not self._worker.is_alive():
             level, message = messages.DIAGNOSTIC_ERROR, "worker thread stopped"
         with self._state_lock:
             camera = self._camera_frame
@@ -546,6 +756,11 @@ class VGGTNode(params.ExplainedRefusals, Node):
     def _on_track_points(self, request: TrackPoints.Request,
                          response: TrackPoints.Response) -> TrackPoints.Response:
         response.frame_id = self.values["odom_frame"]
+        if not self._active.is_set():
+            response.success = False
+            response.message = (f"the node is {self.lifecycle_state()}: track_points answers "
+                                 f"only while it is active")
+            return response
         try:
             self._answer_track(request, response)
         except TrackRequestError as err:
@@ -591,7 +806,8 @@ def main(argv: Optional[list[str]] = None, predictor: Optional[Predictor] = None
     try:
         try:
             node = VGGTNode(predictor, command_line=sys.argv if argv is None else argv)
-        except (params.ParameterError, ModelUnavailableError, CheckpointError) as err:
+        except (params.ParameterError, ModelUnavailableError, CheckpointError,
+                WarmupError) as err:
             logger.fatal(f"cannot start: {err}")
             return 2
         executor = MultiThreadedExecutor(num_threads=4)
