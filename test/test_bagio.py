@@ -19,11 +19,13 @@ from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.tum import read_tum, write_tum
 from vggt_ros.topics.messages import header
 from vggt_ros.synth import make_sequence
-from vggt_ros.synth.cli import main
+from vggt_ros.synth.cli import GROUND_TRUTH_FRAME, main
 
 FRAMES, W, H, SEED = 10, 64, 48, 4
 ARGS = ["--frames", str(FRAMES), "--width", str(W), "--height", str(H), "--seed", str(SEED)]
 IMAGE, INFO, TF = "/camera/image_raw", "/camera/camera_info", "/tf"
+DEPTH, DEPTH_INFO, ODOM, TF_STATIC = ("/camera/depth/image_raw", "/camera/depth/camera_info",
+                                      "/odom", "/tf_static")
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +51,30 @@ def test_bag_contents_read_with_rosbags(synth_dir, expected):
         for conn, log_time, raw in reader.messages():
             msg = ts.deserialize_cdr(raw, conn.msgtype)
             counts[conn.topic] = counts.get(conn.topic, 0) + 1
-            if conn.topic == TF:
+            if conn.topic in (TF, TF_STATIC):
                 tf = msg.transforms[0]
-                assert (tf.header.frame_id, tf.child_frame_id) == ("world", "camera_optical_frame")
+                edge = (tf.header.frame_id, tf.child_frame_id)
+                assert edge in {("world", GROUND_TRUTH_FRAME), ("odom", "base_link"),
+                                ("base_link", "camera_optical_frame")}, edge
                 head = tf.header
             else:
                 head = msg.header
-                assert head.frame_id == "camera_optical_frame"
+                assert head.frame_id == ("odom" if conn.topic == ODOM else
+                                         "camera_optical_frame")
             stamp = head.stamp.sec * 10**9 + head.stamp.nanosec
             assert stamp == log_time
             stamps.setdefault(conn.topic, []).append(stamp)
-    assert counts == {IMAGE: FRAMES, INFO: FRAMES, TF: FRAMES}
-    for topic_stamps in stamps.values():
-        np.testing.assert_array_equal(topic_stamps, expected.stamps_ns)
+    # By default the bag also holds the scale sensors: registered depth and wheel odometry.
+    assert counts == {IMAGE: FRAMES, INFO: FRAMES, TF: 2 * FRAMES, DEPTH: FRAMES,
+                      DEPTH_INFO: FRAMES, ODOM: FRAMES, TF_STATIC: 1}
+    for topic in (IMAGE, INFO, DEPTH, DEPTH_INFO, ODOM):
+        np.testing.assert_array_equal(stamps[topic], expected.stamps_ns)
+    np.testing.assert_array_equal(stamps[TF], np.repeat(expected.stamps_ns, 2))
     assert list_topics(bag) == {IMAGE: IMAGE_TYPE, INFO: "sensor_msgs/msg/CameraInfo",
-                                TF: "tf2_msgs/msg/TFMessage"}
+                                TF: "tf2_msgs/msg/TFMessage", DEPTH: IMAGE_TYPE,
+                                DEPTH_INFO: "sensor_msgs/msg/CameraInfo",
+                                ODOM: "nav_msgs/msg/Odometry",
+                                TF_STATIC: "tf2_msgs/msg/TFMessage"}
 
 
 def test_image_stream_matches_rendered_frames(synth_dir, expected):
@@ -92,8 +103,11 @@ def test_tum_file_and_tf_match_ground_truth(synth_dir, expected):
     stamps, poses = read_tum(synth_dir / "groundtruth_tum.txt")
     np.testing.assert_array_equal(stamps, expected.stamps_ns)
     np.testing.assert_allclose(poses, expected.world_from_cam, atol=1e-8)
-    for i, (_, msg) in enumerate(read_messages(synth_dir / "bag", TF)):
-        tr = msg.transforms[0].transform
+    ground_truth = [m.transforms[0] for _, m in read_messages(synth_dir / "bag", TF)
+                    if m.transforms[0].child_frame_id == GROUND_TRUTH_FRAME]
+    assert len(ground_truth) == FRAMES
+    for i, transform in enumerate(ground_truth):
+        tr = transform.transform
         np.testing.assert_allclose([tr.translation.x, tr.translation.y, tr.translation.z],
                                    expected.world_from_cam[i][:3, 3], atol=1e-12)
         quat = [tr.rotation.x, tr.rotation.y, tr.rotation.z, tr.rotation.w]

@@ -118,6 +118,21 @@ def test_evaluate_trajectory_associates_then_aligns():
         evaluate_trajectory(est_stamps, est, gt_stamps, gt, max_diff_ns=1_000_000)
 
 
+def test_the_rigid_ate_fits_no_scale_so_only_a_metric_trajectory_scores_well():
+    gt = _curve(20)
+    stamps = np.arange(20) * 100_000_000
+    moved = gt.copy()
+    moved[:, :3, 3] += [1.0, -2.0, 0.5]  # metric, in another frame
+    metric = evaluate_trajectory(stamps, moved, stamps, gt)
+    assert metric["ate_se3"]["rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert metric["ate_se3"]["scale"] == pytest.approx(1.0, abs=1e-12)
+    wrong = moved.copy()
+    wrong[:, :3, 3] *= 1.1  # 10 % too large: Sim(3) forgives it, SE(3) does not
+    out = evaluate_trajectory(stamps, wrong, stamps, gt)
+    assert out["ate"]["rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert out["ate_se3"]["rmse"] > 0.02 * out["ate_se3"]["path_length"]
+
+
 def test_depth_metrics_median_scaling_and_validity():
     gt = np.ones((2, 2, 2))
     pred = np.array([[[1.0, 1.0], [1.0, 2.0]],  # frame 0: medians 1 -> errors 0,0,0,1

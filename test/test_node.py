@@ -282,6 +282,10 @@ def test_diagnostics_report_health(run):
     assert int(values["frames.keyframes"]) == N_FRAMES  # 10 Hz: every frame passes 0.1 s
     assert values["chaining.method"] in ("points", "centres", "previous_scale")
     assert float(values["window_latency_s"]) > 0
+    # The double's exact tracks and depth: the refined poses explain every tracked pixel.
+    assert values["pose.source"] == "refined" and values["pose.intrinsics_source"] == "camera_info"
+    assert values["pose.degenerate"] == "False" and float(values["pose.reprojection_px"]) < 1e-3
+    assert int(values["pose.degenerate_windows"]) == 0
     for key in ("input_rate_hz", "camera_rate_hz", "keyframe_rate_hz", "frames.waiting",
                 "resets"):
         assert key in values

@@ -60,7 +60,8 @@ def test_end_to_end_windows_map_and_stats(seq, frames):
                ("size_change", "frame_id", "duplicate_stamp", "out_of_order", "bad_image",
                 "bad_camera_info"))
     assert stats["resets"] == 0 and stats["map_points"] == len(pipeline.map)
-    assert make(seq, metric_scale=2.0).stats["scale_status"].startswith("metric")
+    fixed = make(seq, scale_source="fixed", metric_scale=2.0).stats
+    assert fixed["scale_status"] == "metric" and fixed["scale"]["value"] == 2.0
 
 
 def test_bad_frames_are_rejected_and_counted(seq, frames):
@@ -184,6 +185,20 @@ def test_track_unknown_stamp(seq, frames):
     feed(pipeline, frames[:4])
     with pytest.raises(TrackRequestError, match="not a keyframe"):
         pipeline.track(frames[10].stamp_ns, np.array([[1.0, 1.0]]))
+
+
+def test_track_answers_for_keyframes_of_recent_windows_not_only_the_last(seq, frames):
+    pipeline = make(seq, track_history_windows=2)
+    feed(pipeline, frames[:10])  # windows 0-3, 3-6, 6-9 (window 4, overlap 1)
+    query = np.array([[5.0, 6.0]])
+    answer = pipeline.track(frames[4].stamp_ns, query)  # only in the second window
+    assert answer.stamps_ns == [f.stamp_ns for f in frames[3:7]]
+    assert answer.query_index == 1
+    np.testing.assert_allclose(answer.tracks_uv[1], query)
+    newest = pipeline.track(frames[6].stamp_ns, query)  # in both: the newest window answers
+    assert newest.stamps_ns == [f.stamp_ns for f in frames[6:10]]
+    with pytest.raises(TrackRequestError, match="track_history_windows=2"):
+        pipeline.track(frames[1].stamp_ns, query)  # its window left the history
 
 
 def test_track_does_not_wait_for_a_window_in_progress(seq, frames):

@@ -4,7 +4,8 @@ The live node declares each entry as a ROS parameter (with its description and r
 offline mapper exposes each as a ``--name`` command-line option, and ``config/vggt.yaml``
 lists them all; tests check the three agree. ``group`` says which object consumes a setting:
 ``pipeline`` -> PipelineConfig fields of the same name, ``predictor`` ->
-``vggt_ros.inference.builder.build_predictor``, ``ros`` -> only the live node (frames, topics,
+``vggt_ros.inference.builder.build_predictor``, ``sensors`` -> the scale sensors' topics and
+stamp matching (the live node and ``vggt_map``), ``ros`` -> only the live node (frames, topics,
 publishing).
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ class Setting:
     name: str
     default: Any
     description: str
-    group: str  # "pipeline" | "predictor" | "ros"
+    group: str  # "pipeline" | "predictor" | "sensors" | "ros"
     min: Optional[float] = None
     max: Optional[float] = None
     choices: tuple = ()
@@ -90,8 +91,41 @@ SETTINGS: tuple[Setting, ...] = (
             min=1e-6, max=100.0),
     Setting("max_map_points", 2_000_000, "Upper bound on points kept in the accumulated map.",
             "pipeline", min=1000),
-    Setting("metric_scale", 0.0, "Known metres per VGGT unit for the first window; 0 = "
-            "non-metric output (reported as such in diagnostics).", "pipeline", min=0.0),
+    # Metric scale.
+    Setting("scale_source", "none", "Where metres come from: none (VGGT's arbitrary units, "
+            "reported non-metric), fixed (metric_scale), depth (a depth image registered to "
+            "the colour camera: median sensor/predicted depth ratio per window), odometry (the "
+            "robot's wheel odometry: its travel over the window's keyframe stamps).",
+            "pipeline", choices=("none", "fixed", "depth", "odometry")),
+    Setting("metric_scale", 0.0, "With scale_source fixed: known metres per VGGT unit of the "
+            "first window (later windows are chained to it); 0 with any other source.",
+            "pipeline", min=0.0),
+    Setting("depth_min_range", 0.2, "Nearest sensor depth in metres used for the scale (closer "
+            "readings are not trusted).", "pipeline", min=0.0, max=100.0),
+    Setting("depth_max_range", 6.0, "Farthest sensor depth in metres used for the scale "
+            "(a depth camera's error grows with the square of the range).", "pipeline",
+            min=0.01, max=1000.0),
+    Setting("scale_min_travel", 0.2, "Odometry source: metres the robot must move within a "
+            "window for its scale to be measured; a window with less keeps the previous scale.",
+            "pipeline", min=0.0, max=100.0),
+    Setting("scale_max_rate", 0.05, "Largest relative scale change one window's measurement "
+            "may cause (0.05 = 5 in a hundred), so one bad window cannot jump the map.",
+            "pipeline", min=0.001, max=1.0),
+    Setting("scale_max_uncertainty", 0.05, "The scale is reported metric while its relative "
+            "1-sigma uncertainty is at most this (it grows with every window not measured).",
+            "pipeline", min=0.001, max=1.0),
+    # Scale sensors (node subscriptions, vggt_map topics).
+    Setting("depth_topic", "/camera/depth/image_raw", "scale_source depth: a depth image "
+            "registered (aligned) to the colour camera, 16UC1 millimetres or 32FC1 metres, of "
+            "the colour image's size and frame_id.", "sensors"),
+    Setting("odom_topic", "/odom", "scale_source odometry: the robot's nav_msgs/Odometry "
+            "(wheel odometry); the camera mount from its child_frame_id to the camera frame is "
+            "read from /tf_static.", "sensors"),
+    Setting("sensor_stamp_tolerance", 0.02, "Largest stamp difference in seconds between a "
+            "colour frame and the depth image used with it.", "sensors", min=0.0, max=1.0),
+    Setting("odom_max_gap", 0.5, "Odometry samples further apart than this many seconds are "
+            "not interpolated between (the odometry stalled).", "sensors", min=0.001,
+            max=60.0),
     # Intrinsics and poses.
     Setting("intrinsics_source", "camera_info", "camera_info: a calibrated CameraInfo, when "
             "frames carry one, is the intrinsics of record (depth, points, poses, COLMAP); "
@@ -120,6 +154,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
             "ros"),
     Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),
+    Setting("tf_mode", "odom_tree", "Which pose edge goes on /tf: odom_tree (odom_frame -> "
+            "base or camera body), separate_odom (the inverse, body -> odom_frame: for a robot "
+            "whose wheel odometry owns odom -> base_link; set odom_frame to e.g. vggt_odom), "
+            "odometry_only (no pose on /tf: the odometry message is for robot_localization).",
+            "ros", choices=("odom_tree", "separate_odom", "odometry_only")),
     Setting("publish_depth", True, "Publish depth, depth/camera_info, depth/confidence.", "ros"),
     Setting("publish_points", True, "Publish each window's cloud on points.", "ros"),
     Setting("publish_map", True, "Publish the accumulated voxel map on map_points.", "ros"),

@@ -101,6 +101,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     print(f"associated poses : {traj['associated']} of {traj['estimated_poses']} estimated")
     print(f"ATE RMSE         : {ate['rmse']:.6g} ({ate['rmse_percent_of_path']:.4g} % of "
           f"{ate['path_length']:.4g} path; Sim(3) scale {ate['scale']:.6g})")
+    print(f"SE(3) ATE RMSE   : {traj['ate_se3']['rmse']:.6g} (no scale fitted: metres for a "
+          f"metric estimate)")
     if "rpe" in traj:
         rpe = traj["rpe"]
         print(f"RPE (delta {rpe['delta']})    : {rpe['trans_rmse']:.6g} translation RMSE, "

@@ -22,22 +22,10 @@ DepthSource = Callable[[int], Optional[np.ndarray]]  # stamp_ns -> HxW depth (ca
 def depth_in_model_pixels(depth: np.ndarray, mapping: PreprocessMapping) -> np.ndarray:
     """Camera-grid depth [H,W] -> model-grid depth [h,w] float32; NaN where the model pixel
     falls outside the camera image (padding) or outside ``mapping.valid``."""
-    depth = np.asarray(depth, dtype=np.float32)
-    width, height = mapping.original_size
-    if depth.shape != (height, width):
-        raise ValueError(f"ground-truth depth is {depth.shape[1]}x{depth.shape[0]}, the frame "
-                         f"was {width}x{height}")
-    mw, mh = mapping.model_size
-    u, v = np.meshgrid(np.arange(mw, dtype=np.float64), np.arange(mh, dtype=np.float64))
-    uv = mapping.to_original(np.stack([u.ravel(), v.ravel()], axis=1))
-    col = np.rint(uv[:, 0]).astype(np.int64)
-    row = np.rint(uv[:, 1]).astype(np.int64)
-    x0, y0, x1, y1 = mapping.valid
-    inside = ((col >= 0) & (col < width) & (row >= 0) & (row < height)
-              & (u.ravel() >= x0) & (u.ravel() < x1) & (v.ravel() >= y0) & (v.ravel() < y1))
-    out = np.full(mw * mh, np.nan, dtype=np.float32)
-    out[inside] = depth[row[inside], col[inside]]
-    return out.reshape(mh, mw)
+    try:
+        return mapping.sample_original(depth)
+    except ValueError as exc:
+        raise ValueError(f"ground-truth depth: {exc}") from None
 
 
 def synthetic_depth_source(num_frames: int, width: int, height: int, seed: int,

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.evaluation.metrics import align_sim3, path_length
+from vggt_ros.geometry.sim3 import Sim3Error
 from vggt_ros.pipeline.pose_solver import DISAGREEMENT_WARN_DEG
 from vggt_ros.pipeline.types import PoseHealth
 
@@ -96,10 +97,15 @@ def trajectory_health(est_world_from_cam: np.ndarray,
     if gt_world_from_cam is not None and len(est) >= 3:
         gt = np.asarray(gt_world_from_cam, dtype=np.float64)
         gt_rotation = total_rotation_deg(gt)
-        orientation = orientation_errors_deg(est, gt)
         baseline = no_motion_baseline(gt)
         out["ground_truth"] = {"total_rotation_deg": gt_rotation,
                                "path_length": path_length(gt[:, :3, 3])}
+        try:
+            orientation = orientation_errors_deg(est, gt)
+        except Sim3Error:  # no alignment: the estimate stands still, or both paths are lines
+            orientation = np.full(len(est), np.nan)
+            if out["estimate"]["path_length"] <= 1e-9 * out["ground_truth"]["path_length"]:
+                warnings.append("the estimate does not move at all")
         out["orientation_error_deg"] = {"mean": float(orientation.mean()),
                                         "median": float(np.median(orientation)),
                                         "max": float(orientation.max())}
@@ -109,7 +115,10 @@ def trajectory_health(est_world_from_cam: np.ndarray,
                                     identity_rotation_baseline_deg(gt)}}
         ratio = out["estimate"]["total_rotation_deg"] / gt_rotation if gt_rotation > 0 else 1.0
         out["rotation_ratio"] = ratio
-        if gt_rotation >= MIN_GT_ROTATION_DEG and ratio < MIN_ROTATION_RATIO:
+        # Turning far less is a frozen or collapsed estimate; turning far more is rotation noise
+        # (jittering poses add up their angles): both mean the orientations cannot be trusted.
+        if gt_rotation >= MIN_GT_ROTATION_DEG and not (
+                MIN_ROTATION_RATIO <= ratio <= 1.0 / MIN_ROTATION_RATIO):
             warnings.append(f"the estimate turns {out['estimate']['total_rotation_deg']:.0f} deg "
                             f"while the ground truth turns {gt_rotation:.0f} deg")
         if ate is not None and ate["rmse"] > NO_BETTER_THAN_STATIC * baseline["ate_rmse"]:

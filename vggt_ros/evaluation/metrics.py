@@ -4,7 +4,10 @@ VGGT's odometry is only defined up to a similarity, so the estimate is aligned t
 with ONE global Sim(3) (Umeyama) before the absolute trajectory error is measured, as VGGT,
 VGGT-Long and the TUM benchmark tools report it. Depth is likewise up to scale, so each
 predicted depth map is scaled by the ratio of medians before AbsRel / delta<1.25 (the
-monocular-depth convention used in the VGGT paper's comparisons).
+monocular-depth convention used in the VGGT paper's comparisons). A trajectory that claims to be
+metric is also measured after a rigid SE(3) alignment with no scale fitted (``ate_se3``, in
+ground-truth metres): that is the number metric scale must win, since the Sim(3) alignment
+would forgive any scale.
 
 Poses are 4x4 ``world_from_cam`` matrices (camera pose in its trajectory frame); stamps are
 integer nanoseconds.
@@ -102,9 +105,11 @@ def _nearest(query: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return order[np.where(use_left, left, right)]
 
 
-def absolute_trajectory_error(est_poses: np.ndarray, gt_poses: np.ndarray) -> dict[str, float]:
-    """ATE of associated poses after one global Sim(3): RMSE, mean, median, max (gt units),
-    RMSE as a percentage of the ground-truth path length, and the alignment's scale."""
+def absolute_trajectory_error(est_poses: np.ndarray, gt_poses: np.ndarray,
+                              with_scale: bool = True) -> dict[str, float]:
+    """ATE of associated poses after one global Sim(3) (SE(3), scale 1, with ``with_scale``
+    False): RMSE, mean, median, max (gt units), RMSE as a percentage of the ground-truth path
+    length, and the alignment's scale."""
     est = _poses("est_poses", est_poses)
     gt = _poses("gt_poses", gt_poses)
     if est.shape != gt.shape:
@@ -112,7 +117,8 @@ def absolute_trajectory_error(est_poses: np.ndarray, gt_poses: np.ndarray) -> di
     if len(est) < 3:
         raise MetricsError(f"ATE needs at least 3 associated poses, got {len(est)}")
     try:
-        gt_from_est = align_sim3(est[:, :3, 3], gt[:, :3, 3])
+        gt_from_est = sim3_matrix(*umeyama_sim3(est[:, :3, 3], gt[:, :3, 3],
+                                                with_scale=with_scale))
     except Sim3Error as exc:
         raise MetricsError(f"cannot align the trajectories: {exc}") from None
     aligned = est[:, :3, 3] @ gt_from_est[:3, :3].T + gt_from_est[:3, 3]
@@ -169,7 +175,8 @@ def relative_pose_error(est_poses: np.ndarray, gt_poses: np.ndarray, delta: int 
 def evaluate_trajectory(est_stamps_ns: np.ndarray, est_poses: np.ndarray,
                         gt_stamps_ns: np.ndarray, gt_poses: np.ndarray,
                         max_diff_ns: int = 20_000_000, rpe_delta: int = 1) -> dict[str, Any]:
-    """Associate by stamp, then ATE (Sim(3)-aligned) and RPE (scale from the same alignment).
+    """Associate by stamp, then ATE (Sim(3)-aligned), ``ate_se3`` (rigidly aligned, no scale
+    fitted) and RPE (scale from the Sim(3) alignment).
 
     This one function is what both ``vggt_eval`` and ``vggt_map --gt`` report, so the two can
     never disagree.
@@ -189,6 +196,7 @@ def evaluate_trajectory(est_stamps_ns: np.ndarray, est_poses: np.ndarray,
         "ground_truth_poses": int(len(gt)),
         "max_diff_ms": max_diff_ns / 1e6,
         "ate": ate,
+        "ate_se3": absolute_trajectory_error(est[ie], gt[ig], with_scale=False),
     }
     if len(ie) > rpe_delta:
         out["rpe"] = relative_pose_error(est[ie], gt[ig], rpe_delta, ate["scale"])

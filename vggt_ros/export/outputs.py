@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from vggt_ros.evaluation.metrics import aligned_positions
+from vggt_ros.evaluation.metrics import align_sim3
 from vggt_ros.export.colmap import write_colmap
 from vggt_ros.export.ply import write_ply
-from vggt_ros.export.report import write_report
+from vggt_ros.export.report import MapView, write_report
 from vggt_ros.export.rosbag_out import OutputBagWriter
 from vggt_ros.io.strict_json import write_json
 from vggt_ros.io.tum import write_tum
@@ -124,10 +124,13 @@ class MapOutputs:
 
     def finish(self, points: np.ndarray, colors: np.ndarray,
                gt_pairs: Optional[tuple[np.ndarray, np.ndarray]] = None,
-               title: str = "") -> dict[str, Path]:
+               title: str = "", health_text: Sequence[str] = (),
+               warning: str = "") -> dict[str, Path]:
         """Write trajectory, map, COLMAP model, bag and report. ``gt_pairs`` = (keyframe
         indices, their associated ground-truth poses [K,4,4]) overlays the ground truth on the
-        report's trajectory, the estimate Sim(3)-aligned to it."""
+        report's trajectory and map, the estimate and the map Sim(3)-aligned to it.
+        ``health_text`` and ``warning`` (empty for a believable trajectory) are drawn on the
+        report as they are printed."""
         written: dict[str, Path] = {}
         if self._last_stamp is not None:
             self._bag.write_map(points, colors, self._last_stamp)
@@ -143,16 +146,22 @@ class MapOutputs:
             np.array([k.original_size for k in self.keyframes], dtype=np.int64).reshape(-1, 2),
             points, colors)
         positions, gt_positions = self.poses[:, :3, 3], None
+        map_view = MapView(points, colors, positions,
+                           up=-self.poses[:, :3, 1].sum(axis=0))  # optical y points down
         if gt_pairs is not None:
             index, gt_poses = gt_pairs
+            gt_positions = np.asarray(gt_poses)[:, :3, 3]
             try:
-                positions = aligned_positions(self.poses[index], gt_poses)
-                gt_positions = np.asarray(gt_poses)[:, :3, 3]
+                gt_from_est = align_sim3(self.poses[index][:, :3, 3], gt_positions)
             except ValueError:  # too few / degenerate poses: plot the estimate alone
-                positions = self.poses[:, :3, 3]
+                gt_positions = None
+            else:
+                positions = _transform(gt_from_est, positions)
+                map_view.ground_truth = _transform(np.linalg.inv(gt_from_est), gt_positions)
         confidences = np.concatenate(self._conf) if self._conf else np.zeros(0)
-        written["report"] = write_report(self.out_dir / FILES["report"], positions,
-                                         self._samples.pick(), confidences, gt_positions, title)
+        written["report"] = write_report(
+            self.out_dir / FILES["report"], positions, self._samples.pick(), confidences,
+            gt_positions, title, map_view, health_text, warning)
         return written
 
     def abort(self) -> None:
@@ -161,3 +170,9 @@ class MapOutputs:
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         return write_json(self.out_dir / FILES["summary"], summary)
+
+
+def _transform(sim3: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """[N,3] points through a 4x4 similarity (or rigid) transform."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return points @ sim3[:3, :3].T + sim3[:3, 3]

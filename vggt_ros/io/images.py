@@ -19,6 +19,9 @@ __all__ = [
     "SUPPORTED_ENCODINGS",
     "decode_image",
     "decode_32fc1",
+    "DEPTH_ENCODINGS",
+    "decode_depth",
+    "encode_16uc1",
     "encode_32fc1",
     "encode_rgb8",
 ]
@@ -50,6 +53,9 @@ _BAYER_TO_RGB: dict[str, int] = {
 }
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUT)
+# Depth as RealSense, OAK and Azure Kinect drivers publish it (REP-118): 16UC1 millimetres
+# (mono16 is the same bytes under the older name), 32FC1 metres.
+DEPTH_ENCODINGS: tuple[str, ...] = ("16UC1", "mono16", "32FC1")
 
 
 class ImageDecodeError(ValueError):
@@ -139,3 +145,33 @@ def decode_32fc1(height: int, width: int, step: int, data: Buffer,
     rows = _rows(int(height), int(width), int(step), data, 1, 4, "32FC1")
     dtype = np.dtype(">f4" if is_bigendian else "<f4")
     return np.ascontiguousarray(rows).view(dtype).astype(np.float32, copy=False)
+
+
+def decode_depth(encoding: str, height: int, width: int, step: int, data: Buffer,
+                 is_bigendian: bool = False) -> np.ndarray:
+    """A depth image's fields -> HxW float32 metres, NaN where the sensor has no reading
+    (0 in 16UC1; 0, NaN or inf in 32FC1). Raises ImageDecodeError like ``decode_image``."""
+    if encoding not in DEPTH_ENCODINGS:
+        raise ImageDecodeError("unsupported_encoding",
+                               f"unsupported depth encoding '{encoding}' (supported: "
+                               f"{', '.join(DEPTH_ENCODINGS)})")
+    if encoding == "32FC1":
+        metres = decode_32fc1(height, width, step, data, is_bigendian)
+    else:
+        rows = _rows(int(height), int(width), int(step), data, 1, 2, encoding)
+        dtype = np.dtype(">u2" if is_bigendian else "<u2")
+        metres = np.ascontiguousarray(rows).view(dtype).astype(np.float32) / 1000.0
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(metres) & (metres > 0), metres, np.nan).astype(np.float32)
+
+
+def encode_16uc1(depth_m: np.ndarray) -> bytes:
+    """HxW metres -> little-endian 16UC1 millimetres (NaN, <= 0 and beyond 65.535 m -> 0,
+    the no-reading value), step = 2*width."""
+    depth_m = np.asarray(depth_m, dtype=np.float64)
+    if depth_m.ndim != 2 or 0 in depth_m.shape:
+        raise ValueError(f"16UC1 needs a non-empty HxW array, got shape {depth_m.shape}")
+    with np.errstate(invalid="ignore"):
+        mm = np.where(np.isfinite(depth_m), np.rint(depth_m * 1000.0), 0.0)
+        mm = np.where((mm > 0) & (mm <= 65535), mm, 0.0)
+    return np.ascontiguousarray(mm, dtype="<u2").tobytes()

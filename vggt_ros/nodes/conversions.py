@@ -19,7 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vggt_ros.geometry.camera import translation_quaternion_to_pose
-from vggt_ros.io.images import decode_32fc1, decode_image
+from vggt_ros.io.images import decode_32fc1, decode_depth, decode_image
 from vggt_ros.io.stamps import join_ns
 from vggt_ros.nodes.rclpy_messages import to_rclpy
 from vggt_ros.pipeline.types import CameraIntrinsics
@@ -31,6 +31,7 @@ __all__ = [
     "time_to_ns",
     "make_header",
     "image_to_rgb",
+    "image_to_depth",
     "rgb_to_image",
     "float_image",
     "image_to_float",
@@ -76,6 +77,13 @@ def make_header(stamp_ns: int, frame_id: str) -> Header:
 def image_to_rgb(msg: Image) -> np.ndarray:
     """sensor_msgs/Image -> HxWx3 uint8 RGB; raises ``ImageDecodeError`` (with ``kind``)."""
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                        bool(msg.is_bigendian))
+
+
+def image_to_depth(msg: Image) -> np.ndarray:
+    """A depth sensor_msgs/Image (16UC1 mm, 32FC1 m) -> HxW float32 metres, NaN = no reading;
+    raises ``ImageDecodeError`` (with ``kind``)."""
+    return decode_depth(msg.encoding, msg.height, msg.width, msg.step, msg.data,
                         bool(msg.is_bigendian))
 
 

@@ -6,7 +6,9 @@ ONE worker thread owns the pipeline and publishes what each window produced. The
 service and the timers run in their own callback groups of a MultiThreadedExecutor, so a long
 window never blocks them (the pipeline answers tracking from a snapshot of the last window).
 Every publish is wrapped: under load DDS can refuse a sample, and a dropped message
-must not kill the node. Bad input (undecodable images, rejected frames, broken CameraInfo) is
+must not kill the node. With a measured scale source the depth or odometry callbacks only
+decode into a buffer; the worker gives each frame the sensor data matching its stamp
+(``pipeline/sensors.py``), waiting up to SENSOR_WAIT_S for data that is a little late. Bad input (undecodable images, rejected frames, broken CameraInfo) is
 counted per kind, logged once per kind (then at most every LOG_PERIOD_S), and reported in
 /diagnostics; the node keeps running.
 
@@ -33,6 +35,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Point
+from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import (LifecycleNode, LifecyclePublisher, LifecycleState,
@@ -56,6 +59,7 @@ from vggt_ros.nodes import params
 from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
+from vggt_ros.pipeline.sensors import DepthImage, OdometryTrack, SensorMatcher, StampedBuffer
 from vggt_ros.pipeline.stream import GapCounter
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
 from vggt_ros.pipeline.window import IdleTimer, interval_elapsed
@@ -72,6 +76,9 @@ __all__ = ["VGGTNode", "DropOldestQueue", "main"]
 
 LOG_PERIOD_S = 10.0  # repeat a per-kind warning at most this often
 LATENCY_SAMPLES = 300  # the latest poses whose stamp-to-TF latency diagnostics summarise
+SENSOR_WAIT_S = 0.2  # longest a frame waits for its depth image / odometry to arrive
+SENSOR_ALIVE_NS = 1_000_000_000  # a sensor silent for longer than this is not waited for
+DEPTH_BUFFER = 64  # depth images kept (2 s at 30 Hz: longer than a frame waits in the queue)
 
 _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -142,6 +149,7 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         self._configured_entities: list = []  # lifecycle publishers, /tf_static, track_points
         self._output_publishers: dict[str, Any] = {}
         self.image_sub = self.camera_info_sub = None  # only while active
+        self._sensor_subs: list = []  # depth / odometry of the scale source, only while active
         self._map_timer = None
         self._state_lock = threading.Lock()
 
@@ -183,7 +191,9 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         self._base_tf_missing_logged = False
         self._optical_parent_logged = False
         self._outputs = WindowOutputs(self.values["odom_frame"], self._mount,
-                                      lambda reason: self._output_error("bad_output", reason))
+                                      lambda reason: self._output_error("bad_output", reason),
+                                      tf_mode=self.values["tf_mode"])
+        self._sensors = self._sensor_matcher()
         self._frames_in = 0  # image callbacks
         self._frames_rejected = 0  # images refused by decoding or by the pipeline
         self._skipped_by_interval = 0  # sooner than keyframe_min_interval: never decoded
@@ -290,6 +300,15 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             self.camera_info_sub = self.create_subscription(
                 CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
                 callback_group=inputs)
+            self._sensor_subs = []  # the scale source's sensor, if it has one
+            if self._sensors is not None and self._sensors.depth is not None:
+                self._sensor_subs.append(self.create_subscription(
+                    Image, self.values["depth_topic"], self._on_depth, qos_profile_sensor_data,
+                    callback_group=inputs))
+            if self._sensors is not None and self._sensors.odometry is not None:
+                self._sensor_subs.append(self.create_subscription(
+                    Odometry, self.values["odom_topic"], self._on_odometry,
+                    qos_profile_sensor_data, callback_group=inputs))
             # Own group: copying the map waits for a window in progress; diagnostics must not.
             self._map_timer = self.create_timer(self.values["map_publish_period"],
                                                 self._publish_map,
@@ -344,10 +363,11 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         """Unsubscribe the camera, stop the worker (a window in progress is finished and
         published first) and the map timer."""
         self._active.clear()
-        for subscription in (self.image_sub, self.camera_info_sub):
+        for subscription in (self.image_sub, self.camera_info_sub, *self._sensor_subs):
             if subscription is not None:
                 self.destroy_subscription(subscription)
         self.image_sub = self.camera_info_sub = None
+        self._sensor_subs = []
         self._stop.set()
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=60.0)
@@ -386,6 +406,21 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             return f"{odom} -> {base} (mount from /tf_static)"
         camera = self.values["camera_frame"] or "<image frame_id>"
         return f"{odom} -> {camera_body_frame(camera)} -> {camera}"
+
+    def _sensor_matcher(self) -> Optional[SensorMatcher]:
+        """The buffers of the scale source's sensor (None for none and fixed)."""
+        source = self.values["scale_source"]
+        if source not in ("depth", "odometry"):
+            return None
+        depth = StampedBuffer(DEPTH_BUFFER) if source == "depth" else None
+        odometry = (OdometryTrack(int(self.values["odom_max_gap"] * 1e9))
+                    if source == "odometry" else None)
+        return SensorMatcher(int(self.values["sensor_stamp_tolerance"] * 1e9), depth,
+                             odometry, self._camera_mount)
+
+    def _camera_mount(self, base: str, camera: str) -> Optional[np.ndarray]:
+        with self._state_lock:
+            return self._static_tf.lookup(base, camera)
 
     def _apply_parameters(self, changed: Sequence[Parameter]) -> None:
         """Post-set: the on-set validator already accepted these (live parameters, and any
@@ -466,6 +501,19 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         with self._state_lock:
             self._camera_info = info
 
+    def _on_depth(self, msg: Image) -> None:
+        try:
+            depth = conv.image_to_depth(msg)
+        except ImageDecodeError as err:
+            self._reject(f"depth_{err.kind}", str(err), frame=False)
+            return
+        self._sensors.depth.add(conv.time_to_ns(msg.header.stamp),
+                                DepthImage(depth, msg.header.frame_id))
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        self._sensors.odometry.add(conv.time_to_ns(msg.header.stamp),
+                                   conv.transform_to_pose(msg.pose.pose), msg.child_frame_id)
+
     def _on_tf_static(self, msg: TFMessage) -> None:
         with self._state_lock:
             self._static_tf.add(msg.transforms)
@@ -510,9 +558,24 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
                     self._flush_if_idle()
                 else:
                     self._idle.frame_arrived(time.monotonic())
-                    self._process(frame)
+                    self._process(self._with_sensors(frame))
             except Exception:  # noqa: BLE001 - a bug must not stop the camera processing
                 self._output_error("internal_error", traceback.format_exc())
+
+    def _with_sensors(self, frame: Frame) -> Frame:
+        """The frame with the depth image / odometry matching its stamp; what is missing is
+        counted by kind (``rejected.depth_*``, ``rejected.odometry_*``), and the scale filter
+        keeps the previous scale for the window and says so in diagnostics."""
+        if self._sensors is None:
+            return frame
+        for stream in filter(None, (self._sensors.depth, self._sensors.odometry)):
+            newest = stream.newest_stamp()
+            if newest is not None and frame.stamp_ns - newest < SENSOR_ALIVE_NS:
+                stream.wait_until(frame.stamp_ns, SENSOR_WAIT_S)
+        frame, problems = self._sensors.attach(frame)
+        for kind, reason in problems:
+            self._reject(kind, reason, frame=False)
+        return frame
 
     def _flush_if_idle(self) -> None:
         """The camera went quiet: publish the keyframes still waiting for a window."""

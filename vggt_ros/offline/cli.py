@@ -21,17 +21,20 @@ from typing import Any, Callable, Optional, Sequence
 
 from vggt_ros import settings
 from vggt_ros.evaluation.depth import synthetic_depth_source
+from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.output_set import OutputError, check_output_folder
 from vggt_ros.export.outputs import FILES
-from vggt_ros.io.bag_messages import BagError
+from vggt_ros.io.bag_messages import IMAGE_TYPE, BagError
+from vggt_ros.io.bag_reader import list_topics
 from vggt_ros.io.tum import read_tum
 from vggt_ros.offline.interrupts import TwoStepInterrupt
 from vggt_ros.offline.mapper import MappingError, OfflineMapper, StoppedEarly, check_bag
+from vggt_ros.offline.sensor_feed import ODOMETRY_TYPE
 from vggt_ros.pipeline.pipeline import PipelineConfig
 from vggt_ros.pipeline.types import Predictor
 
 PROG = "vggt_map"
-GROUPS = ("pipeline", "predictor")
+GROUPS = ("pipeline", "predictor", "sensors")
 # --gt-synth key -> (synthetic_depth_source argument, type)
 SYNTH_KEYS = {"frames": ("num_frames", int), "width": ("width", int),
               "height": ("height", int), "seed": ("seed", int), "trajectory": ("trajectory", str)}
@@ -130,6 +133,14 @@ def _check_inputs(args: argparse.Namespace, out: Path) -> None:
     right types and the image topic is not empty, the ground-truth file parses, the output
     folder can be written."""
     check_bag(args.bag, args.image_topic, args.camera_info_topic)
+    sensor_topic = {"depth": (args.depth_topic, IMAGE_TYPE),
+                    "odometry": (args.odom_topic, ODOMETRY_TYPE)}.get(args.scale_source)
+    if sensor_topic is not None:
+        topics = list_topics(args.bag)
+        if topics.get(sensor_topic[0]) != sensor_topic[1]:
+            raise UsageError(f"--scale-source {args.scale_source} reads {sensor_topic[0]} "
+                             f"({sensor_topic[1]}), which bag {args.bag} does not hold; bag "
+                             f"topics: {sorted(topics)}")
     if args.gt is not None:
         read_tum(args.gt)
     check_output_folder(out, FILES.values())
@@ -166,7 +177,8 @@ def _run(argv: Optional[Sequence[str]], predictor_factory: PredictorFactory) -> 
     out = args.out or args.bag.with_name(args.bag.name.removesuffix(".mcap") + "_map")
     _check_inputs(args, out)
     predictor = predictor_factory(settings.of_group(values, "predictor"))
-    mapper = OfflineMapper(predictor, config, not args.no_progress)
+    mapper = OfflineMapper(predictor, config, not args.no_progress,
+                           sensor_settings=settings.of_group(values, "sensors"))
     with TwoStepInterrupt(mapper.request_stop, PROG) as interrupt:
         try:
             summary = mapper.run(args.bag, args.image_topic, out, args.camera_info_topic,
@@ -174,17 +186,32 @@ def _run(argv: Optional[Sequence[str]], predictor_factory: PredictorFactory) -> 
         except StoppedEarly as exc:
             print(f"{PROG}: {exc}; nothing written, {out} is unchanged", file=sys.stderr)
             return 128 + interrupt.received
+    print("\n".join(summary_lines(summary, out)))
+    return 128 + interrupt.received if mapper.stopped_by else 0
+
+
+def summary_lines(summary: dict[str, Any], out: Path) -> list[str]:
+    """What ``vggt_map`` prints at the end: the run in one line, the trajectory's metrics
+    beside their baselines, and the degenerate-trajectory warning when there is one."""
     line = (f"{PROG}: {summary['frames_read']} frames, {summary['keyframes']} keyframes, "
             f"{summary['windows']} windows in {summary['wall_time_s']:.1f} s "
             f"({summary['frames_per_second']:.1f} frames/s) -> {out}")
-    ate = summary["metrics"].get("trajectory", {}).get("ate")
-    if ate:
-        line += (f"; ATE {ate['rmse']:.4g} ({ate['rmse_percent_of_path']:.3g} % of "
-                 f"{ate['path_length']:.3g} path)")
+    scale = summary["scale"]
+    line += (f"; scale {scale['status']} ({scale['source']}, {scale['windows_scaled']} "
+             f"windows scaled, {scale['windows_skipped']} skipped)"
+             if scale["source"] in ("depth", "odometry") else
+             f"; scale {scale['status']} ({scale['source']})")
+    rigid = summary["metrics"].get("trajectory", {}).get("ate_se3")
+    if rigid:  # the Sim(3) ATE stands in the health rows below, beside its baseline
+        line += f"; SE(3) ATE {rigid['rmse']:.4g} m (no scale fitted)"
     if summary["partial"]:
         line += "; PARTIAL: " + "; ".join(summary["partial_reasons"])
-    print(line)
-    return 128 + interrupt.received if mapper.stopped_by else 0
+    health = summary["trajectory_health"]
+    lines = [line] + ["  " + row for row in health_lines(
+        health, summary["metrics"].get("trajectory"), summary["pose_source"],
+        summary["intrinsics_source"])]
+    warning = warning_line(health)
+    return lines + [f"{PROG}: {warning}"] if warning else lines
 
 
 def main(argv: Optional[Sequence[str]] = None,

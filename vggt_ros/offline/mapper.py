@@ -30,16 +30,20 @@ import numpy as np
 from tqdm import tqdm
 
 from vggt_ros.evaluation.depth import DepthSource, depth_in_model_pixels
+from vggt_ros.evaluation.health import trajectory_health
 from vggt_ros.evaluation.metrics import (MetricsError, associate, combine_depth_metrics,
                                          depth_metrics, evaluate_trajectory)
 from vggt_ros.export.output_set import OutputSet
+from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.outputs import FILES, MapOutputs
 from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
+from vggt_ros.offline.sensor_feed import BagSensors
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
-from vggt_ros.pipeline.types import Frame, Predictor, WindowResult
+from vggt_ros.pipeline.types import Frame, PoseHealth, Predictor, WindowResult
+from vggt_ros.settings import defaults
 
 _LOG = logging.getLogger(__name__)
 GT_MAX_DIFF_NS = 20_000_000  # stamp tolerance when associating with ground truth (TUM's 20 ms)
@@ -56,14 +60,21 @@ class StoppedEarly(RuntimeError):
 class OfflineMapper:
     """One mapping run: ``run`` reads the bag, feeds the pipeline, writes ``out_dir``.
 
-    ``gt_tum`` adds trajectory metrics (ATE/RPE after Sim(3) alignment) and ``gt_depth`` (a
-    stamp -> camera-grid depth lookup, e.g. ``synthetic_depth_source``) depth metrics to
-    summary.json.
+    ``gt_tum`` adds trajectory metrics (ATE/RPE after Sim(3) alignment, each beside its
+    baselines) and ``gt_depth`` (a stamp -> camera-grid depth lookup, e.g.
+    ``synthetic_depth_source``) depth metrics to summary.json. The trajectory's health (totals,
+    baselines, warnings) is judged from the ground truth when given and from the windows' pose
+    health in any case.
     """
 
     def __init__(self, predictor: Predictor, pipeline_config: PipelineConfig,
-                 progress: bool = True, odom_frame: str = "odom") -> None:
+                 progress: bool = True, odom_frame: str = "odom",
+                 sensor_settings: Optional[dict[str, Any]] = None) -> None:
         self.predictor = predictor
+        # The scale sensors' topics and stamp matching (the settings group "sensors").
+        self.sensor_settings = {**defaults("sensors"), **(sensor_settings or {})}
+        self.sensor_problems: Counter[str] = Counter()
+        self._sensors: Optional[BagSensors] = None
         self.config = pipeline_config
         self.progress = progress
         self.odom_frame = odom_frame
@@ -71,6 +82,7 @@ class OfflineMapper:
         self.timings: dict[str, float] = defaultdict(float)
         self.skipped: Counter[str] = Counter()
         self.chaining: list[dict[str, Any]] = []
+        self.pose_health: list[PoseHealth] = []
         self.frames_read = 0
         self.frames_decoded = 0
         self._depth_eval: list[dict[str, float]] = []
@@ -106,8 +118,30 @@ class OfflineMapper:
                 continue
             finally:
                 self.timings["decode"] += time.perf_counter() - start
-            yield Frame(stamp_ns=record.stamp_ns, image=image, frame_id=record.frame_id,
-                        camera_info=record.camera_info)
+            yield self._with_sensors(Frame(stamp_ns=record.stamp_ns, image=image,
+                                           frame_id=record.frame_id,
+                                           camera_info=record.camera_info))
+
+    def _open_sensors(self, bag: Path) -> Optional[BagSensors]:
+        """The depth or odometry stream scale_source reads (None for none and fixed)."""
+        source, values = self.config.scale_source, self.sensor_settings
+        if source not in ("depth", "odometry"):
+            return None
+        return BagSensors(bag, values["sensor_stamp_tolerance"], values["odom_max_gap"],
+                          depth_topic=values["depth_topic"] if source == "depth" else None,
+                          odom_topic=values["odom_topic"] if source == "odometry" else None)
+
+    def _with_sensors(self, frame: Frame) -> Frame:
+        """The frame with its matching depth / odometry; problems counted by kind and warned
+        about once per kind (the scale filter keeps the previous scale for such frames)."""
+        if self._sensors is None:
+            return frame
+        frame, problems = self._sensors.attach(frame)
+        for kind, reason in problems:
+            if self.sensor_problems[kind] == 0:
+                _LOG.warning("scale sensor: %s (further '%s' are only counted)", reason, kind)
+            self.sensor_problems[kind] += 1
+        return frame
 
     def _skip(self, kind: str, message: str) -> None:
         if self.skipped[kind] == 0:  # once per reason: a bad bag must not flood the terminal
@@ -124,7 +158,15 @@ class OfflineMapper:
             self.chaining.append({"window": result.index, "method": status.method,
                                   "scale": status.scale, "residual": status.residual,
                                   "inlier_ratio": status.inlier_ratio,
-                                  "warning": status.warning})
+                                  "warning": status.warning,
+                                  "pose": asdict(result.pose) if result.pose else None,
+                                  "scale_verdict": result.scale.verdict if result.scale else "",
+                                  "scale_uncertainty": (result.scale.uncertainty
+                                                        if result.scale else float("nan")),
+                                  "scale_measured": (result.scale.measured if result.scale
+                                                     else float("nan"))})
+            if result.pose is not None:
+                self.pose_health.append(result.pose)
             if status.warning:
                 _LOG.warning("window %d chained by %s: %s", result.index, status.method,
                              status.warning)
@@ -158,6 +200,16 @@ class OfflineMapper:
         """Map the bag; returns the summary (also written as summary.json)."""
         source, out_dir = Bag(bag), Path(out_dir)
         gt = read_tum(gt_tum) if gt_tum is not None else None  # fail before the long run
+        self._sensors = self._open_sensors(source.path)
+        try:
+            return self._run(source, image_topic, out_dir, camera_info_topic, gt, gt_depth)
+        finally:
+            if self._sensors is not None:
+                self._sensors.close()
+
+    def _run(self, source: Bag, image_topic: str, out_dir: Path,
+             camera_info_topic: Optional[str], gt: Optional[tuple[np.ndarray, np.ndarray]],
+             gt_depth: Optional[DepthSource]) -> dict[str, Any]:
         wall_start = time.perf_counter()
         frames = self._frames(source, image_topic, camera_info_topic)
         first = next(frames, None)  # opens the bag: topic and format errors surface here
@@ -169,13 +221,14 @@ class OfflineMapper:
         output_set = OutputSet(out_dir, FILES.values())
         try:
             with output_set.writing():
-                outputs, metrics = self._outputs(first, frames, output_set.dir, gt, gt_depth,
-                                                 f"{source.path.name} {image_topic}")
+                outputs, metrics, health = self._outputs(first, frames, output_set.dir, gt,
+                                                         gt_depth,
+                                                         f"{source.path.name} {image_topic}")
                 if not source.report.intact:
                     _LOG.warning("%s: %s", source.path, source.report.warning(image_topic))
                 summary = self._summary(source, image_topic, camera_info_topic, out_dir,
-                                        outputs, metrics, time.perf_counter() - wall_start,
-                                        output_set.run_id)
+                                        outputs, metrics, health,
+                                        time.perf_counter() - wall_start, output_set.run_id)
                 outputs.write_summary(summary)
                 output_set.commit()
         except BaseException:
@@ -186,23 +239,29 @@ class OfflineMapper:
     def _outputs(self, first: Frame, frames: Iterator[Frame], out_dir: Path,
                  gt: Optional[tuple[np.ndarray, np.ndarray]],
                  gt_depth: Optional[DepthSource], title: str
-                 ) -> tuple[MapOutputs, dict[str, Any]]:
-        """Map the frames into ``out_dir`` (every file but the summary); the metrics."""
+                 ) -> tuple[MapOutputs, dict[str, Any], dict[str, Any]]:
+        """Map the frames into ``out_dir`` (every file but the summary); the metrics and the
+        trajectory's health."""
         outputs = MapOutputs(out_dir, self.odom_frame)
         try:
             self._map(first, frames, outputs, gt_depth)
             if self.stopped_by and not outputs.keyframes:
                 raise StoppedEarly(f"{self.stopped_by} before any window was mapped")
             metrics, gt_pairs = self._evaluate_trajectory(outputs, gt)
+            health = self._trajectory_health(outputs, metrics, gt_pairs)
             start = time.perf_counter()
             outputs.finish(self.pipeline.map.points(), self.pipeline.map.colors(), gt_pairs,
-                           title=title)
+                           title=title,
+                           health_text=health_lines(health, metrics.get("trajectory"),
+                                                    self.config.pose_source,
+                                                    self.intrinsics_source),
+                           warning=warning_line(health))
             self.timings["write"] += time.perf_counter() - start
         except BaseException:
             outputs.abort()
             raise
         self._add_depth_metrics(metrics)
-        return outputs, metrics
+        return outputs, metrics, health
 
     def _map(self, first: Frame, frames: Iterator[Frame], outputs: MapOutputs,
              gt_depth: Optional[DepthSource]) -> None:
@@ -267,6 +326,31 @@ class OfflineMapper:
         ie, ig = associate(outputs.stamps_ns, gt_stamps, GT_MAX_DIFF_NS)
         return {"trajectory": trajectory}, (ie, gt_poses[ig])
 
+    def _trajectory_health(self, outputs: MapOutputs, metrics: dict[str, Any],
+                           gt_pairs: Optional[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+        """``trajectory_health`` on the ground truth associated with the keyframes when there is
+        one, else on the estimate and the windows' pose health alone; with ground truth, every
+        metric in ``metrics["trajectory"]`` gets its baselines beside it."""
+        if gt_pairs is None:
+            return trajectory_health(outputs.poses, windows=self.pose_health)
+        index, gt_poses = gt_pairs
+        trajectory = metrics["trajectory"]
+        health = trajectory_health(outputs.poses[index], gt_poses, trajectory["ate"],
+                                   self.pose_health)
+        if "baselines" in health:
+            trajectory["baselines"] = health["baselines"]
+            trajectory["orientation_error_deg"] = health["orientation_error_deg"]
+            trajectory["total_rotation_deg"] = {
+                "estimate": health["estimate"]["total_rotation_deg"],
+                "ground_truth": health["ground_truth"]["total_rotation_deg"]}
+        return health
+
+    @property
+    def intrinsics_source(self) -> str:
+        """Where the windows' intrinsics came from ("camera_info", "predicted", or both when a
+        CameraInfo was missing for some windows)."""
+        return ", ".join(sorted({p.intrinsics_source for p in self.pose_health})) or "none"
+
     def _partial_reasons(self, source: Bag, image_topic: str) -> list[str]:
         reasons = []
         if self.stopped_by:
@@ -276,8 +360,8 @@ class OfflineMapper:
         return reasons
 
     def _summary(self, source: Bag, image_topic: str, camera_info_topic: Optional[str],
-                 out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any], wall: float,
-                 run_id: str) -> dict[str, Any]:
+                 out_dir: Path, outputs: MapOutputs, metrics: dict[str, Any],
+                 health: dict[str, Any], wall: float, run_id: str) -> dict[str, Any]:
         methods = Counter(c["method"] for c in self.chaining)
         partial = self._partial_reasons(source, image_topic)
         return {
@@ -298,10 +382,16 @@ class OfflineMapper:
             "stage_timings_s": dict(self.timings),
             "skipped_messages": dict(self.skipped),
             "bag_read": source.report.as_dict(),
+            "pose_source": self.config.pose_source,
+            "intrinsics_source": self.intrinsics_source,
+            "trajectory_health": health,
             "chaining": {"methods": dict(methods),
                          "warnings": [c for c in self.chaining if c["warning"]],
                          "windows": self.chaining},
             "pipeline_stats": self.pipeline.stats,
+            "scale": {"status": self.pipeline.stats["scale_status"],
+                      **self.pipeline.stats["scale"],
+                      "sensor_problems": dict(self.sensor_problems)},
             "pipeline_config": asdict(self.config),
             "predictor": self.predictor.describe(),
             "metrics": metrics,

@@ -1,7 +1,7 @@
 """Places each window's prediction into one odom frame (VGGT-Long style chaining).
 
 The first window defines odom: its frame 0 is the origin and its scale is 1 (or the configured
-metric scale). Every later window is aligned to the PREVIOUS window by a Sim(3) ``S`` that maps
+metric scale, or the first metric measurement). Every later window is aligned to the PREVIOUS window by a Sim(3) ``S`` that maps
 new-window coordinates into previous-window coordinates, and placed by composition
 ``odom_from_new = odom_from_prev @ S``. Estimates for ``S``, tried in order:
 
@@ -25,6 +25,11 @@ A scale-jump guard rejects a ``points`` or ``centres`` estimate whose relative s
 from the carried reference of (3) by more than ``max_scale_jump``; rejection falls through to the
 next estimate. Every fallback sets ``ChainingStatus.method`` and explains itself in ``warning``.
 
+Metric scale: with a measured scale source (a depth sensor, the robot's odometry) the Sim(3)
+chosen above is only the prediction. ``ScaleFilter`` fuses its relative scale with the window's
+measurement (``pipeline/scale_filter.py``), and the transform is rescaled to the filtered scale
+about the first shared keyframe's camera centre, so the trajectory stays continuous there.
+
 A keyframe seen in several windows keeps ONE pose and one depth map: those of its first
 placement. Re-placing it would make published TF jump backwards in time and would double its
 points in the map; its later observations still serve as chaining correspondences.
@@ -39,9 +44,11 @@ import numpy as np
 from vggt_ros.geometry.camera import se3_inverse, to_homogeneous, unproject_depth
 from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_sim3,
                                     rotation_mean, sim3_matrix)
+from vggt_ros.pipeline.covariance import chaining_quality
 from vggt_ros.pipeline.map_fusion import confidence_mask
-from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, WindowPrediction,
-                                     WindowResult)
+from vggt_ros.pipeline.scale_filter import ScaleFilter, unfiltered_status
+from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, ScaleMeasurement,
+                                     ScaleStatus, WindowPrediction, WindowResult)
 
 MIN_BASELINE_RATIO = 0.01  # centre spread / median depth below which scale is unobservable
 LOW_INLIER_RATIO = 0.5  # a points fit with fewer inliers than this is accepted with a warning
@@ -120,7 +127,7 @@ class Chainer:
     def __init__(self, conf_threshold: float = 1.0, conf_percentile: float = 20.0,
                  metric_scale: float = 0.0, huber_delta: float = 0.1, irls_iters: int = 5,
                  max_scale_jump: float = 3.0, max_window_points: int = 200_000,
-                 min_fit_points: int = 100) -> None:
+                 min_fit_points: int = 100, scale_filter: Optional[ScaleFilter] = None) -> None:
         if max_scale_jump <= 1.0:
             raise ValueError(f"max_scale_jump must be > 1, got {max_scale_jump}")
         self.conf_threshold = conf_threshold
@@ -131,6 +138,7 @@ class Chainer:
         self.max_scale_jump = max_scale_jump
         self.max_window_points = max_window_points
         self.min_fit_points = min_fit_points
+        self.scale_filter = scale_filter  # None: the scale is metric_scale's, chained
         self.windows_placed = 0
         self._reset_reason = ""
         self._prev: Optional[_Placed] = None
@@ -146,16 +154,18 @@ class Chainer:
         """First placements of the last window's keyframes, by stamp (a fresh dict)."""
         return dict(self._keyframes)
 
-    def place(self, prediction: WindowPrediction, frames: Sequence[Frame],
-              index: int = 0) -> WindowResult:
-        """Place one window; ``frames`` are the keyframes it was predicted from, in order."""
+    def place(self, prediction: WindowPrediction, frames: Sequence[Frame], index: int = 0,
+              measurement: ScaleMeasurement = ScaleMeasurement(reason="not measured")
+              ) -> WindowResult:
+        """Place one window; ``frames`` are the keyframes it was predicted from, in order;
+        ``measurement`` is its metric scale for the scale filter (ignored without one)."""
         check_prediction(prediction, frames)
         cam_from_world = to_homogeneous(prediction.cam_from_world)
         prediction = replace(prediction, cam_from_world=cam_from_world)
         if self._prev is None:
-            status, odom_from_window, scale = self._first()
+            status, odom_from_window, scale, scale_status = self._first(measurement)
         else:
-            status, odom_from_window, scale = self._chain(prediction)
+            status, odom_from_window, scale, scale_status = self._chain(prediction, measurement)
 
         valid = window_valid_mask(prediction)
         keep = confidence_mask(prediction.depth_conf, self.conf_threshold, self.conf_percentile,
@@ -177,18 +187,25 @@ class Chainer:
         self.windows_placed += 1
         return WindowResult(index=index, stamps_ns=[f.stamp_ns for f in frames],
                             new_keyframes=[placed[frames[s].stamp_ns] for s in new_rows],
-                            points=points, colors=colors, chaining=status)
+                            points=points, colors=colors, chaining=status, scale=scale_status)
 
-    def _first(self) -> tuple[ChainingStatus, np.ndarray, float]:
-        scale = self.metric_scale if self.metric_scale > 0 else 1.0
+    def _first(self, measurement: ScaleMeasurement
+               ) -> tuple[ChainingStatus, np.ndarray, float, ScaleStatus]:
+        if self.scale_filter is not None:
+            scale_status = self.scale_filter.first(measurement)
+        else:
+            scale_status = unfiltered_status("fixed" if self.metric_scale > 0 else "none",
+                                             self.metric_scale if self.metric_scale > 0 else 1.0)
+        scale = scale_status.scale
         if self.windows_placed == 0 or not self._reset_reason:
             status = ChainingStatus(method="first", scale=scale)
         else:
             status = ChainingStatus(method="reset", scale=scale,
                                     warning=f"odom restarted: {self._reset_reason}")
-        return status, sim3_matrix(scale, np.eye(3), np.zeros(3)), scale
+        return status, sim3_matrix(scale, np.eye(3), np.zeros(3)), scale, scale_status
 
-    def _chain(self, prediction: WindowPrediction) -> tuple[ChainingStatus, np.ndarray, float]:
+    def _chain(self, prediction: WindowPrediction, measurement: ScaleMeasurement
+               ) -> tuple[ChainingStatus, np.ndarray, float, ScaleStatus]:
         prev = self._prev
         shared = [s for s in prediction.stamps_ns if s in prev.prediction.stamps_ns]
         if not shared:
@@ -216,12 +233,22 @@ class Chainer:
             estimate = _previous_scale(prev.prediction, ia[0], prediction, ib[0], reference)
         elif estimate.method == "points" and estimate.inlier_ratio < LOW_INLIER_RATIO:
             warnings.append(f"points: low inlier ratio {estimate.inlier_ratio:.2f}")
-        scale = prev.scale * estimate.scale
+        transform = estimate.transform
+        if self.scale_filter is not None:
+            scale_status = self.scale_filter.next(
+                estimate.scale, measurement,
+                chaining_quality(estimate.method, estimate.inlier_ratio))
+            scale = scale_status.scale
+            pivot = se3_inverse(prev.prediction.cam_from_world[ia[0]])[:3, 3]
+            transform = _rescaled(transform, scale / (prev.scale * estimate.scale), pivot)
+        else:
+            scale = prev.scale * estimate.scale
+            scale_status = unfiltered_status("fixed" if self.metric_scale > 0 else "none", scale)
         status = ChainingStatus(method=estimate.method, scale=scale,
                                 residual=estimate.residual * prev.scale,
                                 inlier_ratio=estimate.inlier_ratio,
                                 num_points=estimate.num_points, warning="; ".join(warnings))
-        return status, prev.odom_from_window @ estimate.transform, scale
+        return status, prev.odom_from_window @ transform, scale, scale_status
 
     def _fit_points(self, prev: WindowPrediction, ia: list[int], new: WindowPrediction,
                     ib: list[int]) -> _Estimate:
@@ -299,6 +326,13 @@ class Chainer:
         colors = np.asarray(prediction.images[rows])[mask]
         odom = points @ odom_from_window[:3, :3].T + odom_from_window[:3, 3]
         return odom.astype(np.float32), colors.astype(np.uint8)
+
+
+def _rescaled(transform: np.ndarray, factor: float, pivot: np.ndarray) -> np.ndarray:
+    """``transform`` (a Sim(3) into previous-window coordinates) followed by a scaling by
+    ``factor`` about ``pivot`` (previous-window coordinates), which stays where it was."""
+    about_pivot = sim3_matrix(factor, np.eye(3), (1.0 - factor) * np.asarray(pivot))
+    return about_pivot @ transform
 
 
 def _median_depth(prediction: WindowPrediction, rows: list[int]) -> float:

@@ -33,17 +33,22 @@ from typing import Optional
 import numpy as np
 
 from vggt_ros.pipeline.chaining import Chainer, check_prediction
+from vggt_ros.pipeline.covariance import UncertaintyTracker
 from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SOURCES,
                                           apply_intrinsics)
 from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
                                            PoseSolverConfig, gather_tracks)
+from vggt_ros.pipeline.scale_filter import (MEASURED_SOURCES, SCALE_SOURCES, ScaleFilter,
+                                            ScaleFilterConfig)
+from vggt_ros.pipeline.scale_measure import depth_scale, odometry_scale
 from vggt_ros.pipeline.stream import StampGuard, StampVerdict
 from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import (ChainingStatus, Frame, KeyframeResult, PoseHealth,
-                                     Predictor, WindowPrediction, WindowResult)
+                                     Predictor, ScaleMeasurement, ScaleStatus,
+                                     WindowPrediction, WindowResult)
 from vggt_ros.pipeline.window import WindowManager
-from vggt_ros.settings import BY_NAME
+from vggt_ros.settings import BY_NAME, overlap_problem
 
 def _default(name: str):
     return BY_NAME[name].default
@@ -70,7 +75,14 @@ class PipelineConfig:
     voxel_size: float = _default("voxel_size")  # map units
     max_map_points: int = _default("max_map_points")
     max_window_points: int = 200_000
-    metric_scale: float = _default("metric_scale")  # map units per first-window unit; 0 = 1.0
+    scale_source: str = _default("scale_source")
+    metric_scale: float = _default("metric_scale")  # scale_source fixed: metres per window unit
+    depth_min_range: float = _default("depth_min_range")  # metres
+    depth_max_range: float = _default("depth_max_range")  # metres
+    scale_min_travel: float = _default("scale_min_travel")  # metres
+    scale_max_rate: float = _default("scale_max_rate")
+    scale_max_uncertainty: float = _default("scale_max_uncertainty")
+    scale_drift_per_window: float = 0.02  # relative 1-sigma of the chained scale per window
     huber_delta: float = 0.1  # relative to the overlap's median depth
     irls_iters: int = 5
     max_scale_jump: float = 3.0
@@ -91,7 +103,8 @@ class PipelineConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def validate(self) -> None:
-        choices = {"intrinsics_source": INTRINSICS_SOURCES, "pose_source": POSE_SOURCES}
+        choices = {"intrinsics_source": INTRINSICS_SOURCES, "pose_source": POSE_SOURCES,
+                   "scale_source": SCALE_SOURCES}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in choices:
@@ -104,7 +117,8 @@ class PipelineConfig:
                 raise ValueError(f"PipelineConfig.{f.name} must be a finite number, got {value!r}")
         checks = [
             ("window_size", self.window_size >= 2, ">= 2"),
-            ("overlap", 1 <= self.overlap < self.window_size, "in [1, window_size - 1]"),
+            ("overlap", self.overlap >= 1 and overlap_problem(self.window_size, self.overlap)
+             is None, "in [1, window_size - 1]"),
             ("keyframe_stride", self.keyframe_stride >= 1, ">= 1"),
             ("keyframe_min_interval", self.keyframe_min_interval >= 0.0, ">= 0"),
             ("keyframe_min_motion", 0.0 <= self.keyframe_min_motion <= 1.0, "in [0, 1]"),
@@ -117,6 +131,14 @@ class PipelineConfig:
             ("max_map_points", self.max_map_points >= 1, ">= 1"),
             ("max_window_points", self.max_window_points >= 1, ">= 1"),
             ("metric_scale", self.metric_scale >= 0.0, ">= 0 (0 = non-metric)"),
+            ("metric_scale", (self.metric_scale > 0.0) == (self.scale_source == "fixed"),
+             "> 0 with scale_source fixed (its value) and 0 with any other scale_source"),
+            ("depth_max_range", self.depth_max_range > self.depth_min_range >= 0.0,
+             "> depth_min_range >= 0"),
+            ("scale_min_travel", self.scale_min_travel >= 0.0, ">= 0"),
+            ("scale_max_rate", self.scale_max_rate > 0.0, "> 0"),
+            ("scale_max_uncertainty", self.scale_max_uncertainty > 0.0, "> 0"),
+            ("scale_drift_per_window", self.scale_drift_per_window > 0.0, "> 0"),
             ("huber_delta", self.huber_delta > 0.0, "> 0"),
             ("irls_iters", self.irls_iters >= 1, ">= 1"),
             ("max_scale_jump", self.max_scale_jump > 1.0, "> 1"),
@@ -201,11 +223,16 @@ class Pipeline:
             keyframe_min_interval=config.keyframe_min_interval,
             keyframe_min_motion=config.keyframe_min_motion,
             min_window_frames=config.min_window_frames or config.overlap + 1)
+        self._scale_filter = (ScaleFilter(ScaleFilterConfig(
+            config.scale_source, max_rate=config.scale_max_rate,
+            drift_per_window=config.scale_drift_per_window,
+            max_uncertainty=config.scale_max_uncertainty))
+            if config.scale_source in MEASURED_SOURCES else None)
         self._chainer = Chainer(
             conf_threshold=config.conf_threshold, conf_percentile=config.conf_percentile,
             metric_scale=config.metric_scale, huber_delta=config.huber_delta,
             irls_iters=config.irls_iters, max_scale_jump=config.max_scale_jump,
-            max_window_points=config.max_window_points)
+            max_window_points=config.max_window_points, scale_filter=self._scale_filter)
         self._pose_solver = PoseSolver(PoseSolverConfig(
             pose_source=config.pose_source, num_queries=config.pose_queries,
             anchors=config.pose_anchors, conf_threshold=config.conf_threshold))
@@ -223,6 +250,8 @@ class Pipeline:
         self._failed_windows = 0
         self._last_error = ""
         self._last_chaining: Optional[ChainingStatus] = None
+        self._last_scale: Optional[ScaleStatus] = None
+        self._uncertainty = UncertaintyTracker()
         self._timings: dict[str, float] = {}
         self._stamps = StampGuard(config.stamp_restart_frames)
         self._clear_stream()
@@ -258,6 +287,7 @@ class Pipeline:
         with self._lock:
             self._windows.reset()
             self._chainer.reset(reason)
+            self._uncertainty.restart()
             self.map.clear()
             self._clear_stream()
             with self._snapshot_lock:
@@ -315,7 +345,9 @@ class Pipeline:
             t1 = time.perf_counter()
             prediction, pose, pose_timings = self._solve_poses(prediction, window)
             t2 = time.perf_counter()
-            result = self._chainer.place(prediction, window, index=self._windows_done)
+            measurement = self._measure_scale(prediction, window)
+            result = self._chainer.place(prediction, window, index=self._windows_done,
+                                         measurement=measurement)
         except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
             reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
                       f"failed: {type(err).__name__}: {err}")
@@ -330,12 +362,14 @@ class Pipeline:
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
         result.pose = pose
+        result.uncertainty = self._uncertainty.window(result)
         self._count_pose(pose)
         self._windows_done += 1
         snapshot = _Snapshot(frames=tuple(window), keyframes=self._chainer.keyframes())
         with self._snapshot_lock:
             self._snapshots.append(snapshot)
             self._last_chaining = result.chaining
+            self._last_scale = result.scale
             self._last_pose = pose
             self._timings = timings
         return result
@@ -360,6 +394,40 @@ class Pipeline:
                                          if w))
         return (replace(prediction, cam_from_world=solution.cam_from_world), pose,
                 {"track": tracked - start, "solve": solved - tracked})
+
+    def _measure_scale(self, prediction: WindowPrediction, window: list[Frame]
+                       ) -> ScaleMeasurement:
+        """The window's metric scale from the configured sensor (scale_source depth or
+        odometry), on the solved poses and calibrated depth the chaining places."""
+        source = self.config.scale_source
+        if source == "depth":
+            return depth_scale(prediction, window, self.config.conf_threshold,
+                               self.config.conf_percentile, self.config.depth_min_range,
+                               self.config.depth_max_range)
+        if source == "odometry":
+            return odometry_scale(prediction, window, self.config.scale_min_travel)
+        return ScaleMeasurement(reason=f"scale_source {source} measures nothing")
+
+    def _scale_stats(self, last: Optional[ScaleStatus]) -> dict:
+        """The scale part of ``stats``: ``scale_status`` is "metric" only while the source is
+        healthy (always for fixed, never for none, for a sensor per the scale filter)."""
+        source = self.config.scale_source
+        if last is None:
+            metric = source == "fixed"
+            value = self.config.metric_scale if metric else 1.0
+            reason = {"none": "no scale source: VGGT's arbitrary units",
+                      "fixed": ""}.get(source, f"waiting for the first window ({source})")
+            uncertainty = float("nan")
+        else:
+            metric, value, reason, uncertainty = (last.metric, last.scale, last.reason,
+                                                  last.uncertainty)
+        counts = self._scale_filter
+        return {"scale_status": "metric" if metric else "non-metric", "scale": {
+            "source": source, "metric": metric, "value": value, "uncertainty": uncertainty,
+            "windows_scaled": counts.windows_scaled if counts else 0,
+            "windows_skipped": counts.windows_skipped if counts else 0,
+            "windows_rejected": counts.windows_rejected if counts else 0,
+            "verdict": last.verdict if last else "", "reason": reason}}
 
     def _count_pose(self, pose: PoseHealth) -> None:
         self._pose_counts["fallback_frames"] += pose.fallback_frames
@@ -428,6 +496,7 @@ class Pipeline:
         with self._snapshot_lock:
             last_chaining, timings = self._last_chaining, dict(self._timings)
             last_pose = self._last_pose
+            last_scale = self._last_scale
         out = {
             "frames_in": self._frames_in,
             "keyframes": self._windows.keyframes,
@@ -443,8 +512,7 @@ class Pipeline:
             "intrinsics_source": last_pose.intrinsics_source if last_pose else "none yet",
             "timings": timings,
             "map_points": len(self.map),
-            "scale_status": (f"metric (scale {self.config.metric_scale:g})"
-                             if self.config.metric_scale > 0 else "non-metric"),
+            **self._scale_stats(last_scale),
         }
         out.update({f"rejected_{kind}": self._rejected[kind] for kind in REJECTION_KINDS})
         out.update({f"pose_{kind}": count for kind, count in self._pose_counts.items()})

@@ -49,6 +49,7 @@ VISIBLE = 0.5  # track-head visibility from which a tracked pixel counts as an o
 UNEXPLAINED_MOTION_WARN = 0.5
 MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to explain
 DISAGREEMENT_WARN_DEG = 5.0
+MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (x0.74..x1.35)
 
 # (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
 # order (TrackPrediction with [S,N,2] original pixels)
@@ -315,19 +316,35 @@ class PoseSolver:
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray,
                        threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Jointly refine the solved poses (frame 0 fixed) and the queries' depths: a robust
-        round over every observation, then a round without those it left above the RANSAC
-        threshold (Huber alone still lets 20 % outliers bias the poses)."""
+        """Jointly refine the solved poses (frame 0 fixed) and the queries' depths over the PnP
+        inliers, then once more with every observation the refined geometry explains within
+        the threshold (a track PnP rejected for one frame can still fit the joint solution)."""
         frame = np.arange(len(poses))[:, None]
         mask = (tracks.visible & (frame != tracks.anchor[None]) & solved[:, None]
                 & solved[tracks.anchor][None])
         depth = tracks.depth
+        before = _reprojection_errors(poses, k, tracks, depth)
+        mask &= before <= threshold  # start from the PnP inliers
+        if mask.sum() < 6:
+            return poses, depth
+        start = float(np.median(before[mask]))
+        adjusted, new_depth = poses, depth
         for _ in range(2):
-            if mask.sum() < 6:
+            adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
+                                               threshold)
+            errors = _reprojection_errors(adjusted, k, tracks, new_depth)
+            grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
+                            & solved[:, None] & solved[tracks.anchor][None])
+            if grown.sum() < 6:
                 break
-            poses, depth = self._adjust(poses, depth, head, k, tracks, solved, mask, threshold)
-            mask &= _reprojection_errors(poses, k, tracks, depth) <= threshold
-        return poses, depth
+            mask = grown
+        errors = _reprojection_errors(adjusted, k, tracks, new_depth)
+        # The joint fit trades a little per-frame reprojection error for consistency across
+        # frames and with the network's depth; a fit that doubles it has diverged (a bad start,
+        # a degenerate window): keep the PnP poses then.
+        if not float(np.median(errors[mask])) <= max(2.0 * start, 0.25 * threshold):
+            return poses, depth
+        return adjusted, new_depth
 
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray,
@@ -372,9 +389,12 @@ class PoseSolver:
 
         col = {s: 6 * i for i, s in enumerate(free)}
         sparsity = self._sparsity(obs_frame, obs_point, tracks.anchor, col, m, num_pose)
+        # Depths may move by at most MAX_DEPTH_CHANGE (log) from where this round starts: the
+        # network's depth is good to a few percent, a larger move is a diverging solve.
+        limit = np.concatenate([np.full(num_pose, np.inf), np.full(m, MAX_DEPTH_CHANGE)])
         fit = least_squares(residuals, np.zeros(num_pose + m), jac_sparsity=sparsity,
                             loss="huber", f_scale=2.0, max_nfev=cfg.max_iterations,
-                            x_scale="jac", method="trf")
+                            x_scale="jac", method="trf", bounds=(-limit, limit))
         if not np.all(np.isfinite(fit.x)):
             return poses, depth
         return unpack(fit.x)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Protocol, Sequence
 
+import math
+
 import numpy as np
 
 
@@ -63,6 +65,29 @@ class PreprocessMapping:
         k[:2, :] = k[:2, :] * self._scales()[:, None] - self._offsets()[:, None] * k[2:3, :]
         return k
 
+    def sample_original(self, image: np.ndarray) -> np.ndarray:
+        """An original-grid image [H,W] sampled at every model pixel -> [h,w] float32.
+
+        Nearest neighbour, because interpolating depth across an edge would invent depths that
+        exist nowhere; NaN where the model pixel falls outside the original image or outside
+        ``valid`` (padding)."""
+        image = np.asarray(image, dtype=np.float32)
+        width, height = self.original_size
+        if image.shape != (height, width):
+            raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, the frame was "
+                             f"{width}x{height}")
+        mw, mh = self.model_size
+        u, v = np.meshgrid(np.arange(mw, dtype=np.float64), np.arange(mh, dtype=np.float64))
+        uv = self.to_original(np.stack([u.ravel(), v.ravel()], axis=1))
+        col = np.rint(uv[:, 0]).astype(np.int64)
+        row = np.rint(uv[:, 1]).astype(np.int64)
+        x0, y0, x1, y1 = self.valid
+        inside = ((col >= 0) & (col < width) & (row >= 0) & (row < height)
+                  & (u.ravel() >= x0) & (u.ravel() < x1) & (v.ravel() >= y0) & (v.ravel() < y1))
+        out = np.full(mw * mh, np.nan, dtype=np.float32)
+        out[inside] = image[row[inside], col[inside]]
+        return out.reshape(mh, mw)
+
 
 @dataclass
 class CameraIntrinsics:
@@ -81,6 +106,10 @@ class Frame:
     image: np.ndarray  # HxWx3 uint8 RGB, original resolution
     frame_id: str
     camera_info: Optional[CameraIntrinsics] = None
+    # Metric scale inputs (pipeline/scale_measure.py), attached by the node or the mapper when
+    # a depth image or the robot's odometry matched this frame's stamp:
+    depth_m: Optional[np.ndarray] = None  # HxW float32 metres, registered to ``image``; NaN/0: none
+    odom_from_camera: Optional[np.ndarray] = None  # 4x4 camera pose from wheel odometry (m)
 
 
 @dataclass
@@ -137,6 +166,47 @@ class ChainingStatus:
     warning: str = ""  # non-empty when a fallback was used or the fit looked poor
 
 
+@dataclass(frozen=True)
+class ScaleMeasurement:
+    """Metres per window unit of one window, measured by a depth sensor or the robot's odometry
+    (pipeline/scale_measure.py); NaN when nothing could be measured."""
+
+    scale: float = float("nan")
+    uncertainty: float = float("nan")  # relative 1-sigma
+    samples: int = 0  # pixels (depth) or keyframes (odometry) used
+    rejected: int = 0  # samples rejected as outliers
+    reason: str = ""  # why there is no measurement
+
+    @property
+    def valid(self) -> bool:
+        return math.isfinite(self.scale) and self.scale > 0
+
+
+@dataclass(frozen=True)
+class ScaleStatus:
+    """How a window's metric scale was set (pipeline/scale_filter.py); diagnostics and
+    summaries report it, so a map is never called metric without a healthy source."""
+
+    source: str  # none | fixed | depth | odometry
+    metric: bool  # the units are metres and the source is healthy
+    scale: float  # odom units per window unit applied to the window
+    uncertainty: float = float("nan")  # relative 1-sigma of ``scale`` (0.01 = 1 %)
+    measured: float = float("nan")  # this window's own measurement; NaN when it had none
+    verdict: str = ""  # scaled | skipped | rejected | fixed | none
+    reason: str = ""  # why a window was skipped or rejected, or what the source waits for
+
+
+@dataclass(frozen=True)
+class PoseUncertainty:
+    """1-sigma errors of a placed keyframe (pipeline/covariance.py), isotropic so that they
+    hold in any frame the pose is re-expressed in (REP-105 odom, base or camera body)."""
+
+    position_std: float  # odom units, accumulated since the trajectory's start
+    rotation_std: float  # radians, accumulated
+    step_position_std: float  # odom units, between this keyframe and the one before
+    step_rotation_std: float  # radians, between this keyframe and the one before
+
+
 @dataclass
 class PoseHealth:
     """How well one window's poses agree with its tracks (vggt_ros.pipeline.pose_solver);
@@ -184,3 +254,5 @@ class WindowResult:
     chaining: ChainingStatus
     pose: Optional[PoseHealth] = None
     timings: dict[str, float] = field(default_factory=dict)
+    scale: Optional[ScaleStatus] = None
+    uncertainty: Optional[PoseUncertainty] = None  # of the window's newest keyframe

@@ -1,8 +1,13 @@
 """``vggt_synth``: write a synthetic sequence as a ROS 2 bag plus a TUM ground-truth file.
 
-The bag looks like a real camera recording (image, calibration, TF ground truth, all with
+The bag looks like a real robot's recording (image, calibration, TF ground truth, all with
 the same header stamps), so the offline mapper, the node and the evaluation tools can be
-exercised end to end on data whose true poses and scale are known exactly.
+exercised end to end on data whose true poses and scale are known exactly. By default it also
+holds the scale sensors of ``synth/sensors.py``: a depth image registered to the colour camera
+(``/camera/depth/image_raw``, 16UC1 millimetres, with ``/camera/depth/camera_info``) and wheel
+odometry (``/odom``, ``/tf`` odom -> base_link, ``/tf_static`` base_link -> the camera). The
+ground truth is ``/tf`` world -> ``camera_optical_frame_ground_truth`` (its own frame, so the
+camera frame keeps one parent) and the TUM file.
 """
 from __future__ import annotations
 
@@ -20,23 +25,34 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
+from vggt_ros.io.images import encode_16uc1
 from vggt_ros.io.bag_writer import STORAGES, BagWriter
 from vggt_ros.io.mcap_storage import DEFAULT_CHUNK_SIZE
 from vggt_ros.io.tum import write_tum
 from vggt_ros.synth import FRAME_ID, SyntheticSequence, make_sequence
+from vggt_ros.synth.sensors import MOUNT, noisy_depth, wheel_odometry
 from vggt_ros.synth.trajectory import TRAJECTORIES
-from vggt_ros.topics.messages import header
+from vggt_ros.topics.messages import header, tf_message as pose_tf_message
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 TF_TOPIC = "/tf"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
 WORLD_FRAME = "world"
+GROUND_TRUTH_FRAME = f"{FRAME_ID}_ground_truth"
 TUM_NAME = "groundtruth_tum.txt"
+DEPTH_TOPIC = "/camera/depth/image_raw"
+DEPTH_INFO_TOPIC = "/camera/depth/camera_info"
+ODOM_TOPIC = "/odom"
+ODOM_TYPE = "nav_msgs/msg/Odometry"
+TF_STATIC_TOPIC = "/tf_static"
+ODOM_FRAME = "odom"
+BASE_FRAME = "base_link"
 
 
 def camera_info_message(seq: SyntheticSequence, stamp_ns: int) -> dict:
-    """CameraInfo of an undistorted pinhole camera (plumb_bob with zero D, R = I, P = [K|0])."""
+    """CameraInfo of an undistorted pinhole camera (plumb_bob with zero D, R = I, P = [K|0]);
+    the registered depth image has the same."""
     projection = np.hstack([seq.K, np.zeros((3, 1))])
     return {"header": header(stamp_ns, FRAME_ID), "height": seq.height, "width": seq.width,
             "distortion_model": "plumb_bob", "d": np.zeros(5), "k": seq.K.ravel(),
@@ -50,16 +66,46 @@ def image_message(rgb: np.ndarray, stamp_ns: int) -> dict:
 
 
 def tf_message(world_from_cam: np.ndarray, stamp_ns: int) -> dict:
+    """The ground truth: the camera's exact pose in the world."""
     qx, qy, qz, qw = Rotation.from_matrix(world_from_cam[:3, :3]).as_quat()
     tx, ty, tz = world_from_cam[:3, 3]
     transform = {"translation": {"x": tx, "y": ty, "z": tz},
                  "rotation": {"x": qx, "y": qy, "z": qz, "w": qw}}
     return {"transforms": [{"header": header(stamp_ns, WORLD_FRAME),
-                            "child_frame_id": FRAME_ID, "transform": transform}]}
+                            "child_frame_id": GROUND_TRUTH_FRAME, "transform": transform}]}
 
 
-def _render_rgb(seq: SyntheticSequence, i: int) -> np.ndarray:
-    return seq.render(i)[0]
+def depth_message(depth_m: np.ndarray, stamp_ns: int) -> dict:
+    """A registered 16UC1 depth image (millimetres, 0 = no reading) in the colour frame."""
+    height, width = depth_m.shape
+    return {"header": header(stamp_ns, FRAME_ID), "height": height, "width": width,
+            "encoding": "16UC1", "is_bigendian": 0, "step": 2 * width,
+            "data": np.frombuffer(encode_16uc1(depth_m), np.uint8)}
+
+
+# Wheel odometry's covariance as a differential-drive driver reports it: x, y, yaw measured,
+# z, roll, pitch not (large).
+_ODOM_COVARIANCE = np.diag([1e-3, 1e-3, 1e6, 1e6, 1e6, 1e-2]).ravel()
+
+
+def odometry_message(odom_from_base: np.ndarray, previous: np.ndarray, dt_s: float,
+                     stamp_ns: int) -> dict:
+    """nav_msgs/Odometry of the base, with the twist (base frame) since the previous sample."""
+    step = np.linalg.inv(previous) @ odom_from_base
+    pose = pose_tf_message(odom_from_base, stamp_ns, ODOM_FRAME, BASE_FRAME)["transforms"][0]
+    rotvec = Rotation.from_matrix(step[:3, :3]).as_rotvec() / dt_s
+    linear = step[:3, 3] / dt_s
+    return {"header": header(stamp_ns, ODOM_FRAME), "child_frame_id": BASE_FRAME,
+            "pose": {"pose": {"position": pose["transform"]["translation"],
+                              "orientation": pose["transform"]["rotation"]},
+                     "covariance": _ODOM_COVARIANCE},
+            "twist": {"twist": {"linear": dict(zip("xyz", map(float, linear))),
+                                "angular": dict(zip("xyz", map(float, rotvec)))},
+                      "covariance": _ODOM_COVARIANCE}}
+
+
+def _render(seq: SyntheticSequence, i: int) -> tuple[np.ndarray, np.ndarray]:
+    return seq.render(i)
 
 
 def _single_threaded_worker() -> None:
@@ -69,8 +115,11 @@ def _single_threaded_worker() -> None:
 
 
 def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
-                       workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
-    """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame).
+                       workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                       depth: bool = True, odometry: bool = True, seed: int = 0) -> None:
+    """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame;
+    with ``depth`` the registered depth image, with ``odometry`` the wheel odometry, their
+    errors drawn from ``seed``).
 
     ``workers`` > 1 renders in that many processes (large sequences on a many-core machine);
     frames are written in order either way, so the bag is identical. ``chunk_size`` (bytes)
@@ -78,19 +127,36 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
     """
     world_from_cam = seq.world_from_cam
     indices = range(len(seq))
+    depth_rng, odometry_rng = (np.random.default_rng(s)
+                               for s in np.random.SeedSequence(seed).spawn(2))
+    odom_from_base = wheel_odometry(world_from_cam, odometry_rng) if odometry else None
     with contextlib.ExitStack() as stack:
         if workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(
                 workers, initializer=_single_threaded_worker))
-            images = pool.map(_render_rgb, itertools.repeat(seq), indices, chunksize=4)
+            renders = pool.map(_render, itertools.repeat(seq), indices, chunksize=4)
         else:
-            images = map(_render_rgb, itertools.repeat(seq), indices)
+            renders = map(_render, itertools.repeat(seq), indices)
         bag = stack.enter_context(BagWriter(bag_path, storage=storage, chunk_size=chunk_size))
-        for i, rgb in zip(indices, images):
+        for i, (rgb, true_depth) in zip(indices, renders):
             stamp = int(seq.stamps_ns[i])
             bag.write(TF_TOPIC, TF_TYPE, tf_message(world_from_cam[i], stamp), stamp)
+            if odom_from_base is not None:
+                if i == 0:
+                    bag.write(TF_STATIC_TOPIC, TF_TYPE, pose_tf_message(
+                        MOUNT, stamp, BASE_FRAME, FRAME_ID), stamp)
+                bag.write(TF_TOPIC, TF_TYPE, pose_tf_message(
+                    odom_from_base[i], stamp, ODOM_FRAME, BASE_FRAME), stamp)
+                dt = (stamp - int(seq.stamps_ns[i - 1])) / 1e9 if i else 1.0
+                bag.write(ODOM_TOPIC, ODOM_TYPE, odometry_message(
+                    odom_from_base[i], odom_from_base[max(i - 1, 0)], dt, stamp), stamp)
             bag.write(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp), stamp)
             bag.write(IMAGE_TOPIC, IMAGE_TYPE, image_message(rgb, stamp), stamp)
+            if depth:
+                bag.write(DEPTH_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp),
+                          stamp)
+                bag.write(DEPTH_TOPIC, IMAGE_TYPE, depth_message(
+                    noisy_depth(true_depth, depth_rng), stamp), stamp)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk-kib", type=int, default=DEFAULT_CHUNK_SIZE // 1024,
                         help="MCAP chunk size in KiB (a recording cut short loses the chunk "
                         "being filled)")
+    parser.add_argument("--no-depth", action="store_true",
+                        help=f"leave out the registered depth image ({DEPTH_TOPIC})")
+    parser.add_argument("--no-odom", action="store_true",
+                        help=f"leave out the wheel odometry ({ODOM_TOPIC}, /tf {ODOM_FRAME} -> "
+                        f"{BASE_FRAME}, /tf_static {BASE_FRAME} -> {FRAME_ID})")
     return parser
 
 
@@ -121,7 +192,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         write_sequence_bag(seq, bag_path, args.storage, workers=args.workers,
-                           chunk_size=args.chunk_kib * 1024)
+                           chunk_size=args.chunk_kib * 1024, depth=not args.no_depth,
+                           odometry=not args.no_odom, seed=args.seed)
         write_tum(args.out_dir / TUM_NAME, seq.stamps_ns, seq.world_from_cam)
     except (BagError, ValueError, OSError) as exc:
         print(f"vggt_synth: error: {exc}", file=sys.stderr)

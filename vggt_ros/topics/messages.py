@@ -122,12 +122,33 @@ def pose_stamped(parent_from_child: np.ndarray, stamp_ns: int, frame_id: str) ->
     return {"header": header(stamp_ns, frame_id), "pose": pose(parent_from_child)}
 
 
-def odometry(parent_from_child: np.ndarray, stamp_ns: int, parent: str,
-             child: str) -> Message:
-    """Odometry with the pose only: twist and both covariances are left zero (VGGT gives no
-    uncertainty; consumers that fuse odometry must set their own covariances)."""
-    return {"header": header(stamp_ns, parent), "child_frame_id": child,
-            "pose": {"pose": pose(parent_from_child)}}
+def odometry(parent_from_child: np.ndarray, stamp_ns: int, parent: str, child: str,
+             pose_covariance: Optional[np.ndarray] = None,
+             twist: Optional[tuple[np.ndarray, np.ndarray]] = None,
+             twist_covariance: Optional[np.ndarray] = None) -> Message:
+    """The child's pose in the parent frame, and its ``twist`` (linear, angular velocity in the
+    CHILD frame, as nav_msgs/Odometry defines it). Covariances are 6x6 over (x, y, z, roll,
+    pitch, yaw); what is not given stays zero (unknown)."""
+    msg: Message = {"header": header(stamp_ns, parent), "child_frame_id": child,
+                    "pose": {"pose": pose(parent_from_child)}}
+    if pose_covariance is not None:
+        msg["pose"]["covariance"] = _covariance(pose_covariance)
+    if twist is not None:
+        linear, angular = (np.asarray(v, dtype=np.float64) for v in twist)
+        if not (np.isfinite(linear).all() and np.isfinite(angular).all()):
+            raise ValueError(f"twist must be finite, got {linear}, {angular}")
+        msg["twist"] = {"twist": {"linear": dict(zip("xyz", map(float, linear))),
+                                  "angular": dict(zip("xyz", map(float, angular)))}}
+        if twist_covariance is not None:
+            msg["twist"]["covariance"] = _covariance(twist_covariance)
+    return msg
+
+
+def _covariance(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.shape != (6, 6) or not np.isfinite(matrix).all():
+        raise ValueError(f"a covariance must be a finite 6x6 matrix, got {matrix.shape}")
+    return matrix.reshape(-1)
 
 
 def path(poses: Sequence[Message], stamp_ns: int, frame_id: str) -> Message:

@@ -1,0 +1,77 @@
+"""End to end on a vggt_synth bag (registered depth and wheel odometry by default): vggt_map
+with each scale source, the ground-truth double as the predictor (each window at its own
+random scale, as VGGT's). The trajectory must come out in metres: the Sim(3) alignment to the
+ground truth needs no scale, and the rigid SE(3) ATE is small in metres."""
+import json
+from pathlib import Path
+
+import pytest
+
+from vggt_ros.offline import cli
+from vggt_ros.synth import make_sequence
+from vggt_ros.synth.cli import main as synth_main
+from vggt_ros.synth.gt_double import GroundTruthPredictor
+
+FRAMES, WIDTH, HEIGHT, SEED = 40, 64, 48, 1
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth_sensors")
+    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
+                       str(HEIGHT), "--seed", str(SEED)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return make_sequence(FRAMES, WIDTH, HEIGHT, SEED)
+
+
+def vggt_map(synth_dir, sequence, out, *options) -> dict:
+    code = cli.main([str(synth_dir / "bag"), "--image-topic", "/camera/image_raw",
+                     "--camera-info-topic", "/camera/camera_info", "--out", str(out),
+                     "--gt", str(synth_dir / "groundtruth_tum.txt"), "--no-progress",
+                     *options], predictor_factory=lambda _: GroundTruthPredictor(sequence,
+                                                                                 seed=7))
+    assert code == 0
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_depth_source_gives_a_metric_trajectory_within_three_percent(synth_dir, sequence,
+                                                                     tmp_path, capsys):
+    summary = vggt_map(synth_dir, sequence, tmp_path / "map", "--scale-source", "depth",
+                       "--depth-topic", "/camera/depth/image_raw")
+    scale, trajectory = summary["scale"], summary["metrics"]["trajectory"]
+    assert scale["status"] == "metric" and scale["source"] == "depth"
+    assert scale["windows_scaled"] == summary["windows"] and scale["sensor_problems"] == {}
+    assert trajectory["ate"]["scale"] == pytest.approx(1.0, abs=0.03)
+    rigid = trajectory["ate_se3"]
+    assert rigid["scale"] == 1.0 and rigid["rmse"] < 0.03 * rigid["path_length"]
+    line = capsys.readouterr().out
+    assert "scale metric (depth" in line and "SE(3) ATE" in line
+
+
+def test_odometry_source_gives_a_metric_trajectory_within_five_percent(synth_dir, sequence,
+                                                                       tmp_path):
+    summary = vggt_map(synth_dir, sequence, tmp_path / "map", "--scale-source", "odometry",
+                       "--odom-topic", "/odom")
+    assert summary["scale"]["status"] == "metric"
+    assert summary["scale"]["windows_scaled"] >= summary["windows"] - 1
+    assert summary["metrics"]["trajectory"]["ate"]["scale"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_without_a_source_the_summary_says_non_metric(synth_dir, sequence, tmp_path):
+    summary = vggt_map(synth_dir, sequence, tmp_path / "map")
+    assert summary["scale"]["status"] == "non-metric" and summary["scale"]["source"] == "none"
+    assert "ate_se3" in summary["metrics"]["trajectory"]
+
+
+def test_a_missing_sensor_topic_is_a_usage_error(synth_dir, tmp_path, capsys):
+    code = cli.main([str(synth_dir / "bag"), "--image-topic", "/camera/image_raw", "--out",
+                     str(tmp_path / "map"), "--scale-source", "depth", "--depth-topic",
+                     "/camera/aligned_depth_to_color/image_raw"])
+    assert code == 2
+    assert "/camera/aligned_depth_to_color/image_raw" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""``python -m vggt_ros.bench.pose_solver``: what the pose solver adds to a window.
+
+Two stages, timed separately because they run on different processors and need different
+inputs to be representative:
+
+* ``track``: the track-head request the solver makes per anchor (``pose_queries`` pixels on the
+  window's first keyframe), through ``VGGTPredictor`` exactly as the pipeline calls it, after
+  the window's own ``predict`` (so the fast path re-uses the window's tokens). Random VGGT-1B
+  weights give the real cost of the network; their tracks are meaningless.
+* ``solve``: queries, PnP and bundle adjustment (``PoseSolver``) on the CPU, on a window of the
+  ground-truth double at the same image size with 1 px track noise and 10 % outliers, so RANSAC
+  and the bundle adjustment do the work they do on real tracks (random-weight tracks would make
+  every frame fall back and time nothing).
+
+Prints a table of medians (milliseconds); ``--json`` writes every sample.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from vggt_ros.bench.models import build_config, random_model
+from vggt_ros.inference.predictor import VGGTPredictor
+from vggt_ros.pipeline.intrinsics import apply_intrinsics
+from vggt_ros.pipeline.pose_solver import PoseSolver, PoseSolverConfig, gather_tracks
+from vggt_ros.pipeline.tracking import track_window
+from vggt_ros.synth import make_sequence
+from vggt_ros.synth.gt_double import GroundTruthPredictor
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append(1e3 * (time.perf_counter() - start))
+    return samples
+
+
+def bench_track(device: str, config: str, frames: int, width: int, height: int,
+                queries: int, repeats: int) -> list[float]:
+    dev = torch.device(device)
+    model = random_model(build_config(config), 0, dev)
+    predictor = VGGTPredictor(model, device=dev, image_size=width)
+    rng = np.random.default_rng(0)
+    sequence = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
+    from vggt_ros.pipeline.types import Frame
+
+    window = [Frame(stamp_ns=1 + i, image=img, frame_id="cam") for i, img in enumerate(sequence)]
+    query = np.column_stack([rng.uniform(8, width - 8, queries),
+                             rng.uniform(8, height - 8, queries)])
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    predictor.predict(window)  # the window the pipeline just ran: its tokens are re-used
+    for _ in range(3):  # warm-up (graphs, compile)
+        track_window(predictor, window, 0, query)
+    return _median_ms(lambda: track_window(predictor, window, 0, query), repeats, sync)
+
+
+def bench_solve(frames: int, width: int, height: int, queries: int, source: str,
+                repeats: int) -> list[float]:
+    sequence = make_sequence(frames, width, height, seed=1_000_001, trajectory="loop")
+    window = [sequence.frame(i) for i in range(frames)]
+    double = GroundTruthPredictor(sequence, depth_noise=0.02, rot_noise_deg=5.0,
+                                  track_noise_px=1.0, track_outliers=0.1, seed=0)
+    prediction, _ = apply_intrinsics(double.predict(window), window, "camera_info")
+    config = PoseSolverConfig(pose_source=source, num_queries=queries)
+    solver = PoseSolver(config)
+    tracks = gather_tracks(prediction, window,
+                           lambda f, a, uv: track_window(double, f, a, uv), config)
+    return _median_ms(lambda: solver.solve(prediction, tracks), repeats, lambda: None)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vggt_ros.bench.pose_solver",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--config", default="1b", help="1b, tiny or a VGGTConfig JSON file")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--width", type=int, default=518)
+    p.add_argument("--height", type=int, default=392)
+    p.add_argument("--queries", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--skip-track", action="store_true", help="time only the CPU solve")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    results = {}
+    for source in ("tracks", "refined"):
+        results[f"solve.{source}"] = bench_solve(args.frames, args.width, args.height,
+                                                 args.queries, source, args.repeats)
+    if not args.skip_track:
+        results["track"] = bench_track(args.device, args.config, args.frames, args.width,
+                                       args.height, args.queries, args.repeats)
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "samples_ms": results}, indent=1))
+    print(f"pose solver, S={args.frames}, {args.width}x{args.height}, {args.queries} queries "
+          f"(track on {args.device}, model {args.config}; solve on the CPU)")
+    for stage, samples in results.items():
+        print(f"  {stage:16s} median {statistics.median(samples):8.1f} ms   "
+              f"min {min(samples):8.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
