@@ -10,7 +10,8 @@ def _start(configure, first, median, worst, cache="/c"):
     return {"compile_cache": cache, "model_load_s": 1.0, "warmup_s": configure - 1.0,
             "configure_s": configure, "first_window_s": first, "steady_median_s": median,
             "median_window_s": median, "max_window_s": worst, "windows": 20,
-            "compiled_after_warmup": 0, "eager_calls_after_warmup": 0}
+            "compiled_after_warmup": 0, "eager_calls_after_warmup": 0,
+            "compile_messages": []}
 
 
 def test_verdicts_apply_the_issues_criteria():

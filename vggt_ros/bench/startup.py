@@ -45,6 +45,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--model", default="1b", help="1b or tiny (random weights), demo (the "
                    "embedded model) or a checkpoint path")
     p.add_argument("--camera", type=_camera, default=(640, 480), help="camera WIDTHxHEIGHT")
+    p.add_argument("--stream-camera", type=_camera, default=None, help="WIDTHxHEIGHT of the "
+                   "streamed frames if not --camera: shapes nobody warmed up, to see them run "
+                   "eagerly while they compile in the background")
     p.add_argument("--image-size", type=int, default=0, help="model input width (0: the "
                    "model's own)")
     p.add_argument("--window", type=int, default=8)
@@ -71,6 +74,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.width, args.height = args.camera
+    args.stream_width, args.stream_height = args.stream_camera or args.camera
     if not 1 <= args.overlap < args.window:
         p.error(f"--overlap must be in [1, --window - 1], got {args.overlap}")
     return args
@@ -142,6 +146,9 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{first['describe'].get('compiled')}), camera {args.width}x{args.height}, windows "
           f"of {args.window} (overlap {args.overlap}); seconds")
     print("\n".join(table(starts)))
+    for index, start in enumerate(starts, 1):
+        for message in start["compile_messages"]:
+            print(f"start {index}: {message}")
     print("\n".join(verdicts(starts)))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "starts": starts},

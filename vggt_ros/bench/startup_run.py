@@ -121,7 +121,7 @@ def _stream(pipeline: Pipeline, images: list[np.ndarray], args: argparse.Namespa
         if args.track_every and full % args.track_every == 0:
             t0 = time.perf_counter()
             try:
-                pipeline.track(0, np.array([[args.width / 2, args.height / 2]]))
+                pipeline.track(0, np.array([[args.stream_width / 2, args.stream_height / 2]]))
             except Exception:  # noqa: BLE001 - no snapshot after a failed window
                 pass
             tracks.append(time.perf_counter() - t0)
@@ -153,7 +153,7 @@ def measure_start(args: argparse.Namespace) -> dict[str, Any]:
     config = PipelineConfig(window_size=args.window, overlap=args.overlap,
                             keyframe_min_interval=0.0, pose_source=args.pose_source,
                             pose_queries=args.pose_queries)
-    images = camera_frames(args.width, args.height, 24)
+    images = camera_frames(args.stream_width, args.stream_height, 24)
     run = _stream(Pipeline(predictor, config), images, args)
     after = predictor.compile_stats()
     return {"device": str(device), "gpu": torch.cuda.get_device_name(device)
@@ -164,7 +164,7 @@ def measure_start(args: argparse.Namespace) -> dict[str, Any]:
             "compiled_at_warmup": warmed["compiled_shapes"],
             "compiled_after_warmup": after["compiled_shapes"] - warmed["compiled_shapes"],
             "eager_calls_after_warmup": after["eager_calls"] - warmed["eager_calls"],
-            "compile_messages": messages[-5:], **run}
+            "compile_messages": messages[:10], **run}
 
 
 def print_result(result: dict[str, Any]) -> None:

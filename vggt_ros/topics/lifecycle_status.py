@@ -43,4 +43,6 @@ def idle_status(state: str, record: StartupRecord) -> tuple[int, str]:
         return DIAGNOSTIC_OK, "unconfigured: waiting for configure"
     if state == "inactive":
         return DIAGNOSTIC_OK, "inactive: configured and warmed up, waiting for activate"
+    if state == "configuring":
+        return DIAGNOSTIC_OK, "configuring: loading the model and warming it up"
     return DIAGNOSTIC_OK, state
