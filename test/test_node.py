@@ -367,9 +367,12 @@ def test_bad_input_is_counted_and_the_node_recovers(run):
     bad_info.k[0] = float("nan")
     h.set_camera_info(bad_info, expect_applied=False)                      # NaN CameraInfo
     h.send_image(conv.rgb_to_image(rgb, stamp, "other_camera_optical_frame"))  # other frame_id
+    kinds = ("bad_step", "short_data", "unsupported_encoding", "zero_size", "size_change",
+             "duplicate_stamp", "bad_camera_info", "frame_id")
+    # The pipeline's own checks (size, stamp, frame id) run on the worker thread: wait for them.
+    h.wait(lambda: all(kind in h.node.rejected for kind in kinds), what="every rejection counted")
     counts = dict(h.node.rejected)
-    for kind in ("bad_step", "short_data", "unsupported_encoding", "zero_size", "size_change",
-                 "duplicate_stamp", "bad_camera_info", "frame_id"):
+    for kind in kinds:
         assert counts.get(kind) == 1, (kind, counts)
     assert h.node._worker.is_alive()
 
