@@ -96,7 +96,6 @@ class PoseSolution:
     cam_from_world: np.ndarray  # [S,4,4] the poses to use (per pose_source)
     solver_poses: np.ndarray  # [S,4,4] the track-based poses (head pose where unsolved)
     health: PoseHealth
-    tracks: Optional["WindowTracks"] = None
 
 
 @dataclass
@@ -207,8 +206,8 @@ def _project(points: np.ndarray, pose: np.ndarray, k: np.ndarray) -> np.ndarray:
     return pix
 
 
-def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray, threshold_px: float,
-         guess: np.ndarray) -> tuple[Optional[np.ndarray], np.ndarray]:
+def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
+         threshold_px: float) -> tuple[Optional[np.ndarray], np.ndarray]:
     """(cam_from_world or None, inlier mask) from 3D-2D matches by RANSAC + LM refinement."""
     inliers = np.zeros(len(points), dtype=bool)
     if len(points) < 6:
@@ -278,8 +277,7 @@ class PoseSolver:
             warnings.append(f"the poses leave {health.unexplained_motion:.0%} of the tracked "
                             f"image motion ({health.track_motion_px:.1f} px) unexplained")
         health.warning = "; ".join(warnings)
-        return PoseSolution(cam_from_world=chosen, solver_poses=poses, health=health,
-                            tracks=tracks)
+        return PoseSolution(cam_from_world=chosen, solver_poses=poses, health=health)
 
     # ----------------------------------------------------------------------------- stages
     def _initial_poses(self, head: np.ndarray, k: np.ndarray, tracks: WindowTracks,
@@ -305,7 +303,7 @@ class PoseSolver:
             nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
             points = _lift(tracks, k, poses)
-            pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold, poses[s])
+            pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
             if pose is None or inl.sum() < self.config.min_inliers:
                 continue
             poses[s], solved[s] = pose, True
