@@ -45,3 +45,14 @@ def random_small_vggt(small_config):
     from vggt_ros.bench.models import random_model
 
     return random_model(small_config, seed=0, device=torch.device("cpu"))
+
+
+@pytest.fixture()
+def context():
+    """A private rclpy context for one test (rclpy imported here, after the DDS settings)."""
+    import rclpy
+    from live_harness import context as new_context
+
+    ctx = new_context()
+    yield ctx
+    rclpy.shutdown(context=ctx)

@@ -12,7 +12,6 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Path
 from rclpy.executors import MultiThreadedExecutor
@@ -45,14 +44,6 @@ def wait(condition, what, timeout=20.0):
             return
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture()
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 class Rig:

@@ -18,14 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 YAML = REPO / "config" / "vggt.yaml"
 
 
-@pytest.fixture()
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 def _node(context, **overrides) -> Node:
     return Node("vggt_params_test", context=context,
                 parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
