@@ -28,7 +28,7 @@ from vggt_ros.bench.profile import profile_fast
 from vggt_ros.bench.report import environment, markdown_tables, summary_lines
 from vggt_ros.bench.stages import Paths, bench_sizes, bench_window
 from vggt_ros.bench.timing import Clock, tensor_bytes
-from vggt_ros.bench.variants import bench_variants
+from vggt_ros.bench.variants import VARIANT_NAMES, bench_variants
 from vggt_ros.model import VGGT, load_vggt
 from vggt_ros.model.fast import FastOptions, FastVGGT
 
@@ -74,7 +74,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--sdpa", default="", help="attention backend priority, e.g. cudnn,flash")
     p.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
                    help="extra fast-path variants to time: eager, heads_eager (DPT heads not "
-                        "compiled), camera_bf16, sdpa_cudnn, sdpa_cudnn_compiled")
+                        "compiled), camera_bf16, sdpa_cudnn, sdpa_cudnn_compiled, fp8 (block "
+                        "GEMMs in FP8)")
     p.add_argument("--probe-frames", type=ints, default=[8, 32],
                    help="S values of the attention-kernel probe (CUDA only)")
     p.add_argument("--peak-tflops", type=float, default=None,
@@ -87,10 +88,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--json", default="", help="write the full report here")
     p.add_argument("--render", default="", help="print a saved --json report as Markdown, exit")
     args = p.parse_args(argv)
-    known = {"eager", "heads_eager", "camera_bf16", "sdpa_cudnn", "sdpa_cudnn_compiled"}
-    bad = sorted(set(args.variants) - known)
+    bad = sorted(set(args.variants) - set(VARIANT_NAMES))
     if bad:
-        p.error(f"--variants takes {', '.join(sorted(known))}; got {bad}")
+        p.error(f"--variants takes {', '.join(VARIANT_NAMES)}; got {bad}")
     unknown = sorted(set(args.paths) - {"reference", "fast"})
     if unknown or not args.paths:
         p.error(f"--paths takes reference and/or fast, got {args.paths}")

@@ -46,6 +46,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .aggregator import PATCH_START_IDX
 from .compiled_call import CompiledPerShape
 from .dpt_head import DPTHead
+from .fp8 import convert_block_linears
 from .layers import Block, Positions, RopeTable
 from .vggt import VGGT, batched_inputs
 
@@ -95,6 +96,10 @@ class FastOptions:
     # Allow only the sdpa_priority backends (no fallback). On torch 2.11 / H200 cuDNN is
     # already torch's own first choice here, so neither switch changes the speed there.
     sdpa_exclusive: bool = False
+    # The transformer blocks' Linears (DINO and aggregator) as FP8 GEMMs with row-wise scales
+    # (vggt_ros/model/fp8.py). Opt-in: its accuracy cost is measured by `vggt_bench --variants
+    # fp8`, and it needs an FP8-capable GPU (Hopper) to be faster.
+    fp8_blocks: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sdpa_priority or ()) - set(SDPA_BACKENDS))
@@ -296,6 +301,8 @@ class FastVGGT(nn.Module):
                         module.to(memory_format=torch.channels_last)
         if model.camera_head is not None and not self.options.camera_fp32:
             model.camera_head.to(dtype)
+        if self.options.fp8_blocks:
+            convert_block_linears(model.aggregator, Block, dtype)
 
     def attention_context(self) -> contextlib.AbstractContextManager:
         """The SDPA backend order of ``options.sdpa_priority`` (a no-op when unset)."""
