@@ -8,11 +8,13 @@ from typing import Any
 
 import torch
 
-# Targets of the "GPU speed" issue (392x518, H200): name -> (result key, limit, unit).
+# Targets of the speed issues (392x518, H200): name -> (result key, limit, unit). The first
+# three are issue 17's (the first speed issue asked for 50 / 40 / 250 ms); the last two the
+# first speed issue's, met and kept as regressions checks.
 TARGETS = {
     "S=8 camera+depth": ("fast_full_8", 50.0, "ms"),
-    "sliding window 8/4 with DINO cache": ("window_ms", 40.0, "ms"),
-    "S=32 camera+depth": ("fast_full_32", 250.0, "ms"),
+    "sliding window 8/4 with DINO cache": ("window_ms", 45.0, "ms"),
+    "S=32 camera+depth": ("fast_full_32", 350.0, "ms"),
     "track 64 queries over 8 frames": ("track_cached_ms", 40.0, "ms"),
     "peak memory S=8": ("fast_mem_8", 6.0, "GB"),
 }
