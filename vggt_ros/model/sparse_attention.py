@@ -33,8 +33,14 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 SPARSE_KERNELS = ("auto", "flex", "dense")
+# Inference needs no query-block index (it serves the backward pass); torch versions without
+# the switch build it anyway.
+_NO_Q_BLOCKS = ({"compute_q_blocks": False}
+                if "compute_q_blocks" in inspect.signature(BlockMask.from_kv_blocks).parameters
+                else {})
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,6 @@ def dense_block_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, block_s
     return out
 
 
-_FROM_KV_BLOCKS_ARGS: Optional[set] = None
 _COMPILED_FLEX: Optional[Callable] = None
 
 
@@ -196,12 +201,7 @@ def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indice
     semantics, which its eager (reference) implementation follows. Called outside
     torch.compile on CUDA it uses a compiled flex_attention of its own (eager flex
     materialises all scores)."""
-    global _COMPILED_FLEX, _FROM_KV_BLOCKS_ARGS
-    from torch.nn.attention.flex_attention import BlockMask, flex_attention
-
-    if _FROM_KV_BLOCKS_ARGS is None:
-        _FROM_KV_BLOCKS_ARGS = set(inspect.signature(BlockMask.from_kv_blocks).parameters)
-    extra = {"compute_q_blocks": False} if "compute_q_blocks" in _FROM_KV_BLOCKS_ARGS else {}
+    global _COMPILED_FLEX
     n = q.shape[2]
     keep = kept_mask(counts, indices)
 
@@ -210,7 +210,7 @@ def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indice
 
     block_mask = BlockMask.from_kv_blocks(torch.zeros_like(counts), indices, counts, indices,
                                           BLOCK_SIZE=block_size, mask_mod=kept,
-                                          seq_lengths=(n, n), **extra)
+                                          seq_lengths=(n, n), **_NO_Q_BLOCKS)
     attend = flex_attention
     if q.is_cuda and not torch.compiler.is_compiling():
         if _COMPILED_FLEX is None:
@@ -241,20 +241,23 @@ class BlockSparseAttention:
         self._layout(n, device)
 
     def _layout(self, n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-        """(order, inverse order, forced blocks) for n tokens, built once per device."""
-        key = (n, device, torch.is_inference_mode_enabled())
+        """(order, inverse order, forced blocks) for n tokens, built once per device as normal
+        tensors (usable in and outside inference mode)."""
+        key = (n, device)
         found = self._tables.get(key)
         if found is None:
             if n % self.frames:
                 raise ValueError(f"block-sparse attention for {self.frames} frames got {n} "
                                  f"tokens (not a multiple)")
             per_frame = n // self.frames
-            order = special_first_order(self.frames, per_frame, self.special, device)
-            inverse = torch.argsort(order)
             special_tokens = self.frames * self.special
             first_end = special_tokens + (per_frame - self.special if self.options.keep_first_frame
                                           else 0)
-            forced = forced_blocks(n, self.options.block_size, special_tokens, first_end, device)
+            with torch.inference_mode(False):
+                order = special_first_order(self.frames, per_frame, self.special, device)
+                inverse = torch.argsort(order)
+                forced = forced_blocks(n, self.options.block_size, special_tokens, first_end,
+                                       device)
             found = (order, inverse, forced)
             self._tables[key] = found
         return found
