@@ -209,3 +209,21 @@ def test_settings_text_parses_and_rejects_unknown_names():
         SparseGlobalAttention.parse("density=0.3")
     with pytest.raises(ValueError, match="mass"):
         SparseGlobalAttention.parse("mass=high")
+
+
+def test_sparse_global_attention_setting_reaches_the_fast_path(random_small_vggt):
+    from vggt_ros.inference.builder import build_predictor
+    from vggt_ros.inference.predictor import VGGTPredictor
+    from vggt_ros.settings import SETTINGS
+
+    setting = next(s for s in SETTINGS if s.name == "sparse_global_attention")
+    assert setting.default == 0.0 and setting.group == "predictor"  # off unless asked for
+    assert setting.check(1.5) and setting.check(-0.1) and setting.check(0.25) is None
+    predictor = VGGTPredictor(copy.deepcopy(random_small_vggt), device="cpu", fast=True,
+                              sparse_global=SparseGlobalAttention(max_ratio=0.25))
+    assert predictor.model.options.sparse_global == SparseGlobalAttention(max_ratio=0.25)
+    warnings = []
+    exact = build_predictor(checkpoint="", device="cpu", precision="auto",
+                            preprocess_mode="crop", image_size=0, sparse_global_attention=0.25,
+                            warn=warnings.append)
+    assert not exact.fast and any("stays exact" in w for w in warnings)  # said, not silent
