@@ -65,6 +65,7 @@ def bench_approx(args, fast: FastVGGT, clock: Clock, log,
     save()
     variants = [FastVGGT(fast.model, replace(fast.options, sparse_global=s)) for s in settings]
     reps = max(1, args.approx_reps)
+    poses: dict[tuple, torch.Tensor] = {}  # approximate pose encodings, for measure_kept
     for s in args.approx_frames:
         images, _ = random_inputs(s, args.height, args.width, 0, clock.device, args.seed + 77 + s)
         try:
@@ -85,6 +86,7 @@ def bench_approx(args, fast: FastVGGT, clock: Clock, log,
                     out, row["approx_first_s"] = _first_call(
                         clock, lambda: variant(images, heads=HEADS))
                     row.update(compare(exact_out, out))
+                    poses[(setting, s)] = out["pose_enc"].float().cpu()
                     del out
                     row["approx_ms"] = clock.median(lambda: variant(images, heads=HEADS), reps)
                 row["speedup"] = exact["ms"] / row["approx_ms"]
@@ -97,7 +99,7 @@ def bench_approx(args, fast: FastVGGT, clock: Clock, log,
         if clock.device.type == "cuda":
             torch.cuda.empty_cache()
     if args.approx_kept:
-        measure_kept(args, fast, settings, report, log, save)
+        measure_kept(args, fast, settings, report, log, save, poses)
     return report
 
 
@@ -127,8 +129,11 @@ def check_kernels(args, fast: FastVGGT, setting: SparseGlobalAttention) -> dict[
 
 
 def measure_kept(args, fast: FastVGGT, settings: list[SparseGlobalAttention],
-                 report: dict[str, Any], log, save: Callable[[], None]) -> None:
-    """Mean share of key blocks kept per global layer, from one eager call per case."""
+                 report: dict[str, Any], log, save: Callable[[], None],
+                 poses: dict[tuple, torch.Tensor]) -> None:
+    """Mean share of key blocks kept per global layer, from one eager call per case; its pose
+    encoding against the compiled run's checks that the attention traced into the compiled
+    block computes what the eager one does (``compiled_vs_eager_pose_max_abs``)."""
     for setting in settings:
         options = replace(fast.options, sparse_global=setting, compile_blocks=False,
                           compile_heads=False)
@@ -145,13 +150,17 @@ def measure_kept(args, fast: FastVGGT, settings: list[SparseGlobalAttention],
                 with torch.inference_mode():
                     attend = eager.sparse_attention(s, *grid)
                     attend.record = []
-                    eager(images, heads=("camera",))
+                    pose = eager(images, heads=("camera",))["pose_enc"].float().cpu()
+                if (setting, s) in poses:
+                    row["compiled_vs_eager_pose_max_abs"] = (
+                        pose - poses[(setting, s)]).abs().max().item()
                 row["kept_per_layer"] = attend.record
                 row["kept_mean"] = sum(attend.record) / len(attend.record)
             except Exception as err:
                 row["kept_error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
             log(f"[approx S={s} {setting.describe()}] kept share of key blocks: "
-                f"{row.get('kept_mean', row.get('kept_error'))}")
+                f"{row.get('kept_mean', row.get('kept_error'))}; compiled vs eager pose: "
+                f"{row.get('compiled_vs_eager_pose_max_abs')}")
             save()
 
 

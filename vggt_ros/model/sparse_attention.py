@@ -25,7 +25,6 @@ is measured by ``vggt_bench --approx`` (docs/PERFORMANCE.md), never assumed.
 """
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -36,11 +35,6 @@ from torch import Tensor
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 SPARSE_KERNELS = ("auto", "flex", "dense")
-# Inference needs no query-block index (it serves the backward pass); torch versions without
-# the switch build it anyway.
-_NO_Q_BLOCKS = ({"compute_q_blocks": False}
-                if "compute_q_blocks" in inspect.signature(BlockMask.from_kv_blocks).parameters
-                else {})
 
 
 @dataclass(frozen=True)
@@ -190,18 +184,9 @@ def dense_block_attention(q: Tensor, k: Tensor, v: Tensor, keep: Tensor, block_s
     return out
 
 
-_COMPILED_FLEX: Optional[Callable] = None
-
-
-def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indices: Tensor,
+def _flex_from_selection(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indices: Tensor,
                          block_size: int) -> Tensor:
-    """The same attention through FlexAttention: a ``BlockMask`` whose kept blocks are "full",
-    so the compiled kernel visits only them and evaluates no element mask. Its ``mask_mod``
-    (true exactly on the kept blocks) states the same mask element-wise: FlexAttention's
-    semantics, which its eager (reference) implementation follows. Called outside
-    torch.compile on CUDA it uses a compiled flex_attention of its own (eager flex
-    materialises all scores)."""
-    global _COMPILED_FLEX
+    """FlexAttention over the kept blocks (see ``flex_block_attention``)."""
     n = q.shape[2]
     keep = kept_mask(counts, indices)
 
@@ -210,13 +195,30 @@ def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indice
 
     block_mask = BlockMask.from_kv_blocks(torch.zeros_like(counts), indices, counts, indices,
                                           BLOCK_SIZE=block_size, mask_mod=kept,
-                                          seq_lengths=(n, n), **_NO_Q_BLOCKS)
-    attend = flex_attention
+                                          seq_lengths=(n, n))
+    return flex_attention(q, k, v, block_mask=block_mask)
+
+
+_COMPILED_FLEX: Optional[Callable] = None
+
+
+def flex_block_attention(q: Tensor, k: Tensor, v: Tensor, counts: Tensor, indices: Tensor,
+                         block_size: int) -> Tensor:
+    """The same attention through FlexAttention: a ``BlockMask`` whose kept blocks are "full",
+    so the fused kernel visits only them and evaluates no element mask. Its ``mask_mod`` (true
+    exactly on the kept blocks) states the same mask element-wise: FlexAttention's semantics,
+    which its unfused reference implementation (eager, CPU) follows.
+
+    Inside torch.compile (the compiled global block) this is traced into the block's graph.
+    Called eagerly on CUDA, mask building and kernel run as one compiled function of their
+    own (eager flex materialises all scores, and a fresh mask closure per call would make a
+    separately compiled flex_attention recompile)."""
+    global _COMPILED_FLEX
     if q.is_cuda and not torch.compiler.is_compiling():
         if _COMPILED_FLEX is None:
-            _COMPILED_FLEX = torch.compile(flex_attention, dynamic=False)
-        attend = _COMPILED_FLEX
-    return attend(q, k, v, block_mask=block_mask)
+            _COMPILED_FLEX = torch.compile(_flex_from_selection, dynamic=False)
+        return _COMPILED_FLEX(q, k, v, counts, indices, block_size)
+    return _flex_from_selection(q, k, v, counts, indices, block_size)
 
 
 class BlockSparseAttention:
