@@ -165,6 +165,7 @@ def test_short_windows_and_the_default_stay_exact(random_small_vggt, tiny_run):
     assert torch.equal(out["pose_enc"], ref["pose_enc"]) and torch.equal(out["depth"], ref["depth"])
 
 
+@pytest.mark.slow
 def test_compiled_global_blocks_trace_the_sparse_attention(random_small_vggt, tiny_run):
     """The approximation traced by torch.compile (aot_eager: the graphs dynamo and AOT autograd
     build, without generating kernels) computes what the eager blocks do."""
