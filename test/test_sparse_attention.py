@@ -104,6 +104,19 @@ def test_selection_always_keeps_the_diagonal_special_and_first_frame_blocks():
     assert not forced.all()
 
 
+def test_kept_blocks_are_listed_first_and_in_ascending_order():
+    q, k, _ = random_qkv(seed=4)
+    attend = BlockSparseAttention(sparse(mass=0.6, max_ratio=0.5), FRAMES, SPECIAL)
+    order, _, forced = attend._layout(q.shape[2], q.device)
+    counts, indices = select_blocks(q[:, :, order], k[:, :, order], attend.options, forced)
+    nb = forced.shape[0]
+    assert (indices.sort(-1).values == torch.arange(nb, dtype=torch.int32)).all()  # permutations
+    for row, count in zip(indices.reshape(-1, nb), counts.flatten().tolist()):
+        kept = row[:count]
+        assert (kept[1:] > kept[:-1]).all()
+    assert counts.min() < nb  # something was dropped
+
+
 def test_special_tokens_come_first_and_patches_stay_frame_major():
     order = special_first_order(3, 4, 2, torch.device("cpu"))
     assert order.tolist() == [0, 1, 4, 5, 8, 9, 2, 3, 6, 7, 10, 11]

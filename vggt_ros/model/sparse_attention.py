@@ -139,7 +139,7 @@ def select_blocks(q: Tensor, k: Tensor, options: SparseGlobalAttention, forced: 
 
     q, k [B,H,N,D] (in the special-first order); forced [Qb,Kb] from ``forced_blocks``.
     Returns (counts [B,H,Qb] int32, indices [B,H,Qb,Kb] int32): the first ``counts`` entries of
-    ``indices`` are the kept key blocks (forced ones first, then by estimated mass).
+    ``indices`` are the kept key blocks, ascending; the dropped ones follow.
     """
     bs = options.block_size
     q_mean, _ = _block_means(q, bs)
@@ -160,7 +160,10 @@ def select_blocks(q: Tensor, k: Tensor, options: SparseGlobalAttention, forced: 
             needed = torch.full(mass.shape[:-1], nb, dtype=torch.long, device=q.device)
         cap = max(1, math.ceil(options.max_ratio * nb))
         counts = torch.maximum(needed.clamp(max=cap), forced_count)
-    return counts.to(torch.int32), order.to(torch.int32)
+    # The kept blocks in ascending order (the kernel walks K/V forwards), the dropped ones after.
+    dropped = torch.arange(nb, device=q.device) >= counts[..., None]
+    ascending = torch.sort(order + dropped * nb, dim=-1).values
+    return counts.to(torch.int32), (ascending % nb).to(torch.int32)
 
 
 def kept_mask(counts: Tensor, indices: Tensor) -> Tensor:
