@@ -70,7 +70,7 @@ class SparseGlobalAttention:
     def parse(cls, text: str) -> "SparseGlobalAttention":
         """``"mass=0.9,max_ratio=0.25,block_size=128"`` (any fields; the rest default)."""
         fields = {"block_size": int, "mass": float, "max_ratio": float, "min_frames": int,
-                  "kernel": str, "keep_first_frame": lambda v: _parse_bool(v)}
+                  "kernel": str, "keep_first_frame": _parse_bool}
         values = {}
         for item in (part.strip() for part in text.split(",")):
             if not item:
