@@ -51,7 +51,8 @@ class SparseGlobalAttention:
     def __post_init__(self) -> None:
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) \
                 or self.block_size < 16 or self.block_size % 16:
-            raise ValueError(f"block_size must be a multiple of 16 (>= 16), got {self.block_size!r}")
+            raise ValueError(f"block_size must be a multiple of 16 (>= 16), got "
+                             f"{self.block_size!r}")
         if not 0.0 < self.mass <= 1.0:
             raise ValueError(f"mass must be in (0, 1] (1 keeps every block), got {self.mass!r}")
         if not 0.0 < self.max_ratio <= 1.0:
