@@ -71,9 +71,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sparse_global_attention", 0.0, "Opt-in approximation for long windows (offline "
             "mapping, window_size >= 32) on the fast path (CUDA): 0 = exact global attention; "
             "a value in (0, 1] runs block-sparse global attention (arXiv 2509.07120) in windows "
-            "of 32 or more keyframes, each query block keeping the key blocks that cover 90 % of "
-            "its estimated attention mass, at most this share of them. Changes the results; "
-            "speed and accuracy cost in docs/PERFORMANCE.md.", "predictor", min=0.0, max=1.0),
+            "of 32 or more keyframes, each query block keeping the key blocks that cover 90 "
+            "percent of its estimated attention mass, at most this share of them. Changes the "
+            "results; speed and accuracy cost in docs/PERFORMANCE.md.", "predictor",
+            min=0.0, max=1.0),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "

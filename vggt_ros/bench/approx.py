@@ -184,7 +184,8 @@ def approx_lines(section: dict[str, Any]) -> list[str]:
         setting = row["setting"].split(",keep_first_frame")[0]
         lines.append(f"{row['frames']:<4} | {setting:<40} | {fmt(row.get('exact_ms'), '.1f'):>8} "
                      f"| {fmt(row.get('approx_ms'), '.1f'):>9} | "
-                     f"{fmt(row.get('speedup'), '.2f'):>8} | {fmt(row.get('kept_mean'), '.3f'):>11} "
+                     f"{fmt(row.get('speedup'), '.2f'):>8} | "
+                     f"{fmt(row.get('kept_mean'), '.3f'):>11} "
                      f"| {fmt(row.get('pose_enc_max_abs'), '.2e'):>12} | "
                      f"{fmt(row.get('depth_median_rel'), '.2e'):>13}")
     return lines

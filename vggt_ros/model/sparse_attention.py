@@ -51,7 +51,8 @@ class SparseGlobalAttention:
     def __post_init__(self) -> None:
         if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) \
                 or self.block_size < 16 or self.block_size % 16:
-            raise ValueError(f"block_size must be a multiple of 16 (>= 16), got {self.block_size!r}")
+            raise ValueError(f"block_size must be a multiple of 16 (>= 16), got "
+                             f"{self.block_size!r}")
         if not 0.0 < self.mass <= 1.0:
             raise ValueError(f"mass must be in (0, 1] (1 keeps every block), got {self.mass!r}")
         if not 0.0 < self.max_ratio <= 1.0:
@@ -70,7 +71,7 @@ class SparseGlobalAttention:
     def parse(cls, text: str) -> "SparseGlobalAttention":
         """``"mass=0.9,max_ratio=0.25,block_size=128"`` (any fields; the rest default)."""
         fields = {"block_size": int, "mass": float, "max_ratio": float, "min_frames": int,
-                  "kernel": str, "keep_first_frame": lambda v: _parse_bool(v)}
+                  "kernel": str, "keep_first_frame": _parse_bool}
         values = {}
         for item in (part.strip() for part in text.split(",")):
             if not item:
