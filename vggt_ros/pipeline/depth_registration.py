@@ -13,7 +13,9 @@ with its own intrinsics and size. This module does what such a driver does:
    a foreground object hides the background the depth camera sees beside it).
 
 Colour pixels no depth pixel lands on stay NaN (holes stay holes: nothing is interpolated, and
-a sensor's missing reading never becomes a value). The output depth is the point's z in the
+a sensor's missing reading never becomes a value; a depth grid coarser than the colour
+camera's leaves a regular pattern of empty pixels, which the median of a scale does not
+mind). The output depth is the point's z in the
 colour frame, so metres stay metres.
 """
 from __future__ import annotations

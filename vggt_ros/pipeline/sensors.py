@@ -34,7 +34,7 @@ from vggt_ros.pipeline.depth_registration import reproject_depth
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame
 
 __all__ = ["StampedBuffer", "DepthImage", "OdometryTrack", "SensorMatcher", "Problem",
-           "DEPTH_PROBLEMS", "ODOMETRY_PROBLEMS"]
+           "DEPTH_PROBLEMS", "ODOMETRY_PROBLEMS", "camera_info_topic_of"]
 
 T = TypeVar("T")
 Problem = tuple[str, str]  # (kind, reason)
@@ -44,6 +44,16 @@ ODOMETRY_PROBLEMS = ("odometry_unmatched", "odometry_no_mount")
 MountLookup = Callable[[str, str], Optional[np.ndarray]]
 # colour optical frame, depth optical frame -> colour_from_depth (None while unknown)
 ExtrinsicLookup = Callable[[str, str], Optional[np.ndarray]]
+
+
+def camera_info_topic_of(image_topic: str, explicit: str = "") -> str:
+    """The CameraInfo topic of an image topic: ``explicit`` if set, else the image topic's
+    sibling ``camera_info`` (image_transport's rule: /camera/depth/image_raw ->
+    /camera/depth/camera_info)."""
+    if explicit:
+        return explicit
+    namespace, _, _ = image_topic.rpartition("/")
+    return f"{namespace}/camera_info" if namespace or image_topic.startswith("/") else "camera_info"
 
 
 class StampedBuffer(Generic[T]):
