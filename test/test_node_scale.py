@@ -1,7 +1,8 @@
 """Metric scale in the live node, in its own process (real rclpy and DDS, the ground-truth double
 as the model): a depth camera or wheel odometry (from /odom or from /tf) makes the odometry
 metric, with a covariance, next to a robot that owns ``odom -> base_link``; bad sensor input is
-counted by kind and the node falls back to non-metric visibly. Slow: each test starts a node process."""
+counted by kind and the node falls back to non-metric visibly. Slow: each test starts a node
+process."""
 import numpy as np
 import pytest
 import rclpy

@@ -82,7 +82,8 @@ def test_an_unregistered_depth_camera_has_its_own_calibration_frame_and_extrinsi
         ("camera_optical_frame", DEPTH_FRAME_ID)]
     # Reprojected into the colour camera through the bag's own calibration and extrinsic, the
     # sensor's depth is the colour camera's true depth.
-    sensors = BagSensors(bag, tolerance_s=0.01, max_gap_s=0.5, depth_topic="/camera/depth/image_raw")
+    sensors = BagSensors(bag, tolerance_s=0.01, max_gap_s=0.5,
+                         depth_topic="/camera/depth/image_raw")
     for i in (0, FRAMES - 1):
         got, problems = sensors.attach(seq.frame(i))
         assert problems == []
