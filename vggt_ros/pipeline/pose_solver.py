@@ -34,11 +34,9 @@ from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import coo_matrix
-from scipy.spatial.transform import Rotation
 
 from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.pipeline.bundle_adjustment import AdjustmentProblem, adjust
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.types import Frame, PoseHealth, TrackPrediction, WindowPrediction
 
@@ -50,6 +48,7 @@ UNEXPLAINED_MOTION_WARN = 0.5
 MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to explain
 DISAGREEMENT_WARN_DEG = 5.0
 MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (x0.74..x1.35)
+HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas (threshold / 2) of 2D error
 
 # (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
 # order (TrackPrediction with [S,N,2] original pixels)
@@ -333,7 +332,7 @@ class PoseSolver:
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
-            if grown.sum() < 6:
+            if grown.sum() < 6 or (grown == mask).all():
                 break
             mask = grown
         errors = _reprojection_errors(adjusted, k, tracks, new_depth)
@@ -347,81 +346,24 @@ class PoseSolver:
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray,
                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """One trust-region least-squares solve over the observations in ``mask``."""
+        """One Levenberg-Marquardt solve over the observations in ``mask``
+        (vggt_ros.pipeline.bundle_adjustment)."""
         cfg = self.config
-        free = np.flatnonzero(solved[1:]) + 1  # frame 0 stays: it defines the window frame
-        num_pose = 6 * len(free)
-        m = len(tracks.anchor)
-        obs_frame, obs_point = np.nonzero(mask)
         sigma_px = threshold / 2.0
-        weight = np.sqrt(tracks.weight[obs_frame, obs_point]) / sigma_px
-        target = tracks.uv[obs_frame, obs_point]
-        base_rot = Rotation.from_matrix(poses[free, :3, :3])
-        scene_depth = float(np.median(tracks.depth))
-        head_rotvec = (Rotation.from_matrix(head[free, :3, :3]) * base_rot.inv()).as_rotvec()
-        prior_rot = 1.0 / math.radians(cfg.prior_rot_deg)
-        prior_trans = 1.0 / (cfg.prior_trans * scene_depth)
-        log_depth_offset = np.log(depth / tracks.depth)  # vs the network's depth (the prior)
-
-        def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = poses.copy()
-            delta = x[:num_pose].reshape(-1, 6)
-            out[free, :3, :3] = (Rotation.from_rotvec(delta[:, :3]) * base_rot).as_matrix()
-            out[free, :3, 3] = poses[free, :3, 3] + delta[:, 3:]
-            return out, depth * np.exp(x[num_pose:])
-
-        def residuals(x: np.ndarray) -> np.ndarray:
-            current, current_depth = unpack(x)
-            world = _lift(tracks, k, current, current_depth)
-            pose = current[obs_frame]
-            point = np.einsum("oij,oj->oi", pose[:, :3, :3], world[obs_point]) + pose[:, :3, 3]
-            z = np.maximum(point[:, 2], 1e-9 * scene_depth)
-            pix = np.einsum("oij,oj->oi", k[obs_frame], point)[:, :2] / z[:, None]
-            reproj = ((pix - target) * weight[:, None]).ravel()
-            delta = x[:num_pose].reshape(-1, 6)
-            prior = np.concatenate([((delta[:, :3] - head_rotvec) * prior_rot).ravel(),
-                                    ((current[free, :3, 3] - head[free, :3, 3])
-                                     * prior_trans).ravel()])
-            depth_prior = (log_depth_offset + x[num_pose:]) / cfg.depth_sigma
-            return np.concatenate([reproj, depth_prior, prior])
-
-        col = {s: 6 * i for i, s in enumerate(free)}
-        sparsity = self._sparsity(obs_frame, obs_point, tracks.anchor, col, m, num_pose)
-        # Depths may move by at most MAX_DEPTH_CHANGE (log) from where this round starts: the
-        # network's depth is good to a few percent, a larger move is a diverging solve.
-        limit = np.concatenate([np.full(num_pose, np.inf), np.full(m, MAX_DEPTH_CHANGE)])
-        fit = least_squares(residuals, np.zeros(num_pose + m), jac_sparsity=sparsity,
-                            loss="huber", f_scale=2.0, max_nfev=cfg.max_iterations,
-                            x_scale="jac", method="trf", bounds=(-limit, limit))
-        if not np.all(np.isfinite(fit.x)):
+        rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
+                         np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
+        problem = AdjustmentProblem(
+            k=k, rays=rays, anchor=tracks.anchor, net_depth=tracks.depth,
+            target=np.nan_to_num(tracks.uv),
+            weight=np.where(mask, np.sqrt(tracks.weight) / sigma_px, 0.0), head=head,
+            free=np.flatnonzero(solved[1:]) + 1,  # frame 0 stays: it defines the window frame
+            prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
+            prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
+            depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE)
+        adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
+        if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
             return poses, depth
-        return unpack(fit.x)
-
-    @staticmethod
-    def _sparsity(obs_frame: np.ndarray, obs_point: np.ndarray, anchor: np.ndarray,
-                  col: dict[int, int], m: int, num_pose: int) -> coo_matrix:
-        """Which parameters each residual depends on: an observation on its frame's pose, its
-        anchor's pose and its point's depth; each prior on its own parameter."""
-        rows, cols = [], []
-        obs_rows = np.arange(len(obs_frame))
-        for xy in (0, 1):
-            r = 2 * obs_rows + xy
-            rows.append(r)
-            cols.append(num_pose + obs_point)
-            for s, c in col.items():
-                for hit in (r[obs_frame == s], r[anchor[obs_point] == s]):
-                    rows.append(np.repeat(hit, 6))
-                    cols.append(np.tile(c + np.arange(6), len(hit)))
-        base = 2 * len(obs_frame)
-        rows.append(base + np.arange(m))
-        cols.append(num_pose + np.arange(m))
-        base += m
-        rot_cols = (6 * np.arange(len(col))[:, None] + np.arange(3)).ravel()
-        rows += [base + np.arange(len(rot_cols)), base + len(rot_cols) + np.arange(len(rot_cols))]
-        cols += [rot_cols, rot_cols + 3]
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        return coo_matrix((np.ones(len(r)), (r, c)), shape=(base + 2 * len(rot_cols),
-                                                             num_pose + m))
+        return adjusted, new_depth
 
     def _motion_health(self, health: PoseHealth, poses: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, depth: np.ndarray) -> None:
@@ -443,6 +385,9 @@ def _reprojection_errors(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
     """[S,M] pixel distance between each query's point reprojected into each frame and its
     track there (inf behind the camera)."""
     world = _lift(tracks, k, poses, depth)
-    errors = np.stack([np.linalg.norm(_project(world, poses[s], k[s]) - tracks.uv[s], axis=1)
-                       for s in range(len(poses))])
-    return np.nan_to_num(errors, nan=np.inf)
+    cam = np.einsum("sij,mj->smi", poses[:, :3, :3], world) + poses[:, None, :3, 3]
+    pix = np.einsum("sij,smj->smi", k, cam)
+    in_front = cam[..., 2] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        errors = np.linalg.norm(pix[..., :2] / pix[..., 2:3] - tracks.uv, axis=2)
+    return np.where(in_front, np.nan_to_num(errors, nan=np.inf), np.inf)
