@@ -292,6 +292,7 @@ class PoseSolver:
         tried = solved.copy()
         used = inliers = 0
         anchors = np.unique(tracks.anchor)
+        points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
         while True:
             ready = anchors[solved[anchors]]
             candidates = [(int(np.abs(ready - s).min()), s) for s in range(num) if not tried[s]]
@@ -301,11 +302,12 @@ class PoseSolver:
             tried[s] = True
             nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
-            points = _lift(tracks, k, poses)
             pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
             if pose is None or inl.sum() < self.config.min_inliers:
                 continue
             poses[s], solved[s] = pose, True
+            if s in anchors:
+                points = _lift(tracks, k, poses)
             used += int(obs.sum())
             inliers += int(inl.sum())
         return poses, solved, (inliers / used if used else float("nan"))
