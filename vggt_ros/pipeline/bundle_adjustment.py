@@ -64,6 +64,20 @@ def _skew(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def _log_rotation(rot: np.ndarray) -> np.ndarray:
+    """[F,3,3] rotations -> [F,3] rotation vectors (scipy's Rotation costs ~0.5 ms a call here,
+    a quarter of an iteration)."""
+    vee = np.stack([rot[:, 2, 1] - rot[:, 1, 2], rot[:, 0, 2] - rot[:, 2, 0],
+                    rot[:, 1, 0] - rot[:, 0, 1]], axis=1)  # 2 sin(angle) axis
+    cos = np.clip((np.trace(rot, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    angle = np.arccos(cos)
+    sin = np.sqrt(1.0 - cos ** 2)
+    # angle / (2 sin angle), -> 1/2 at 0; near 180 deg the axis from vee is ill-conditioned, but
+    # the prior it feeds is ~180 deg wide there
+    factor = np.where(sin > 1e-6, angle / np.maximum(2.0 * sin, 1e-12), 0.5)
+    return vee * factor[:, None]
+
+
 class _State:
     """Poses and log-depths of one iterate, with its residuals (and, on demand, Jacobians)."""
 
@@ -87,8 +101,8 @@ class _State:
         error = np.linalg.norm(self.residual, axis=2)
         self.robust = np.where(error <= p.huber, 1.0, p.huber / np.maximum(error, 1e-12))
         robust_cost = np.where(error <= p.huber, error ** 2, 2 * p.huber * error - p.huber ** 2)
-        self.rot_prior = Rotation.from_matrix(
-            rot[p.free] @ np.swapaxes(p.head[p.free, :3, :3], 1, 2)).as_rotvec() * p.prior_rot
+        self.rot_prior = _log_rotation(
+            rot[p.free] @ np.swapaxes(p.head[p.free, :3, :3], 1, 2)) * p.prior_rot
         self.trans_prior = (trans[p.free] - p.head[p.free, :3, 3]) * p.prior_trans
         self.depth_prior = (log_depth - np.log(p.net_depth)) / p.depth_sigma
         self.cost = float(robust_cost.sum() + (self.rot_prior ** 2).sum()
@@ -97,9 +111,10 @@ class _State:
     def normal_equations(self, p: AdjustmentProblem):
         """Robustly weighted J^T J and J^T r, split into cameras (c) and depths (d).
 
-        Built from per-observation 2x12 Jacobians (observing frame, anchor frame) with stacked
-        small matmuls and summed into 6x6 blocks: one large GEMM would be cheaper on paper, but
-        a multi-threaded BLAS on a busy CPU made it 100 ms instead of 0.3 (2-core dev machine).
+        Built from per-observation 2x6 Jacobians (the observing frame; 2x12 with the anchor frame
+        when that is solved too) as one small GEMM per frame and anchor, summed into 6x6 blocks.
+        Not one GEMM over all observations: a multi-threaded BLAS on a busy CPU made that one
+        100 ms instead of 0.3 (2-core dev machine).
         """
         num_frames, num_points = p.weight.shape
         free_col = np.full(num_frames, -1)
@@ -117,28 +132,31 @@ class _State:
         if anchors:  # ... and the anchor frame's (w, t) when it is solved too
             through_anchor = d_pix @ (self.rot[:, None] @ self.rot_anchor_t[None])
             blocks += [through_anchor @ _skew(self.offset)[None], -through_anchor]
-        jac = np.concatenate(blocks, axis=3)  # [S,M,2,6 or 12]
-        weighted_t = np.swapaxes(jac * self.robust[..., None, None], 2, 3)
-        outer = weighted_t @ jac  # [S,M,6|12,6|12]
-        grad = (weighted_t @ self.residual[..., None])[..., 0]
-        cross = (weighted_t @ jac_depth)[..., 0]
+        jac = np.concatenate(blocks, axis=3)  # [S,M,2,C], C = 6 or 12
+        weighted = jac * self.robust[..., None, None]
+        cross = (weighted * jac_depth).sum(axis=2)  # [S,M,C]
         h_cc, g_c = np.zeros((n_cam, n_cam)), np.zeros(n_cam)
         h_cd = np.zeros((n_cam, num_points))
         for s in p.free:
-            c = free_col[s]
-            h_cc[c:c + 6, c:c + 6] += outer[s, :, :6, :6].sum(axis=0)
-            g_c[c:c + 6] += grad[s, :, :6].sum(axis=0)
-            h_cd[c:c + 6] += cross[s, :, :6].T
-        for a in anchors:
+            h_cd[free_col[s]:free_col[s] + 6] += cross[s, :, :6].T
+        cols = jac.shape[3]
+        for a in np.unique(p.anchor):
+            # per frame, sums over this anchor's points: one small GEMM per frame
             of_a, ca = p.anchor == a, free_col[a]
-            block_outer = outer[:, of_a].sum(axis=1)
-            h_cc[ca:ca + 6, ca:ca + 6] += block_outer[:, 6:, 6:].sum(axis=0)
-            g_c[ca:ca + 6] += grad[:, of_a, 6:].sum(axis=(0, 1))
-            h_cd[ca:ca + 6, of_a] += cross[:, of_a, 6:].sum(axis=0).T
+            weighted_t = np.swapaxes(weighted[:, of_a].reshape(num_frames, -1, cols), 1, 2)
+            block_outer = weighted_t @ jac[:, of_a].reshape(num_frames, -1, cols)  # [S,C,C]
+            block_grad = (weighted_t @ self.residual[:, of_a].reshape(num_frames, -1, 1))[..., 0]
             for s in p.free:
                 c = free_col[s]
-                h_cc[c:c + 6, ca:ca + 6] += block_outer[s, :6, 6:]
-                h_cc[ca:ca + 6, c:c + 6] += block_outer[s, 6:, :6]
+                h_cc[c:c + 6, c:c + 6] += block_outer[s, :6, :6]
+                g_c[c:c + 6] += block_grad[s, :6]
+                if ca >= 0:
+                    h_cc[c:c + 6, ca:ca + 6] += block_outer[s, :6, 6:]
+                    h_cc[ca:ca + 6, c:c + 6] += block_outer[s, 6:, :6]
+            if ca >= 0:
+                h_cc[ca:ca + 6, ca:ca + 6] += block_outer[:, 6:, 6:].sum(axis=0)
+                g_c[ca:ca + 6] += block_grad[:, 6:].sum(axis=0)
+                h_cd[ca:ca + 6, of_a] += cross[:, of_a, 6:].sum(axis=0).T
         w = self.robust[..., None]  # [S,M,1]
         jac_depth = jac_depth[..., 0]
         h_dd = (w * jac_depth ** 2).sum(axis=(0, 2)) + 1.0 / p.depth_sigma ** 2

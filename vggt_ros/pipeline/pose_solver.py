@@ -66,6 +66,10 @@ class PoseSolverConfig:
     # whose count depends on the model: 224 for the demo model, 518 for VGGT-1B).
     threshold: float = 0.02
     min_inliers: int = 12
+    # A frame whose PnP explains fewer than this share of its visible tracks has lost them (the
+    # demo model's track head does on a window's last frame): it is moved on at its neighbours'
+    # velocity instead (0.3 / 0.5 / 0.6 / 0.7 measured on the demo sequence, docs/MODEL.md).
+    min_inlier_share: float = 0.5
     depth_sigma: float = 0.05  # prior on each query's log-depth (the network's depth)
     prior_rot_deg: float = 180.0  # weak prior towards the camera head's rotations
     prior_trans: float = 100.0  # ... and translations, in units of the window's median depth
@@ -79,6 +83,7 @@ class PoseSolverConfig:
             ("anchors", self.anchors >= 1, ">= 1"),
             ("threshold", 0 < self.threshold < 1, "in (0, 1)"),
             ("min_inliers", self.min_inliers >= 6, ">= 6"),
+            ("min_inlier_share", 0 <= self.min_inlier_share < 1, "in [0, 1)"),
             ("depth_sigma", self.depth_sigma > 0, "> 0"),
             ("prior_rot_deg", self.prior_rot_deg > 0, "> 0"),
             ("prior_trans", self.prior_trans > 0, "> 0"),
@@ -228,6 +233,16 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     return pose, inliers
 
 
+def _extrapolated(poses: np.ndarray, known: np.ndarray, s: int) -> tuple[np.ndarray, bool]:
+    """(pose, True): frame ``s`` moved on from its two nearest known predecessors (or
+    successors) at their constant velocity; (poses[s], False) when there are none."""
+    for a, b in ((s - 1, s - 2), (s + 1, s + 2)):
+        if 0 <= b < len(poses) and 0 <= a < len(poses) and known[a] and known[b]:
+            step = poses[a] @ se3_inverse(poses[b])
+            return step @ poses[a], True
+    return poses[s], False
+
+
 def _rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angles between rotations [...,3,3] in degrees."""
     rel = np.swapaxes(a, -1, -2) @ b
@@ -250,13 +265,16 @@ class PoseSolver:
         threshold = self.config.threshold * width
         health = PoseHealth(pose_source=self.config.pose_source,
                             observations=int(tracks.visible.sum() - len(tracks.anchor)))
-        poses, solved, inlier_ratio = self._initial_poses(head, k, tracks, threshold)
+        poses, solved, untrusted, inlier_ratio = self._initial_poses(head, k, tracks, threshold)
         health.solved_frames = int(solved.sum())
-        health.fallback_frames = int(num - solved.sum())
+        health.extrapolated_frames = int(untrusted.sum())
+        health.fallback_frames = int(num - solved.sum() - untrusted.sum())
         health.inlier_ratio = inlier_ratio
         depth = tracks.depth
         if self.config.pose_source == "refined" and solved.sum() >= 2:
             poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold)
+            for s in np.flatnonzero(untrusted):  # from the refined neighbours
+                poses[s] = _extrapolated(poses, solved | untrusted, s)[0]
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
             relative(poses)[solved, :3, :3], relative(head)[solved, :3, :3]).max(initial=0.0))
@@ -267,6 +285,10 @@ class PoseSolver:
         if health.fallback_frames:
             warnings.append(f"{health.fallback_frames} of {num} frames kept the camera-head pose "
                             f"(fewer than {self.config.min_inliers} track inliers)")
+        if health.extrapolated_frames:
+            warnings.append(f"{health.extrapolated_frames} of {num} frames moved on at their "
+                            f"neighbours' velocity (fewer than "
+                            f"{self.config.min_inlier_share:.0%} of their tracks agree)")
         if health.disagreement_deg > DISAGREEMENT_WARN_DEG:
             warnings.append(f"tracks and camera head disagree by "
                             f"{health.disagreement_deg:.1f} deg")
@@ -280,7 +302,7 @@ class PoseSolver:
 
     # ----------------------------------------------------------------------------- stages
     def _initial_poses(self, head: np.ndarray, k: np.ndarray, tracks: WindowTracks,
-                       threshold: float) -> tuple[np.ndarray, np.ndarray, float]:
+                       threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """PnP per frame from the points of its NEAREST solved anchor, frames taken in order of
         that distance: tracks degrade with the motion they span, so each pose comes from the
         shortest tracks available. The first anchor keeps the head's pose of frame 0 (it
@@ -290,6 +312,7 @@ class PoseSolver:
         solved = np.zeros(num, dtype=bool)
         solved[0] = True
         tried = solved.copy()
+        untrusted = np.zeros(num, dtype=bool)
         used = inliers = 0
         anchors = np.unique(tracks.anchor)
         points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
@@ -305,12 +328,17 @@ class PoseSolver:
             pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
             if pose is None or inl.sum() < self.config.min_inliers:
                 continue
+            used += int(obs.sum())
+            inliers += int(inl.sum())
+            if inl.sum() < self.config.min_inlier_share * obs.sum() and s not in anchors:
+                untrusted[s] = True
+                continue
             poses[s], solved[s] = pose, True
             if s in anchors:
                 points = _lift(tracks, k, poses)
-            used += int(obs.sum())
-            inliers += int(inl.sum())
-        return poses, solved, (inliers / used if used else float("nan"))
+        for s in np.flatnonzero(untrusted):
+            poses[s], untrusted[s] = _extrapolated(poses, solved | untrusted, s)
+        return poses, solved, untrusted, (inliers / used if used else float("nan"))
 
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray,
@@ -337,7 +365,6 @@ class PoseSolver:
             if grown.sum() < 6 or (grown == mask).all():
                 break
             mask = grown
-        errors = _reprojection_errors(adjusted, k, tracks, new_depth)
         # The joint fit trades a little per-frame reprojection error for consistency across
         # frames and with the network's depth; a fit that doubles it has diverged (a bad start,
         # a degenerate window): keep the PnP poses then.
