@@ -14,13 +14,17 @@ adjustment on the tracks re-estimates the cameras. Per window:
    dropped.
 3. **PnP**: each frame's pose from the anchor points (depth x K^-1 pixel, placed with the anchor's
    pose) and their tracked pixels, OpenCV's RANSAC around SQPnP. A frame with fewer than
-   ``min_inliers`` inliers keeps its camera-head pose and is reported as such.
+   ``min_inliers`` inliers keeps its camera-head pose and is reported as such. A frame whose
+   inliers are fewer than ``min_inlier_share`` of its visible tracks has lost its tracks (the
+   demo model's track head does, on a window's last frame: with the true poses only 17-40 % of
+   them are within the threshold there) and RANSAC has fitted whichever wrong pixels agree: it
+   is moved on at the constant velocity of its two nearest solved frames instead, and reported.
 4. **Bundle adjustment** (``refine``): every pose but the window's first (it defines the
    window's frame, as in VGGT) and every query's depth (log-depth, with a prior to the network's
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
-   error of all observations, with a weak prior towards the camera head. scipy's trust-region
-   least squares with the Jacobian's sparsity: one well-kept solver, no hand-written
-   optimiser; measured in docs/MODEL.md.
+   error of all observations, with a weak prior towards the camera head: a Levenberg-Marquardt
+   with an analytic Jacobian that eliminates the depths (Schur complement), in
+   ``vggt_ros.pipeline.bundle_adjustment``; measured in docs/MODEL.md.
 
 The health numbers (inliers, reprojection error, disagreement with the camera head, how much of
 the image motion the chosen poses explain) are computed in every mode, so a window whose poses
