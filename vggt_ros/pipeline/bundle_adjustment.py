@@ -88,10 +88,11 @@ class _State:
         self.cam_anchor = p.rays * np.exp(log_depth)[:, None]  # [M,3] in the anchor's camera
         self.rot_anchor_t = np.swapaxes(rot[p.anchor], 1, 2)  # [M,3,3] world_from_anchor rot
         self.offset = self.cam_anchor - trans[p.anchor]  # [M,3]
-        world = np.einsum("mij,mj->mi", self.rot_anchor_t, self.offset)
-        self.rotated = np.einsum("sij,mj->smi", rot, world)  # [S,M,3] R_s X
-        point = self.rotated + trans[:, None, :]
-        projected = np.einsum("sij,smj->smi", p.k, point)
+        # batched small matmuls: several times faster than the equivalent einsums here
+        self.world_dir = (self.rot_anchor_t @ self.cam_anchor[..., None])[..., 0]  # R_a^T c
+        world = (self.rot_anchor_t @ self.offset[..., None])[..., 0]
+        self.rotated = world[None] @ np.swapaxes(rot, 1, 2)  # [S,M,3] R_s X
+        projected = (self.rotated + trans[:, None, :]) @ np.swapaxes(p.k, 1, 2)
         used = p.weight > 0
         self.depth_z = np.where(used, np.maximum(projected[..., 2], 1e-9), 1.0)
         self.pix = projected[..., :2] / self.depth_z[..., None]
@@ -124,8 +125,7 @@ class _State:
         d_pix = (p.k[:, None, :2, :] - self.pix[..., None] * p.k[:, None, 2:3, :]) \
             / self.depth_z[..., None, None] * p.weight[..., None, None]
         # the depth's direction in the observing camera: R_s R_a^T (ray x depth)
-        depth_dir = np.einsum("sij,mj->smi", self.rot, np.einsum(
-            "mij,mj->mi", self.rot_anchor_t, self.cam_anchor))
+        depth_dir = self.world_dir[None] @ np.swapaxes(self.rot, 1, 2)
         jac_depth = d_pix @ depth_dir[..., None]  # [S,M,2,1]
         anchors = [a for a in np.unique(p.anchor) if free_col[a] >= 0]
         blocks = [-d_pix @ _skew(self.rotated), d_pix]  # the observing frame's (w, t)
