@@ -237,14 +237,20 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     return pose, inliers
 
 
-def _extrapolated(poses: np.ndarray, known: np.ndarray, s: int) -> tuple[np.ndarray, bool]:
-    """(pose, True): frame ``s`` moved on from its two nearest known predecessors (or
-    successors) at their constant velocity; (poses[s], False) when there are none."""
-    for a, b in ((s - 1, s - 2), (s + 1, s + 2)):
-        if 0 <= b < len(poses) and 0 <= a < len(poses) and known[a] and known[b]:
-            step = poses[a] @ se3_inverse(poses[b])
-            return step @ poses[a], True
-    return poses[s], False
+def _extrapolate(poses: np.ndarray, solved: np.ndarray,
+                 untrusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(poses, extrapolated mask): each untrusted frame, in order, moved on from its two nearest
+    known predecessors (or successors) at their constant velocity; a frame without two known
+    neighbours on one side keeps its pose (the camera head's)."""
+    poses, known = poses.copy(), solved.copy()
+    extrapolated = np.zeros_like(solved)
+    for s in np.flatnonzero(untrusted):
+        for a, b in ((s - 1, s - 2), (s + 1, s + 2)):
+            if 0 <= min(a, b) and max(a, b) < len(poses) and known[a] and known[b]:
+                poses[s] = poses[a] @ se3_inverse(poses[b]) @ poses[a]
+                known[s] = extrapolated[s] = True
+                break
+    return poses, extrapolated
 
 
 def _rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -269,16 +275,16 @@ class PoseSolver:
         threshold = self.config.threshold * width
         health = PoseHealth(pose_source=self.config.pose_source,
                             observations=int(tracks.visible.sum() - len(tracks.anchor)))
-        poses, solved, untrusted, inlier_ratio = self._initial_poses(head, k, tracks, threshold)
+        poses, solved, extrapolated, inlier_ratio = self._initial_poses(head, k, tracks,
+                                                                         threshold)
         health.solved_frames = int(solved.sum())
-        health.extrapolated_frames = int(untrusted.sum())
-        health.fallback_frames = int(num - solved.sum() - untrusted.sum())
+        health.extrapolated_frames = int(extrapolated.sum())
+        health.fallback_frames = int(num - solved.sum() - extrapolated.sum())
         health.inlier_ratio = inlier_ratio
         depth = tracks.depth
         if self.config.pose_source == "refined" and solved.sum() >= 2:
             poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold)
-            for s in np.flatnonzero(untrusted):  # from the refined neighbours
-                poses[s] = _extrapolated(poses, solved | untrusted, s)[0]
+            poses, _ = _extrapolate(poses, solved, extrapolated)  # from the refined neighbours
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
             relative(poses)[solved, :3, :3], relative(head)[solved, :3, :3]).max(initial=0.0))
@@ -340,9 +346,8 @@ class PoseSolver:
             poses[s], solved[s] = pose, True
             if s in anchors:
                 points = _lift(tracks, k, poses)
-        for s in np.flatnonzero(untrusted):
-            poses[s], untrusted[s] = _extrapolated(poses, solved | untrusted, s)
-        return poses, solved, untrusted, (inliers / used if used else float("nan"))
+        poses, extrapolated = _extrapolate(poses, solved, untrusted)
+        return poses, solved, extrapolated, (inliers / used if used else float("nan"))
 
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray,
