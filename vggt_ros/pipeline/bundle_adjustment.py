@@ -7,8 +7,9 @@ parameter (its log-depth), while the window has at most a few dozen pose paramet
 the depths (their block of the normal equations is diagonal) leaves a 6F x 6F camera system
 (F <= S - 1 free frames), solved densely; the whole iteration is a handful of vectorised NumPy
 operations on [S, M] arrays (every frame x every query, unobserved pairs weigh zero). scipy's
-``least_squares`` with a finite-difference Jacobian took 254 ms per window on the 2-core CPU dev
-machine; this takes a few ms (docs/MODEL.md, "Poses from tracks").
+``least_squares`` with a finite-difference Jacobian added 146 ms of CPU per window to the PnP
+poses on the 2-core CPU dev machine (the bench's window, 256 queries); this adds 11 ms, with
+the same poses (docs/MODEL.md, "Which bundle adjustment").
 
 Cost (all residuals whitened):
 * reprojection of each observation, weighted by sqrt(track confidence) / sigma_px, Huber on the
