@@ -204,3 +204,28 @@ def test_a_200_frame_trajectory_from_noisy_tracks_stays_within_1pc_of_path_and_1
     assert metrics["rpe"]["rot_rmse_deg"] <= 1.0
     assert orientation_errors_deg(poses, seq.world_from_cam).mean() <= 2.5
     assert not any(r.pose.degenerate for r in results)
+
+
+def test_a_frame_whose_tracks_mostly_disagree_moves_on_at_its_neighbours_velocity(sequence,
+                                                                                 frames):
+    """The demo model's track head loses most tracks on a window's last frame; PnP then fits
+    whichever wrong pixels happen to agree. Such a frame is flagged and placed by the constant
+    velocity of the two frames before it instead."""
+    class ScrambleFrame7(GroundTruthPredictor):
+        def track(self, frames, query_uv):
+            answer = super().track(frames, query_uv)
+            last = [f.stamp_ns for f in frames].index(int(sequence.stamps_ns[7]))
+            rng = np.random.default_rng(0)
+            lost = rng.random(len(query_uv)) < 0.7
+            answer.tracks_uv[last, lost] = rng.uniform(0, 96, (lost.sum(), 2))
+            return answer
+
+    predictor = ScrambleFrame7(sequence, seed=10)
+    prediction, solution = _solve(predictor, frames, pose_source="refined",
+                                  min_inlier_share=0.5)
+    assert solution.health.extrapolated_frames == 1 and solution.health.fallback_frames == 0
+    assert "neighbours' velocity" in solution.health.warning
+    angle, trans = _errors(solution.cam_from_world, _window_truth(predictor, sequence, 8),
+                           prediction)
+    assert angle[:7].max() < 1e-6  # the others stay exact
+    assert np.degrees(angle[7]) < 1.0 and trans[7] < 0.02  # the motion is smooth

@@ -4,7 +4,7 @@ Two stages, timed separately because they run on different processors and need d
 inputs to be representative:
 
 * ``track``: the track-head request the solver makes per anchor (``pose_queries`` pixels on the
-  window's first keyframe), through ``VGGTPredictor`` exactly as the pipeline calls it, after
+  window's first keyframe; ``--queries 64 128 256`` times each count), through ``VGGTPredictor`` exactly as the pipeline calls it, after
   the window's own ``predict`` (so the fast path re-uses the window's tokens). Random VGGT-1B
   weights give the real cost of the network; their tracks are meaningless.
 * ``solve``: queries, PnP and bundle adjustment (``PoseSolver``) on the CPU, on a window of the
@@ -31,6 +31,7 @@ from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import PoseSolver, PoseSolverConfig, gather_tracks
 from vggt_ros.pipeline.tracking import track_window
+from vggt_ros.pipeline.types import Frame
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
@@ -46,36 +47,50 @@ def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None])
     return samples
 
 
-def bench_track(device: str, config: str, frames: int, width: int, height: int,
-                queries: int, repeats: int) -> list[float]:
+def track_case(device: str, config: str, frames: int, width: int, height: int):
+    """(predictor, window, sync) with the window already predicted (the pipeline's state when
+    it asks for tracks: the fast path re-uses the window's tokens)."""
     dev = torch.device(device)
     model = random_model(build_config(config), 0, dev)
     predictor = VGGTPredictor(model, device=dev, image_size=width)
     rng = np.random.default_rng(0)
-    sequence = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(frames)]
-    from vggt_ros.pipeline.types import Frame
+    window = [Frame(stamp_ns=1 + i, image=rng.integers(0, 255, (height, width, 3),
+                                                       dtype=np.uint8), frame_id="cam")
+              for i in range(frames)]
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    predictor.predict(window)
+    return predictor, window, sync
 
-    window = [Frame(stamp_ns=1 + i, image=img, frame_id="cam") for i, img in enumerate(sequence)]
+
+def bench_track(case, queries: int, repeats: int) -> list[float]:
+    predictor, window, sync = case
+    height, width = window[0].image.shape[:2]
+    rng = np.random.default_rng(queries)
     query = np.column_stack([rng.uniform(8, width - 8, queries),
                              rng.uniform(8, height - 8, queries)])
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    predictor.predict(window)  # the window the pipeline just ran: its tokens are re-used
     for _ in range(3):  # warm-up (graphs, compile)
         track_window(predictor, window, 0, query)
     return _median_ms(lambda: track_window(predictor, window, 0, query), repeats, sync)
 
 
-def bench_solve(frames: int, width: int, height: int, queries: int, source: str,
-                repeats: int) -> list[float]:
+def solve_case(frames: int, width: int, height: int):
+    """(window, prediction, double) of the ground-truth double's window: rendered once, solved
+    with every query count and pose source."""
     sequence = make_sequence(frames, width, height, seed=1_000_001, trajectory="loop")
     window = [sequence.frame(i) for i in range(frames)]
     double = GroundTruthPredictor(sequence, depth_noise=0.02, rot_noise_deg=5.0,
                                   track_noise_px=1.0, track_outliers=0.1, seed=0)
     prediction, _ = apply_intrinsics(double.predict(window), window, "camera_info")
+    return window, prediction, double
+
+
+def bench_solve(case, queries: int, source: str, repeats: int) -> list[float]:
+    window, prediction, double = case
     config = PoseSolverConfig(pose_source=source, num_queries=queries)
     solver = PoseSolver(config)
     tracks = gather_tracks(prediction, window,
                            lambda f, a, uv: track_window(double, f, a, uv), config)
+    solver.solve(prediction, tracks)  # warm-up
     return _median_ms(lambda: solver.solve(prediction, tracks), repeats, lambda: None)
 
 
@@ -87,25 +102,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--width", type=int, default=518)
     p.add_argument("--height", type=int, default=392)
-    p.add_argument("--queries", type=int, default=256)
+    p.add_argument("--queries", type=int, nargs="+", default=[256],
+                   help="query counts per anchor (pose_queries), each timed")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--skip-track", action="store_true", help="time only the CPU solve")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     results = {}
-    for source in ("tracks", "refined"):
-        results[f"solve.{source}"] = bench_solve(args.frames, args.width, args.height,
-                                                 args.queries, source, args.repeats)
-    if not args.skip_track:
-        results["track"] = bench_track(args.device, args.config, args.frames, args.width,
-                                       args.height, args.queries, args.repeats)
+    case = solve_case(args.frames, args.width, args.height)
+    tracker = None if args.skip_track else track_case(args.device, args.config, args.frames,
+                                                      args.width, args.height)
+    for queries in args.queries:
+        for source in ("tracks", "refined"):
+            results[f"solve.{source}.q{queries}"] = bench_solve(case, queries, source,
+                                                                args.repeats)
+        if tracker is not None:
+            results[f"track.q{queries}"] = bench_track(tracker, queries, args.repeats)
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
                                          "samples_ms": results}, indent=1))
-    print(f"pose solver, S={args.frames}, {args.width}x{args.height}, {args.queries} queries "
+    print(f"pose solver, S={args.frames}, {args.width}x{args.height}, queries {args.queries} "
           f"(track on {args.device}, model {args.config}; solve on the CPU)")
     for stage, samples in results.items():
-        print(f"  {stage:16s} median {statistics.median(samples):8.1f} ms   "
+        print(f"  {stage:22s} median {statistics.median(samples):8.1f} ms   "
               f"min {min(samples):8.1f} ms")
     return 0
 

@@ -14,13 +14,17 @@ adjustment on the tracks re-estimates the cameras. Per window:
    dropped.
 3. **PnP**: each frame's pose from the anchor points (depth x K^-1 pixel, placed with the anchor's
    pose) and their tracked pixels, OpenCV's RANSAC around SQPnP. A frame with fewer than
-   ``min_inliers`` inliers keeps its camera-head pose and is reported as such.
+   ``min_inliers`` inliers keeps its camera-head pose and is reported as such. A frame whose
+   inliers are fewer than ``min_inlier_share`` of its visible tracks has lost its tracks (the
+   demo model's track head does, on a window's last frame: with the true poses only 17-40 % of
+   them are within the threshold there) and RANSAC has fitted whichever wrong pixels agree: it
+   is moved on at the constant velocity of its two nearest solved frames instead, and reported.
 4. **Bundle adjustment** (``refine``): every pose but the window's first (it defines the
    window's frame, as in VGGT) and every query's depth (log-depth, with a prior to the network's
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
-   error of all observations, with a weak prior towards the camera head. scipy's trust-region
-   least squares with the Jacobian's sparsity: one well-kept solver, no hand-written
-   optimiser; measured in docs/MODEL.md.
+   error of all observations, with a weak prior towards the camera head: a Levenberg-Marquardt
+   with an analytic Jacobian that eliminates the depths (Schur complement), in
+   ``vggt_ros.pipeline.bundle_adjustment``; measured in docs/MODEL.md.
 
 The health numbers (inliers, reprojection error, disagreement with the camera head, how much of
 the image motion the chosen poses explain) are computed in every mode, so a window whose poses
@@ -34,11 +38,9 @@ from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import coo_matrix
-from scipy.spatial.transform import Rotation
 
 from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.pipeline.bundle_adjustment import AdjustmentProblem, adjust
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.types import Frame, PoseHealth, TrackPrediction, WindowPrediction
 
@@ -50,6 +52,7 @@ UNEXPLAINED_MOTION_WARN = 0.5
 MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to explain
 DISAGREEMENT_WARN_DEG = 5.0
 MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (x0.74..x1.35)
+HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas (threshold / 2) of 2D error
 
 # (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
 # order (TrackPrediction with [S,N,2] original pixels)
@@ -67,6 +70,10 @@ class PoseSolverConfig:
     # whose count depends on the model: 224 for the demo model, 518 for VGGT-1B).
     threshold: float = 0.02
     min_inliers: int = 12
+    # A frame whose PnP explains fewer than this share of its visible tracks has lost them (the
+    # demo model's track head does on a window's last frame): it is moved on at its neighbours'
+    # velocity instead (0.3 / 0.5 / 0.6 / 0.7 measured on the demo sequence, docs/MODEL.md).
+    min_inlier_share: float = 0.5
     depth_sigma: float = 0.05  # prior on each query's log-depth (the network's depth)
     prior_rot_deg: float = 180.0  # weak prior towards the camera head's rotations
     prior_trans: float = 100.0  # ... and translations, in units of the window's median depth
@@ -80,6 +87,7 @@ class PoseSolverConfig:
             ("anchors", self.anchors >= 1, ">= 1"),
             ("threshold", 0 < self.threshold < 1, "in (0, 1)"),
             ("min_inliers", self.min_inliers >= 6, ">= 6"),
+            ("min_inlier_share", 0 <= self.min_inlier_share < 1, "in [0, 1)"),
             ("depth_sigma", self.depth_sigma > 0, "> 0"),
             ("prior_rot_deg", self.prior_rot_deg > 0, "> 0"),
             ("prior_trans", self.prior_trans > 0, "> 0"),
@@ -229,6 +237,22 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     return pose, inliers
 
 
+def _extrapolate(poses: np.ndarray, solved: np.ndarray,
+                 untrusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(poses, extrapolated mask): each untrusted frame, in order, moved on from its two nearest
+    known predecessors (or successors) at their constant velocity; a frame without two known
+    neighbours on one side keeps its pose (the camera head's)."""
+    poses, known = poses.copy(), solved.copy()
+    extrapolated = np.zeros_like(solved)
+    for s in np.flatnonzero(untrusted):
+        for a, b in ((s - 1, s - 2), (s + 1, s + 2)):
+            if 0 <= min(a, b) and max(a, b) < len(poses) and known[a] and known[b]:
+                poses[s] = poses[a] @ se3_inverse(poses[b]) @ poses[a]
+                known[s] = extrapolated[s] = True
+                break
+    return poses, extrapolated
+
+
 def _rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angles between rotations [...,3,3] in degrees."""
     rel = np.swapaxes(a, -1, -2) @ b
@@ -251,13 +275,16 @@ class PoseSolver:
         threshold = self.config.threshold * width
         health = PoseHealth(pose_source=self.config.pose_source,
                             observations=int(tracks.visible.sum() - len(tracks.anchor)))
-        poses, solved, inlier_ratio = self._initial_poses(head, k, tracks, threshold)
+        poses, solved, extrapolated, inlier_ratio = self._initial_poses(head, k, tracks,
+                                                                         threshold)
         health.solved_frames = int(solved.sum())
-        health.fallback_frames = int(num - solved.sum())
+        health.extrapolated_frames = int(extrapolated.sum())
+        health.fallback_frames = int(num - solved.sum() - extrapolated.sum())
         health.inlier_ratio = inlier_ratio
         depth = tracks.depth
         if self.config.pose_source == "refined" and solved.sum() >= 2:
             poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold)
+            poses, _ = _extrapolate(poses, solved, extrapolated)  # from the refined neighbours
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
             relative(poses)[solved, :3, :3], relative(head)[solved, :3, :3]).max(initial=0.0))
@@ -268,6 +295,10 @@ class PoseSolver:
         if health.fallback_frames:
             warnings.append(f"{health.fallback_frames} of {num} frames kept the camera-head pose "
                             f"(fewer than {self.config.min_inliers} track inliers)")
+        if health.extrapolated_frames:
+            warnings.append(f"{health.extrapolated_frames} of {num} frames moved on at their "
+                            f"neighbours' velocity (fewer than "
+                            f"{self.config.min_inlier_share:.0%} of their tracks agree)")
         if health.disagreement_deg > DISAGREEMENT_WARN_DEG:
             warnings.append(f"tracks and camera head disagree by "
                             f"{health.disagreement_deg:.1f} deg")
@@ -281,7 +312,7 @@ class PoseSolver:
 
     # ----------------------------------------------------------------------------- stages
     def _initial_poses(self, head: np.ndarray, k: np.ndarray, tracks: WindowTracks,
-                       threshold: float) -> tuple[np.ndarray, np.ndarray, float]:
+                       threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """PnP per frame from the points of its NEAREST solved anchor, frames taken in order of
         that distance: tracks degrade with the motion they span, so each pose comes from the
         shortest tracks available. The first anchor keeps the head's pose of frame 0 (it
@@ -291,8 +322,10 @@ class PoseSolver:
         solved = np.zeros(num, dtype=bool)
         solved[0] = True
         tried = solved.copy()
+        untrusted = np.zeros(num, dtype=bool)
         used = inliers = 0
         anchors = np.unique(tracks.anchor)
+        points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
         while True:
             ready = anchors[solved[anchors]]
             candidates = [(int(np.abs(ready - s).min()), s) for s in range(num) if not tried[s]]
@@ -302,14 +335,19 @@ class PoseSolver:
             tried[s] = True
             nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
-            points = _lift(tracks, k, poses)
             pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
             if pose is None or inl.sum() < self.config.min_inliers:
                 continue
-            poses[s], solved[s] = pose, True
             used += int(obs.sum())
             inliers += int(inl.sum())
-        return poses, solved, (inliers / used if used else float("nan"))
+            if inl.sum() < self.config.min_inlier_share * obs.sum() and s not in anchors:
+                untrusted[s] = True
+                continue
+            poses[s], solved[s] = pose, True
+            if s in anchors:
+                points = _lift(tracks, k, poses)
+        poses, extrapolated = _extrapolate(poses, solved, untrusted)
+        return poses, solved, extrapolated, (inliers / used if used else float("nan"))
 
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray,
@@ -333,10 +371,9 @@ class PoseSolver:
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
-            if grown.sum() < 6:
+            if grown.sum() < 6 or (grown == mask).all():
                 break
             mask = grown
-        errors = _reprojection_errors(adjusted, k, tracks, new_depth)
         # The joint fit trades a little per-frame reprojection error for consistency across
         # frames and with the network's depth; a fit that doubles it has diverged (a bad start,
         # a degenerate window): keep the PnP poses then.
@@ -347,81 +384,24 @@ class PoseSolver:
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray,
                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """One trust-region least-squares solve over the observations in ``mask``."""
+        """One Levenberg-Marquardt solve over the observations in ``mask``
+        (vggt_ros.pipeline.bundle_adjustment)."""
         cfg = self.config
-        free = np.flatnonzero(solved[1:]) + 1  # frame 0 stays: it defines the window frame
-        num_pose = 6 * len(free)
-        m = len(tracks.anchor)
-        obs_frame, obs_point = np.nonzero(mask)
         sigma_px = threshold / 2.0
-        weight = np.sqrt(tracks.weight[obs_frame, obs_point]) / sigma_px
-        target = tracks.uv[obs_frame, obs_point]
-        base_rot = Rotation.from_matrix(poses[free, :3, :3])
-        scene_depth = float(np.median(tracks.depth))
-        head_rotvec = (Rotation.from_matrix(head[free, :3, :3]) * base_rot.inv()).as_rotvec()
-        prior_rot = 1.0 / math.radians(cfg.prior_rot_deg)
-        prior_trans = 1.0 / (cfg.prior_trans * scene_depth)
-        log_depth_offset = np.log(depth / tracks.depth)  # vs the network's depth (the prior)
-
-        def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            out = poses.copy()
-            delta = x[:num_pose].reshape(-1, 6)
-            out[free, :3, :3] = (Rotation.from_rotvec(delta[:, :3]) * base_rot).as_matrix()
-            out[free, :3, 3] = poses[free, :3, 3] + delta[:, 3:]
-            return out, depth * np.exp(x[num_pose:])
-
-        def residuals(x: np.ndarray) -> np.ndarray:
-            current, current_depth = unpack(x)
-            world = _lift(tracks, k, current, current_depth)
-            pose = current[obs_frame]
-            point = np.einsum("oij,oj->oi", pose[:, :3, :3], world[obs_point]) + pose[:, :3, 3]
-            z = np.maximum(point[:, 2], 1e-9 * scene_depth)
-            pix = np.einsum("oij,oj->oi", k[obs_frame], point)[:, :2] / z[:, None]
-            reproj = ((pix - target) * weight[:, None]).ravel()
-            delta = x[:num_pose].reshape(-1, 6)
-            prior = np.concatenate([((delta[:, :3] - head_rotvec) * prior_rot).ravel(),
-                                    ((current[free, :3, 3] - head[free, :3, 3])
-                                     * prior_trans).ravel()])
-            depth_prior = (log_depth_offset + x[num_pose:]) / cfg.depth_sigma
-            return np.concatenate([reproj, depth_prior, prior])
-
-        col = {s: 6 * i for i, s in enumerate(free)}
-        sparsity = self._sparsity(obs_frame, obs_point, tracks.anchor, col, m, num_pose)
-        # Depths may move by at most MAX_DEPTH_CHANGE (log) from where this round starts: the
-        # network's depth is good to a few percent, a larger move is a diverging solve.
-        limit = np.concatenate([np.full(num_pose, np.inf), np.full(m, MAX_DEPTH_CHANGE)])
-        fit = least_squares(residuals, np.zeros(num_pose + m), jac_sparsity=sparsity,
-                            loss="huber", f_scale=2.0, max_nfev=cfg.max_iterations,
-                            x_scale="jac", method="trf", bounds=(-limit, limit))
-        if not np.all(np.isfinite(fit.x)):
+        rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
+                         np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
+        problem = AdjustmentProblem(
+            k=k, rays=rays, anchor=tracks.anchor, net_depth=tracks.depth,
+            target=np.nan_to_num(tracks.uv),
+            weight=np.where(mask, np.sqrt(tracks.weight) / sigma_px, 0.0), head=head,
+            free=np.flatnonzero(solved[1:]) + 1,  # frame 0 stays: it defines the window frame
+            prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
+            prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
+            depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE)
+        adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
+        if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
             return poses, depth
-        return unpack(fit.x)
-
-    @staticmethod
-    def _sparsity(obs_frame: np.ndarray, obs_point: np.ndarray, anchor: np.ndarray,
-                  col: dict[int, int], m: int, num_pose: int) -> coo_matrix:
-        """Which parameters each residual depends on: an observation on its frame's pose, its
-        anchor's pose and its point's depth; each prior on its own parameter."""
-        rows, cols = [], []
-        obs_rows = np.arange(len(obs_frame))
-        for xy in (0, 1):
-            r = 2 * obs_rows + xy
-            rows.append(r)
-            cols.append(num_pose + obs_point)
-            for s, c in col.items():
-                for hit in (r[obs_frame == s], r[anchor[obs_point] == s]):
-                    rows.append(np.repeat(hit, 6))
-                    cols.append(np.tile(c + np.arange(6), len(hit)))
-        base = 2 * len(obs_frame)
-        rows.append(base + np.arange(m))
-        cols.append(num_pose + np.arange(m))
-        base += m
-        rot_cols = (6 * np.arange(len(col))[:, None] + np.arange(3)).ravel()
-        rows += [base + np.arange(len(rot_cols)), base + len(rot_cols) + np.arange(len(rot_cols))]
-        cols += [rot_cols, rot_cols + 3]
-        r, c = np.concatenate(rows), np.concatenate(cols)
-        return coo_matrix((np.ones(len(r)), (r, c)), shape=(base + 2 * len(rot_cols),
-                                                             num_pose + m))
+        return adjusted, new_depth
 
     def _motion_health(self, health: PoseHealth, poses: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, depth: np.ndarray) -> None:
@@ -443,6 +423,9 @@ def _reprojection_errors(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
     """[S,M] pixel distance between each query's point reprojected into each frame and its
     track there (inf behind the camera)."""
     world = _lift(tracks, k, poses, depth)
-    errors = np.stack([np.linalg.norm(_project(world, poses[s], k[s]) - tracks.uv[s], axis=1)
-                       for s in range(len(poses))])
-    return np.nan_to_num(errors, nan=np.inf)
+    cam = np.einsum("sij,mj->smi", poses[:, :3, :3], world) + poses[:, None, :3, 3]
+    pix = np.einsum("sij,smj->smi", k, cam)
+    in_front = cam[..., 2] > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        errors = np.linalg.norm(pix[..., :2] / pix[..., 2:3] - tracks.uv, axis=2)
+    return np.where(in_front, np.nan_to_num(errors, nan=np.inf), np.inf)

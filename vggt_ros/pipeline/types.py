@@ -215,6 +215,7 @@ class PoseHealth:
     pose_source: str  # which poses the window used: camera_head | tracks | refined
     solved_frames: int = 0  # frames with a track-based pose (the window's first included)
     fallback_frames: int = 0  # frames that kept the camera head's pose (too few inliers)
+    extrapolated_frames: int = 0  # frames whose tracks disagreed: moved on at their neighbours'
     observations: int = 0  # visible tracked pixels used
     inlier_ratio: float = float("nan")  # PnP inliers / visible observations (solved frames)
     reprojection_px: float = float("nan")  # median reprojection error of the chosen poses
