@@ -53,7 +53,7 @@ def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
     code = cli.main(["--device", "cpu", "--config", "tiny", "--height", "42", "--width", "70",
                      "--frames", "2", "--extra-frames", "3", "--warmup", "0", "--reps", "1",
                      "--queries", "4", "--window", "3", "--stride", "1",
-                     "--accuracy-frames", "2", "--json", str(out)])
+                     "--accuracy-frames", "2", "--variants", "fp8", "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"reference", "fast"}
@@ -61,6 +61,8 @@ def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
     assert "track_head" in report["results"]["fast"]["2"]
     assert report["accuracy"]["pass"] is True
     assert report["window"]["cache_hits"] > 0
+    fp8 = {row["frames"]: row for row in report["variants"]}
+    assert "error" not in fp8[2] and fp8[2]["ms"] > 0 and fp8[2]["pose_enc_max_abs"] > 0
     # both kinds of track request are timed: from the window's tokens and with a re-run
     assert report["window"]["track_cached_ms"] > 0 and report["window"]["track_newest_ms"] > 0
     printed = capsys.readouterr().out
@@ -82,7 +84,26 @@ def test_profile_sorts_kernels_into_families(name, family):
     assert kernel_family(name) == family
 
 
-@pytest.mark.parametrize("argv", [["--paths", "quick"], ["--height", "100"]])
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_bench_cli_compares_sparse_global_attention_with_exact(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = cli.main(["--device", "cpu", "--config", "tiny", "--height", "42", "--width", "70",
+                     "--frames", "", "--extra-frames", "", "--paths", "fast", "--queries", "0",
+                     "--warmup", "0", "--reps", "1", "--window", "2", "--stride", "1",
+                     "--accuracy-frames", "2", "--approx", "block_size=16,max_ratio=0.25",
+                     "--approx-frames", "8", "--approx-reps", "1", "--json", str(out)])
+    assert code == 0
+    section = json.loads(out.read_text())["approx"]
+    assert section["kernel_check"]["flex_vs_dense_max_abs"] < 1e-5
+    (row,) = section["rows"]
+    assert row["frames"] == 8 and row["exact_ms"] > 0 and row["approx_ms"] > 0
+    assert 0 < row["kept_mean"] < 1 and row["pose_enc_max_abs"] > 0  # really approximate
+    assert "block-sparse global attention vs exact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--paths", "quick"], ["--height", "100"],
+                                  ["--approx", "mass=2"], ["--approx", "ratio=0.5"]])
 def test_bench_cli_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit):
         cli.main(argv)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from vggt_ros.io.bag_reader import Bag, decoded_messages, list_topics
+from vggt_ros.io.bag_writer import BagWriter
 from vggt_ros.offline import cli
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.cli import main as synth_main
@@ -28,6 +30,15 @@ def synth_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sequence():
     return make_sequence(FRAMES, WIDTH, HEIGHT, SEED)
+
+
+def copy_bag_without(source: Path, target: Path, topic: str) -> None:
+    """``source`` as a new bag at ``target`` without ``topic``."""
+    types = {name: kind for name, kind in list_topics(source).items() if name != topic}
+    target.parent.mkdir(parents=True)
+    with BagWriter(target) as out:
+        for raw, msg in decoded_messages(Bag(source).messages(types), source):
+            out.write(raw.topic, types[raw.topic], msg, raw.log_time_ns)
 
 
 def vggt_map(synth_dir, sequence, out, *options) -> dict:
@@ -61,6 +72,46 @@ def test_odometry_source_gives_a_metric_trajectory_within_five_percent(synth_dir
     assert summary["scale"]["status"] == "metric"
     assert summary["scale"]["windows_scaled"] >= summary["windows"] - 1
     assert summary["metrics"]["trajectory"]["ate"]["scale"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_odometry_from_the_robots_tf_gives_a_metric_trajectory_within_five_percent(
+        synth_dir, sequence, tmp_path):
+    summary = vggt_map(synth_dir, sequence, tmp_path / "map", "--scale-source", "odometry",
+                       "--odom-topic", "", "--odom-tf-parent", "odom", "--odom-tf-child",
+                       "base_link")
+    assert summary["scale"]["status"] == "metric"
+    assert summary["scale"]["windows_scaled"] >= summary["windows"] - 1
+    assert summary["metrics"]["trajectory"]["ate"]["scale"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_unregistered_depth_is_reprojected_and_gives_a_metric_trajectory(tmp_path_factory,
+                                                                         sequence, tmp_path):
+    out = tmp_path_factory.mktemp("synth_unregistered")
+    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
+                       str(HEIGHT), "--seed", str(SEED), "--depth-unregistered",
+                       "--no-odom"]) == 0
+    summary = vggt_map(out, sequence, tmp_path / "map", "--scale-source", "depth")
+    scale = summary["scale"]
+    assert scale["status"] == "metric" and scale["sensor_problems"] == {}
+    assert scale["windows_scaled"] == summary["windows"]
+    assert summary["metrics"]["trajectory"]["ate"]["scale"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_unregistered_depth_without_its_extrinsic_is_counted_and_non_metric(
+        tmp_path_factory, sequence, tmp_path, capsys, caplog):
+    out = tmp_path_factory.mktemp("synth_unregistered")
+    assert synth_main([str(out), "--frames", "12", "--width", str(WIDTH), "--height",
+                       str(HEIGHT), "--seed", str(SEED), "--depth-unregistered",
+                       "--no-odom"]) == 0
+    stripped = out / "stripped"
+    copy_bag_without(out / "bag", stripped / "bag", "/tf_static")
+    (stripped / "groundtruth_tum.txt").write_text((out / "groundtruth_tum.txt").read_text())
+    summary = vggt_map(stripped, sequence, tmp_path / "map", "--scale-source", "depth")
+    scale = summary["scale"]
+    assert scale["status"] == "non-metric" and scale["windows_scaled"] == 0
+    assert scale["sensor_problems"]["depth_no_extrinsic"] == 12
+    assert "no static transform between them" in caplog.text  # warned once, then counted
+    assert "scale non-metric (depth, 0 windows scaled" in capsys.readouterr().out
 
 
 def test_without_a_source_the_summary_says_non_metric(synth_dir, sequence, tmp_path):

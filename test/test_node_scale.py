@@ -1,7 +1,8 @@
 """Metric scale in the live node, in its own process (real rclpy and DDS, the ground-truth double
-as the model): a depth camera or wheel odometry makes the odometry metric, with a covariance,
-next to a robot that owns ``odom -> base_link``; bad sensor input is counted by kind and the
-node falls back to non-metric visibly. Slow: each test starts a node process."""
+as the model): a depth camera or wheel odometry (from /odom or from /tf) makes the odometry
+metric, with a covariance, next to a robot that owns ``odom -> base_link``; bad sensor input is
+counted by kind and the node falls back to non-metric visibly. Slow: each test starts a node
+process."""
 import numpy as np
 import pytest
 import rclpy
@@ -23,7 +24,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(300)]
 W, H, SEED, FRAMES = 64, 48, 4, 18
 PARAMS = dict(window_size=6, overlap=2, conf_percentile=0.0, conf_threshold=1.0,
               diagnostics_period=0.2, queue_size=100, base_frame="base_link",
-              depth_min_range=0.1, depth_max_range=20.0)
+              depth_min_range=0.1, depth_max_range=20.0,
+              idle_flush_timeout=0.0)  # windows of exactly 6 keyframes, however slow the host
 BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
 BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
 
@@ -150,7 +152,8 @@ def test_bad_depth_is_counted_by_kind_and_the_scale_falls_back_visibly(ros, tmp_
                     "two windows without depth", process)
         values = player.diagnostics()
         assert int(values["scale.windows_scaled"]) >= 1
-        assert int(values["rejected.depth_size"]) >= 3
+        # another size, and no depth CameraInfo to reproject it with
+        assert int(values["rejected.depth_no_camera_info"]) >= 3
         assert int(values["rejected.depth_unsupported_encoding"]) >= 2
         assert int(values["rejected.depth_unmatched"]) >= 5  # the off stamps, the rgb8 frames
         assert values["scale"] == "non-metric"
@@ -158,6 +161,32 @@ def test_bad_depth_is_counted_by_kind_and_the_scale_falls_back_visibly(ros, tmp_
         assert status.level == DiagnosticStatus.WARN and "scale not metric" in status.message
         assert "no usable depth image matched" in values["scale.reason"]
         assert process.alive()
+    finally:
+        player.close()
+        assert process.stop() == 0, process.log()
+
+
+def test_odometry_read_from_the_robots_tf_makes_the_odometry_metric(ros, tmp_path, seq):
+    player = CameraPlayer(ros)
+    robot = Robot(player, seq)
+    process = NodeProcess(tmp_path, gt_node(FRAMES, W, H, SEED, PLANAR), params=PARAMS | {
+        "scale_source": "odometry", "odom_topic": "''",  # '' = empty on the command line
+        "odom_tf_parent": "odom", "odom_tf_child": "base_link", "tf_mode": "separate_odom",
+        "odom_frame": "vggt_odom"})
+    try:
+        robot.connect(process, robot.pub_tf)
+        robot.drive(process, range(FRAMES), robot.odometry)
+        player.wait(lambda: player.diagnostics().get("scale") == "metric"
+                    and len(player.got["odometry"]) >= 3, 60,
+                    "metric scale from the robot's /tf", process)
+        values = player.diagnostics()
+        assert values["scale.source"] == "odometry"
+        assert int(values.get("rejected.odometry_unmatched", 0)) <= 1  # the last frame, maybe
+        odometry = player.got["odometry"][-1]
+        moved = conv.transform_to_pose(odometry.pose.pose)[:3, 3]
+        stamps = [int(s) for s in seq.stamps_ns]
+        truth = robot.odom_from_base[stamps.index(conv.time_to_ns(odometry.header.stamp)), :3, 3]
+        assert np.linalg.norm(moved) == pytest.approx(np.linalg.norm(truth), rel=0.05)
     finally:
         player.close()
         assert process.stop() == 0, process.log()

@@ -206,3 +206,12 @@ def test_readme_parameter_table_lists_every_setting():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [s.name for s in settings.SETTINGS if f"| `{s.name}` |" not in readme]
     assert not missing, f"README parameter table lacks {missing}"
+
+
+def test_odometry_from_tf_must_not_be_the_edge_the_node_publishes_itself():
+    values = settings.defaults() | {"scale_source": "odometry", "odom_topic": "",
+                                    "base_frame": "base_link"}
+    problems = params.check(values)  # odom -> base_link is the node's own edge in odom_tree
+    assert len(problems) == 1 and "publishes itself" in problems[0]
+    assert params.check(values | {"tf_mode": "separate_odom", "odom_frame": "vggt_odom"}) == []
+    assert params.check(values | {"odom_topic": "/odom"}) == []

@@ -43,7 +43,7 @@ def test_unknown_depth_encodings_and_short_buffers_are_refused_by_kind(encoding,
     assert info.value.kind == kind
 
 
-def test_depth_within_the_tolerance_is_attached_registered_only():
+def test_depth_within_the_tolerance_is_attached_and_unregistered_depth_needs_its_camera():
     depth = StampedBuffer(8)
     depth.add(100 * MS, DepthImage(np.full((4, 6), 2.0, np.float32), "cam"))
     depth.add(200 * MS, DepthImage(np.full((3, 6), 2.0, np.float32), "cam"))
@@ -51,8 +51,9 @@ def test_depth_within_the_tolerance_is_attached_registered_only():
     matcher = SensorMatcher(tolerance_ns=20 * MS, depth=depth)
     got, problems = matcher.attach(frame(110 * MS))
     assert got.depth_m is not None and problems == []
-    for stamp, kind in ((150 * MS, "depth_unmatched"), (205 * MS, "depth_size"),
-                        (300 * MS, "depth_not_registered")):
+    # another size or frame without the CameraInfos / extrinsic to reproject it
+    for stamp, kind in ((150 * MS, "depth_unmatched"), (205 * MS, "depth_no_camera_info"),
+                        (300 * MS, "depth_no_camera_info")):
         got, problems = matcher.attach(frame(stamp))
         assert got.depth_m is None and [k for k, _ in problems] == [kind]
 

@@ -61,3 +61,34 @@ def test_the_bag_holds_registered_depth_and_odometry_unless_switched_off(tmp_pat
                  str(H), "--no-depth", "--no-odom"]) == 0
     assert set(list_topics(tmp_path / "without" / "bag")) == {
         "/camera/image_raw", "/camera/camera_info", "/tf"}
+
+
+def test_an_unregistered_depth_camera_has_its_own_calibration_frame_and_extrinsic(tmp_path):
+    from vggt_ros.offline.sensor_feed import BagSensors
+    from vggt_ros.synth.sensors import DEPTH_FRAME_ID, depth_camera
+
+    seq = make_sequence(FRAMES, W, H, seed=SEED, trajectory="loop")
+    assert main([str(tmp_path / "s"), "--frames", str(FRAMES), "--width", str(W), "--height",
+                 str(H), "--seed", str(SEED), "--depth-unregistered", "--no-odom"]) == 0
+    bag = tmp_path / "s" / "bag"
+    camera = depth_camera(W, H)
+    depths = [m for _, m in read_messages(bag, "/camera/depth/image_raw")]
+    infos = [m for _, m in read_messages(bag, "/camera/depth/camera_info")]
+    assert {(m.header.frame_id, m.width, m.height) for m in depths + infos} == {
+        (DEPTH_FRAME_ID, camera.width, camera.height)}
+    np.testing.assert_allclose(np.asarray(infos[0].k).reshape(3, 3), camera.K)
+    statics = [t for _, m in read_messages(bag, "/tf_static") for t in m.transforms]
+    assert [(t.header.frame_id, t.child_frame_id) for t in statics] == [
+        ("camera_optical_frame", DEPTH_FRAME_ID)]
+    # Reprojected into the colour camera through the bag's own calibration and extrinsic, the
+    # sensor's depth is the colour camera's true depth.
+    sensors = BagSensors(bag, tolerance_s=0.01, max_gap_s=0.5,
+                         depth_topic="/camera/depth/image_raw")
+    for i in (0, FRAMES - 1):
+        got, problems = sensors.attach(seq.frame(i))
+        assert problems == []
+        truth = seq.render(i)[1]
+        seen = np.isfinite(got.depth_m)
+        assert seen.mean() > 0.5
+        assert np.median(np.abs(got.depth_m[seen] / truth[seen] - 1)) < 0.02
+    sensors.close()

@@ -68,6 +68,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(CUDA with compile_model), so a second start does not compile again; a "
             "sub-directory per torch version and model code keeps stale graphs out. Empty: "
             "~/.cache/vggt_ros/torch_compile.", "predictor"),
+    Setting("sparse_global_attention", 0.0, "Opt-in approximation for long windows (offline "
+            "mapping, window_size >= 32) on the fast path (CUDA): 0 = exact global attention; "
+            "a value in (0, 1] runs block-sparse global attention (arXiv 2509.07120) in windows "
+            "of 32 or more keyframes, each query block keeping the key blocks that cover 90 "
+            "percent of its estimated attention mass, at most this share of them. Changes the "
+            "results; speed and accuracy cost in docs/PERFORMANCE.md.", "predictor",
+            min=0.0, max=1.0),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "
@@ -115,12 +122,22 @@ SETTINGS: tuple[Setting, ...] = (
             "1-sigma uncertainty is at most this (it grows with every window not measured).",
             "pipeline", min=0.001, max=1.0),
     # Scale sensors (node subscriptions, vggt_map topics).
-    Setting("depth_topic", "/camera/depth/image_raw", "scale_source depth: a depth image "
-            "registered (aligned) to the colour camera, 16UC1 millimetres or 32FC1 metres, of "
-            "the colour image's size and frame_id.", "sensors"),
+    Setting("depth_topic", "/camera/depth/image_raw", "scale_source depth: a depth image, "
+            "16UC1 millimetres or 32FC1 metres. Registered (aligned) to the colour camera it is "
+            "used as is; otherwise it is reprojected into the colour camera with its own "
+            "CameraInfo and the static transform between the two optical frames on /tf_static.",
+            "sensors"),
+    Setting("depth_info_topic", "", "The depth image's sensor_msgs/CameraInfo; empty: "
+            "depth_topic's sibling camera_info (/camera/depth/image_raw -> "
+            "/camera/depth/camera_info), as image_transport names it.", "sensors"),
     Setting("odom_topic", "/odom", "scale_source odometry: the robot's nav_msgs/Odometry "
-            "(wheel odometry); the camera mount from its child_frame_id to the camera frame is "
-            "read from /tf_static.", "sensors"),
+            "(wheel odometry); empty: read odom_tf_parent -> odom_tf_child from /tf instead. "
+            "The camera mount from its child frame to the camera frame is read from "
+            "/tf_static.", "sensors"),
+    Setting("odom_tf_parent", "odom", "With an empty odom_topic: the parent frame of the "
+            "robot's odometry transform on /tf.", "sensors"),
+    Setting("odom_tf_child", "base_link", "With an empty odom_topic: the child frame of the "
+            "robot's odometry transform on /tf.", "sensors"),
     Setting("sensor_stamp_tolerance", 0.02, "Largest stamp difference in seconds between a "
             "colour frame and the depth image used with it.", "sensors", min=0.0, max=1.0),
     Setting("odom_max_gap", 0.5, "Odometry samples further apart than this many seconds are "

@@ -22,13 +22,14 @@ from typing import Any, Optional
 import torch
 
 from vggt_ros.bench.accuracy import check_accuracy
+from vggt_ros.bench.approx import bench_approx, parse_settings
 from vggt_ros.bench.models import build_config, random_inputs, random_model
 from vggt_ros.bench.probes import probe_attention, probe_matmul
 from vggt_ros.bench.profile import profile_fast
 from vggt_ros.bench.report import environment, markdown_tables, summary_lines
 from vggt_ros.bench.stages import Paths, bench_sizes, bench_window
 from vggt_ros.bench.timing import Clock, tensor_bytes
-from vggt_ros.bench.variants import bench_variants
+from vggt_ros.bench.variants import VARIANT_NAMES, bench_variants
 from vggt_ros.model import VGGT, load_vggt
 from vggt_ros.model.fast import FastOptions, FastVGGT
 
@@ -74,7 +75,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--sdpa", default="", help="attention backend priority, e.g. cudnn,flash")
     p.add_argument("--variants", default="", type=lambda t: [v for v in t.split(",") if v],
                    help="extra fast-path variants to time: eager, heads_eager (DPT heads not "
-                        "compiled), camera_bf16, sdpa_cudnn, sdpa_cudnn_compiled")
+                        "compiled), camera_bf16, sdpa_cudnn, sdpa_cudnn_compiled, fp8 (block "
+                        "GEMMs in FP8)")
     p.add_argument("--probe-frames", type=ints, default=[8, 32],
                    help="S values of the attention-kernel probe (CUDA only)")
     p.add_argument("--peak-tflops", type=float, default=None,
@@ -83,14 +85,29 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--profile", type=ints, default=[],
                    help="S values at which to profile the fast camera+depth call and a track "
                         "request kernel by kernel (CUDA only)")
+    p.add_argument("--approx", default="",
+                   help="time block-sparse global attention (FastOptions.sparse_global) against "
+                        "exact attention, e.g. 'mass=0.9,max_ratio=0.25;mass=0.9,max_ratio=0.5' "
+                        "(settings separated by ';', fields of SparseGlobalAttention)")
+    p.add_argument("--approx-frames", type=ints, default=[32, 64, 128],
+                   help="window sizes of the --approx comparison")
+    p.add_argument("--approx-reps", type=int, default=3, help="timed calls per --approx case")
+    p.add_argument("--no-approx-kept", dest="approx_kept", action="store_false",
+                   help="skip the eager calls that measure the share of key blocks kept")
+    p.add_argument("--end-to-end", default="",
+                   help="a saved end-to-end (pipeline) benchmark JSON whose numbers are printed "
+                        "next to the network's (hook for the pipeline benchmark)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="write the full report here")
     p.add_argument("--render", default="", help="print a saved --json report as Markdown, exit")
     args = p.parse_args(argv)
-    known = {"eager", "heads_eager", "camera_bf16", "sdpa_cudnn", "sdpa_cudnn_compiled"}
-    bad = sorted(set(args.variants) - known)
+    try:
+        args.approx = parse_settings(args.approx) if args.approx.strip() else []
+    except ValueError as err:
+        p.error(f"--approx: {err}")
+    bad = sorted(set(args.variants) - set(VARIANT_NAMES))
     if bad:
-        p.error(f"--variants takes {', '.join(sorted(known))}; got {bad}")
+        p.error(f"--variants takes {', '.join(VARIANT_NAMES)}; got {bad}")
     unknown = sorted(set(args.paths) - {"reference", "fast"})
     if unknown or not args.paths:
         p.error(f"--paths takes reference and/or fast, got {args.paths}")
@@ -171,6 +188,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     if args.variants:
         report["variants"] = bench_variants(args, fast, paths, clock, log)
+    if args.approx:
+        report["approx"] = {}  # filled case by case, so a run cut short keeps its cases
+        bench_approx(args, fast, clock, log, save, section=report["approx"])
+    if args.end_to_end:
+        report["end_to_end"] = json.loads(Path(args.end_to_end).read_text())
     if args.profile and device.type == "cuda":
         report["profile"] = profile_fast(args, fast, device, log)
     report["total_s"] = time.perf_counter() - t0

@@ -8,11 +8,15 @@ from typing import Any
 
 import torch
 
-# Targets of the "GPU speed" issue (392x518, H200): name -> (result key, limit, unit).
+from vggt_ros.bench.approx import approx_lines, approx_markdown
+
+# Targets of the speed issues (392x518, H200): name -> (result key, limit, unit). The first
+# three are issue 17's (the first speed issue asked for 50 / 40 / 250 ms); the last two the
+# first speed issue's, met and kept as regressions checks.
 TARGETS = {
     "S=8 camera+depth": ("fast_full_8", 50.0, "ms"),
-    "sliding window 8/4 with DINO cache": ("window_ms", 40.0, "ms"),
-    "S=32 camera+depth": ("fast_full_32", 250.0, "ms"),
+    "sliding window 8/4 with DINO cache": ("window_ms", 45.0, "ms"),
+    "S=32 camera+depth": ("fast_full_32", 350.0, "ms"),
     "track 64 queries over 8 frames": ("track_cached_ms", 40.0, "ms"),
     "peak memory S=8": ("fast_mem_8", 6.0, "GB"),
 }
@@ -28,12 +32,14 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
-    """The final table: per-S latency of both paths, speed-up, rate, memory, then the rest."""
+    """The final table: the fast path side by side with the official-numerics path per S
+    (latency with the same heads and against the official default's camera+depth+point,
+    speed-ups, rate, memory), per-stage times of both, accuracy, then the rest."""
     res = report["results"]
     lines = ["", f"VGGT benchmark ({report['config']}, {report['height']}x{report['width']}, "
              f"{report['env'].get('gpu', report['env']['device'])}, torch {report['env']['torch']})",
              "S    | ref cam+depth ms | fast cam+depth ms | speed-up | fast agg ms | agg TFLOP/s "
-             "| ref cam+dep+pt ms | fast peak GB | ref peak GB"]
+             "| ref cam+dep+pt ms | vs official | fast peak GB | ref peak GB"]
 
     def get(path, s, stage, key="ms"):
         return res.get(path, {}).get(s, {}).get(stage, {}).get(key)
@@ -44,17 +50,19 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for s in sorted({*res.get("reference", {}), *res.get("fast", {})}):
         ref, fast = get("reference", s, "full"), get("fast", s, "full")
         speed = ref / fast if ref and fast else None
+        official = get("reference", s, "full_all")
+        vs_official = official / fast if official and fast else None
         err = res.get("fast", {}).get(s, {}).get("error")
         lines.append(f"{s:<4} | {fmt(ref):>16} | {fmt(fast) if not err else 'OOM':>17} | "
                      f"{fmt(speed, '.2f'):>8} | {fmt(get('fast', s, 'aggregator')):>11} | "
                      f"{fmt(get('fast', s, 'aggregator', 'tflops')):>11} | "
-                     f"{fmt(get('reference', s, 'full_all')):>17} | "
+                     f"{fmt(official):>17} | {fmt(vs_official, '.2f'):>11} | "
                      f"{fmt(res.get('fast', {}).get(s, {}).get('peak_gb'), '.2f'):>12} | "
                      f"{fmt(res.get('reference', {}).get(s, {}).get('peak_gb'), '.2f'):>11}")
-    s8 = 8 if 8 in report["args"]["frames"] and 8 in res.get("fast", {}) else None
-    if s8:
-        lines.append(f"stages at S={s8} (ms ref / fast): " + ", ".join(
-            f"{st} {fmt(get('reference', s8, st))}/{fmt(get('fast', s8, st))}"
+    for s in sorted(set(report["args"]["frames"]) & set(res.get("fast", {}))
+                    & set(res.get("reference", {}))):
+        lines.append(f"stages at S={s} (ms ref / fast): " + ", ".join(
+            f"{st} {fmt(get('reference', s, st))}/{fmt(get('fast', s, st))}"
             for st in ("dino", "aggregator", "camera_head", "depth_head", "point_head", "track_head")))
     win = report.get("window")
     if win:
@@ -84,6 +92,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                         f"{row['depth_median_rel']:.1e}" if "depth_median_rel" in row else "")
                      + (f" (first call {row['first_s']:.1f} s)" if "first_s" in row else "")
                      + (f" ({row['error']})" if row.get("error") else ""))
+    if report.get("approx"):
+        lines += approx_lines(report["approx"])
+    lines += end_to_end_lines(report.get("end_to_end"))
     for name, (key, limit, unit) in TARGETS.items():
         if not report["targets_apply"]:
             lines.append(f"target {name}: n/a (the targets are for --config 1b on CUDA)")
@@ -92,6 +103,26 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         verdict = "not measured" if value is None else ("met" if value <= limit else "MISSED")
         lines.append(f"target {name} <= {limit:g} {unit}: {fmt(value, '.2f')} -> {verdict}")
     return lines
+
+
+def end_to_end_lines(section: Any) -> list[str]:
+    """Hook for the end-to-end (pipeline) benchmark, which has its own command: ``vggt_bench
+    --end-to-end REPORT.json`` prints that report's numbers here, next to the network's. Its
+    own text table (a ``table`` list of lines) is printed as it is; otherwise every scalar, one
+    level deep."""
+    if not section:
+        return []
+    if isinstance(section, dict) and isinstance(section.get("table"), list):
+        return ["end to end (pipeline benchmark):"] + [str(line) for line in section["table"]]
+    items = []
+    for key, value in (section.items() if isinstance(section, dict) else []):
+        if isinstance(value, dict):
+            items += [(f"{key}.{k}", v) for k, v in value.items()]
+        else:
+            items.append((key, value))
+    scalars = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+               for k, v in items if isinstance(v, (int, float, str, bool))]
+    return ["end to end (pipeline benchmark): " + ", ".join(scalars)]
 
 
 def markdown_tables(report: dict[str, Any]) -> str:
@@ -104,15 +135,19 @@ def markdown_tables(report: dict[str, Any]) -> str:
 
     sizes = sorted({int(s) for path in res.values() for s in path})
     out = ["| S | reference cam+depth ms | reference cam+depth+point ms | fast cam+depth ms | "
-           "speed-up | fast TFLOP/s | floor ms | fast peak GB | reference peak GB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "speed-up (same heads) | vs official-style (cam+depth+point) | fast TFLOP/s | "
+           "floor ms | fast peak GB | reference peak GB |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in sizes:
         ref, fast = res.get("reference", {}).get(str(s), {}), res.get("fast", {}).get(str(s), {})
         speed = (f"{ref['full']['ms'] / fast['full']['ms']:.2f}x"
                  if "full" in ref and "full" in fast else "-")
+        official = (f"{ref['full_all']['ms'] / fast['full']['ms']:.2f}x"
+                    if "full_all" in ref and "full" in fast else "-")
         peak = lambda e: "-" if e.get("peak_gb") is None else f"{e['peak_gb']:.2f}"  # noqa: E731
         out.append(f"| {s} | {cell('reference', s, 'full')} | {cell('reference', s, 'full_all')} | "
-                   f"{cell('fast', s, 'full')} | {speed} | {cell('fast', s, 'full', 'tflops')} | "
+                   f"{cell('fast', s, 'full')} | {speed} | {official} | "
+                   f"{cell('fast', s, 'full', 'tflops')} | "
                    f"{cell('fast', s, 'full', 'floor_ms')} | {peak(fast)} | {peak(ref)} |")
     stages = ("dino", "aggregator", "camera_head", "depth_head", "point_head", "track_head")
     out += ["", "| S | stage | GFLOP | reference ms | fast ms | fast TFLOP/s | floor ms |",
@@ -124,4 +159,6 @@ def markdown_tables(report: dict[str, Any]) -> str:
             out.append(f"| {s} | {stage} | {cell('fast', s, stage, 'gflop', '.0f')} | "
                        f"{cell('reference', s, stage)} | {cell('fast', s, stage)} | "
                        f"{cell('fast', s, stage, 'tflops')} | {cell('fast', s, stage, 'floor_ms')} |")
+    if report.get("approx"):
+        out += ["", *approx_markdown(report["approx"])]
     return "\n".join(out)

@@ -14,6 +14,8 @@ from vggt_ros.bench.stages import Paths
 from vggt_ros.bench.timing import Clock
 from vggt_ros.model.fast import FastOptions, FastVGGT
 
+VARIANT_NAMES = ("eager", "heads_eager", "camera_bf16", "sdpa_cudnn", "sdpa_cudnn_compiled", "fp8")
+
 
 def bench_variants(args, fast: FastVGGT, paths: Paths, clock: Clock, log) -> list[dict[str, Any]]:
     """Alternative fast-path switches on the same (already converted) weights, end to end."""
@@ -25,13 +27,14 @@ def bench_variants(args, fast: FastVGGT, paths: Paths, clock: Clock, log) -> lis
                 "heads_eager": (FastOptions(compile_heads=False), sizes),
                 "camera_bf16": (FastOptions(camera_fp32=False), sizes),
                 "sdpa_cudnn": (FastOptions(**cudnn, **eager), sizes),
-                "sdpa_cudnn_compiled": (FastOptions(**cudnn), sizes)}
+                "sdpa_cudnn_compiled": (FastOptions(**cudnn), sizes),
+                "fp8": (FastOptions(fp8_blocks=True), sizes)}
     rows = []
     for name in args.variants:
         options, sizes = variants[name]
-        # FastVGGT converts weights in place: a variant with other weight dtypes gets a copy.
-        variant = FastVGGT(fast.model if options.camera_fp32 else copy.deepcopy(fast.model),
-                           options)
+        # FastVGGT converts weights in place: a variant with other weight formats gets a copy.
+        same_weights = options.camera_fp32 and not options.fp8_blocks
+        variant = FastVGGT(fast.model if same_weights else copy.deepcopy(fast.model), options)
         for s in sizes:
             images, _ = random_inputs(s, args.height, args.width, 0, clock.device, args.seed + s)
             row: dict[str, Any] = {"name": name, "frames": s}

@@ -43,3 +43,24 @@ class StaticFrames:
             frame, parent_from_frame = self._edges[frame]
             pose = parent_from_frame @ pose
         return pose
+
+    def _root_from(self, frame: str) -> tuple[str, np.ndarray]:
+        """(the topmost static ancestor of ``frame``, root_from_frame)."""
+        frame = frame.lstrip("/")
+        pose = np.eye(4)
+        seen = set()
+        while frame in self._edges and frame not in seen:
+            seen.add(frame)
+            frame, parent_from_frame = self._edges[frame]
+            pose = parent_from_frame @ pose
+        return frame, pose
+
+    def between(self, target: str, source: str) -> Optional[np.ndarray]:
+        """``target_from_source`` for any two frames of one static tree (siblings too: a
+        depth and a colour optical frame both hang below ``camera_link``); None while they
+        are not (yet) connected."""
+        target_root, root_from_target = self._root_from(target)
+        source_root, root_from_source = self._root_from(source)
+        if target_root != source_root:
+            return None
+        return np.linalg.inv(root_from_target) @ root_from_source

@@ -19,6 +19,7 @@ from vggt_ros.inference.device import resolve_device
 from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.model import load_vggt
 from vggt_ros.model.embedded import load_embedded_model
+from vggt_ros.model.sparse_attention import SparseGlobalAttention
 
 __all__ = ["build_predictor"]
 
@@ -34,6 +35,7 @@ def _load_model(checkpoint: str, dev: torch.device) -> tuple[torch.nn.Module, st
 
 def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_mode: str,
                     image_size: int, compile_model: bool = True, compile_cache_dir: str = "",
+                    sparse_global_attention: float = 0.0,
                     log: Optional[Callable[[str], None]] = None,
                     warn: Optional[Callable[[str], None]] = None) -> VGGTPredictor:
     """Load the model named by ``checkpoint`` (empty: the embedded demo) and wrap it for the
@@ -46,9 +48,15 @@ def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_
     dev = resolve_device(device)
     model, name = _load_model(checkpoint, dev)
     image_size = image_size or model.config.img_size  # 0: the size the model was trained at
+    sparse = (SparseGlobalAttention(max_ratio=sparse_global_attention)
+              if sparse_global_attention > 0 else None)
     predictor = VGGTPredictor(model, device=dev, precision=precision,
                               preprocess_mode=preprocess_mode, image_size=image_size, name=name,
-                              compile_model=compile_model, log=warn or _LOG.warning)
+                              compile_model=compile_model, sparse_global=sparse,
+                              log=warn or _LOG.warning)
+    if sparse is not None and not predictor.fast:
+        (warn or _LOG.warning)("sparse_global_attention applies to the fast path (CUDA, "
+                               "precision auto) only: attention stays exact here")
     params = sum(p.numel() for p in model.parameters())
     log(f"loaded model '{name}' ({checkpoint or 'no checkpoint given'}): "
         f"{params / 1e6:.1f} M parameters on {dev}, precision "

@@ -29,6 +29,7 @@ from vggt_ros.inference.device_preprocessing import preprocess_on_device
 from vggt_ros.inference.preprocessing import MODES, preprocess_images_uint8, to_float_images
 from vggt_ros.inference.warmup import WarmupPlan, WarmupReport, run_warmup
 from vggt_ros.model.fast import FastOptions, FastVGGT
+from vggt_ros.model.sparse_attention import SparseGlobalAttention
 from vggt_ros.model.vggt import VGGT
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
 
@@ -196,6 +197,7 @@ class VGGTPredictor:
     ``fast``: None picks the fast path for precision "auto" on CUDA (a ``VGGT`` model only);
     True forces it (also on CPU, where it is fp32 with the cache), False keeps the reference.
     The fast path converts the model's weights in place (the predictor owns the model).
+    ``sparse_global``: the fast path's opt-in block-sparse global attention (approximate).
     ``device_preprocessing``: None resizes on the device for the fast path on CUDA and keeps
     upstream's Pillow preprocessing otherwise (``run_vggt``).
     """
@@ -204,8 +206,9 @@ class VGGTPredictor:
                  precision: str = "auto", preprocess_mode: str = "crop", image_size: int = 518,
                  name: str = "vggt", fast: Optional[bool] = None,
                  fast_options: Optional[FastOptions] = None, compile_model: bool = True,
-                 device_preprocessing: Optional[bool] = None,
-                 log: Optional[Callable[[str], None]] = None) -> None:
+                 log: Optional[Callable[[str], None]] = None,
+                 sparse_global: Optional[SparseGlobalAttention] = None,
+                 device_preprocessing: Optional[bool] = None) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
         self.device = resolve_device(str(device))
@@ -222,8 +225,8 @@ class VGGTPredictor:
         if fast and not isinstance(model, FastVGGT):
             dtype = {"fp32": torch.float32, **AUTOCAST_DTYPES}[self.precision]
             no_compile = {} if compile_model else {"compile_blocks": False, "compile_heads": False}
-            model = FastVGGT(model, fast_options or FastOptions(dtype=dtype, **no_compile),
-                             log=log)
+            model = FastVGGT(model, fast_options or FastOptions(
+                dtype=dtype, sparse_global=sparse_global, **no_compile), log=log)
         self.fast = bool(fast)
         self.model = model
         if device_preprocessing is None:

@@ -110,12 +110,14 @@ class Aggregator(nn.Module):
 
     def alternate(self, patch_tokens: Tensor, h: int, w: int,
                   run_block: Optional[BlockRunner] = None,
-                  rope: Optional[tuple[Positions, Positions]] = None) -> list[Optional[Tensor]]:
+                  rope: Optional[tuple[Positions, Positions]] = None,
+                  run_global_block: Optional[BlockRunner] = None) -> list[Optional[Tensor]]:
         """DINO patch tokens [B,S,h*w,C] -> the per-layer outputs of the alternating blocks.
 
         rope: the (frame, global) token positions; default the integer positions of the grid,
         gathered into rotations per call (the reference). A caller may pass prebuilt
-        ``RopeTable``s instead.
+        ``RopeTable``s instead. run_global_block: the runner of the global blocks (default
+        ``run_block``), e.g. one that gives them an approximate attention function.
         """
         b, s, _, c = patch_tokens.shape
         tokens = torch.cat((self.special_tokens(b, s), patch_tokens.reshape(b * s, -1, c)), dim=1)
@@ -125,13 +127,14 @@ class Aggregator(nn.Module):
             rope = (frame_pos, frame_pos.repeat_tokens(s))
         frame_pos, global_pos = rope
         run = run_block or self.run_block
+        run_global = run_global_block or run
 
         outputs: list[Optional[Tensor]] = []
         for index, (frame_block, global_block) in enumerate(zip(self.frame_blocks,
                                                                 self.global_blocks)):
             tokens = run(frame_block, tokens.reshape(b * s, p, c), frame_pos)
             frame_out = tokens.reshape(b, s, p, c)
-            tokens = run(global_block, tokens.reshape(b, s * p, c), global_pos)
+            tokens = run_global(global_block, tokens.reshape(b, s * p, c), global_pos)
             if index in self.cached_layers:
                 outputs.append(torch.cat((frame_out, tokens.reshape(b, s, p, c)), dim=-1))
             else:

@@ -25,7 +25,10 @@ and supplies only the kernels, the dtype policy, the caches and the graphs:
 * DINO patch tokens are cached per frame key, so a sliding window re-encodes only new frames;
 * a track request over the last window's frames re-uses that window's aggregated tokens instead
   of re-running the backbone (exact when the query frame is the window's first; see
-  ``FastOptions.reuse_permuted_tokens`` for the opt-in approximation otherwise).
+  ``FastOptions.reuse_permuted_tokens`` for the opt-in approximation otherwise);
+* opt-in, off by default: block-sparse global attention for long windows
+  (``FastOptions.sparse_global``, ``sparse_attention.py``), an approximation given to the global
+  blocks through the block's attention-function seam.
 
 On CPU the compute dtype is fp32 and the path does the reference's arithmetic (no extra work),
 plus the cache and the head selection.
@@ -46,7 +49,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from .aggregator import PATCH_START_IDX
 from .compiled_call import CompiledPerShape
 from .dpt_head import DPTHead
-from .layers import Block, Positions, RopeTable
+from .fp8 import convert_block_linears
+from .layers import AttendFn, Block, Positions, RopeTable
+from .sparse_attention import BlockSparseAttention, SparseGlobalAttention
 from .vggt import VGGT, batched_inputs
 
 FAST_DEFAULT_HEADS = ("camera", "depth")
@@ -95,8 +100,19 @@ class FastOptions:
     # Allow only the sdpa_priority backends (no fallback). On torch 2.11 / H200 cuDNN is
     # already torch's own first choice here, so neither switch changes the speed there.
     sdpa_exclusive: bool = False
+    # The transformer blocks' Linears (DINO and aggregator) as FP8 GEMMs with row-wise scales
+    # (vggt_ros/model/fp8.py). Opt-in: its accuracy cost is measured by `vggt_bench --variants
+    # fp8`, and it needs an FP8-capable GPU (Hopper) to be faster.
+    fp8_blocks: bool = False
+    # Approximate global attention for long windows (block-sparse, sparse_attention.py): None
+    # (the default) keeps exact attention; windows below its min_frames stay exact too.
+    sparse_global: Optional[SparseGlobalAttention] = None
 
     def __post_init__(self) -> None:
+        if self.sparse_global is not None and not isinstance(self.sparse_global,
+                                                             SparseGlobalAttention):
+            raise ValueError(f"sparse_global must be a SparseGlobalAttention or None, got "
+                             f"{type(self.sparse_global).__name__}")
         unknown = sorted(set(self.sdpa_priority or ()) - set(SDPA_BACKENDS))
         if unknown:
             raise ValueError(f"unknown sdpa_priority backends {unknown}; "
@@ -115,6 +131,13 @@ def _block_in_dtype(block: Block, x: Tensor, pos: Optional[Positions],
     ``torch.compile`` graph serves every block of the same structure and token shape (the
     block's parameters become graph inputs, they are not baked in)."""
     return block(x, pos, compute_dtype=dtype)
+
+
+def _block_with_attention(block: Block, x: Tensor, pos: Optional[Positions], dtype: torch.dtype,
+                          attend: AttendFn) -> Tensor:
+    """``_block_in_dtype`` with another attention function (its own compiled function, so a
+    compile failure of the approximation leaves the exact blocks compiled)."""
+    return block(x, pos, compute_dtype=dtype, attend=attend)
 
 
 class _GraphedCall:
@@ -219,6 +242,9 @@ class FastVGGT(nn.Module):
         self._dpt_body = CompiledPerShape(DPTHead.body, "DPT head",
                                           self._on_cuda_unless_set(self.options.compile_heads),
                                           backend, log)
+        self._sparse_block = CompiledPerShape(_block_with_attention,
+                                              "VGGT global block (block-sparse attention)",
+                                              self._block.enabled, backend, log)
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
         self.eval()
 
@@ -226,7 +252,7 @@ class FastVGGT(nn.Module):
     @property
     def compiles(self) -> bool:
         """Whether any part runs under torch.compile (then every new shape costs a compile)."""
-        return self._block.enabled or self._dpt_body.enabled
+        return self._block.enabled or self._dpt_body.enabled or self._sparse_block.enabled
 
     @property
     def unseen_shapes(self) -> str:
@@ -236,17 +262,21 @@ class FastVGGT(nn.Module):
 
     @unseen_shapes.setter
     def unseen_shapes(self, policy: str) -> None:
-        self._block.policy = policy
-        self._dpt_body.policy = policy
+        for part in self._compiled_parts:
+            part.policy = policy
+
+    @property
+    def _compiled_parts(self) -> tuple[CompiledPerShape, ...]:
+        return (self._block, self._dpt_body, self._sparse_block)
 
     def compile_stats(self) -> dict[str, float]:
         """Compiled shapes, compiles in progress, eager calls and compile seconds, summed over
         the compiled parts."""
-        parts = [self._block.stats(), self._dpt_body.stats()]
+        parts = [part.stats() for part in self._compiled_parts]
         return {key: sum(part[key] for part in parts) for key in parts[0]}
 
     def wait_for_background_compiles(self, timeout: Optional[float] = None) -> bool:
-        return all(part.wait_for_background(timeout) for part in (self._block, self._dpt_body))
+        return all(part.wait_for_background(timeout) for part in self._compiled_parts)
 
     def forget_frames(self) -> None:
         """Drop the DINO cache and the last window's tokens (e.g. after a warm-up on dummy
@@ -256,8 +286,8 @@ class FastVGGT(nn.Module):
 
     def close(self) -> None:
         """Stop background compiles and drop cached tensors, before the model is freed."""
-        self._block.close()
-        self._dpt_body.close()
+        for part in self._compiled_parts:
+            part.close()
         self.forget_frames()
         self._graphs.clear()
 
@@ -296,6 +326,8 @@ class FastVGGT(nn.Module):
                         module.to(memory_format=torch.channels_last)
         if model.camera_head is not None and not self.options.camera_fp32:
             model.camera_head.to(dtype)
+        if self.options.fp8_blocks:
+            convert_block_linears(model.aggregator, Block, dtype)
 
     def attention_context(self) -> contextlib.AbstractContextManager:
         """The SDPA backend order of ``options.sdpa_priority`` (a no-op when unset)."""
@@ -363,11 +395,28 @@ class FastVGGT(nn.Module):
                 self.cache.put(keys[i], found[i])
         return torch.stack(found)[None]
 
+    def sparse_attention(self, frames: int, h: int, w: int) -> Optional[BlockSparseAttention]:
+        """The block-sparse attention of the global blocks of a window of ``frames`` frames on
+        an h x w grid, or None where attention stays exact (option off, or a short window)."""
+        sparse = self.options.sparse_global
+        if sparse is None or frames < sparse.min_frames:
+            return None
+        attend = self._cached(("sparse", frames, h, w),
+                              lambda: BlockSparseAttention(sparse, frames, PATCH_START_IDX))
+        attend.prepare(frames * (PATCH_START_IDX + h * w), self.device)  # outside the compile
+        return attend
+
     def aggregate(self, patch_tokens: Tensor, h: int, w: int) -> list[Optional[Tensor]]:
         """Patch tokens [B,S,h*w,C] -> per-layer [B,S,P,2C] fp32 tokens (None where unused)."""
         s = patch_tokens.shape[1]
         rope = (self._rope(h, w, 1), self._rope(h, w, s))
-        return self.model.aggregator.alternate(patch_tokens, h, w, self._run_block, rope)
+        attend = self.sparse_attention(s, h, w)
+        run_global = None
+        if attend is not None:
+            def run_global(block: Block, x: Tensor, pos: Optional[Positions]) -> Tensor:
+                return self._sparse_block(block, x, pos, self.dtype, attend)
+        return self.model.aggregator.alternate(patch_tokens, h, w, self._run_block, rope,
+                                               run_global)
 
     # ---------------------------------------------------------------- heads
     def dpt(self, head: DPTHead, tokens: Sequence[Optional[Tensor]], images: Tensor

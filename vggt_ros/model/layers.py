@@ -197,9 +197,13 @@ class Attention(nn.Module):
             k = self.rope(k, pos)
         return q, k, v
 
-    def forward(self, x: Tensor, pos: Optional[Positions] = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Optional[Positions] = None,
+                attend: Optional["AttendFn"] = None) -> Tensor:
+        """attend: what computes attention from q, k, v [B,heads,N,D] (default: exact SDPA);
+        the seam for approximate attention (``vggt_ros.model.sparse_attention``)."""
         b, n, c = x.shape
-        x = F.scaled_dot_product_attention(*self.project_qkv(x, pos))
+        q, k, v = self.project_qkv(x, pos)
+        x = F.scaled_dot_product_attention(q, k, v) if attend is None else attend(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
 
@@ -222,18 +226,23 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_values)
 
     def forward(self, x: Tensor, pos: Optional[Positions] = None,
-                compute_dtype: Optional[torch.dtype] = None) -> Tensor:
+                compute_dtype: Optional[torch.dtype] = None,
+                attend: Optional["AttendFn"] = None) -> Tensor:
         """compute_dtype: the dtype the normalised inputs of the matrix products are cast to,
         for weights stored in it (the fast path's bf16); the residual stream keeps x's dtype, so
         rounding does not accumulate over the blocks. None: the reference numerics, where
-        autocast (if any) decides."""
-        x = x + self.ls1(self.attn(_cast(self.norm1(x), compute_dtype), pos))
+        autocast (if any) decides. attend: the attention function (default exact SDPA)."""
+        x = x + self.ls1(self.attn(_cast(self.norm1(x), compute_dtype), pos, attend))
         return x + self.ls2(self.mlp(_cast(self.norm2(x), compute_dtype)))
 
 
 def _cast(x: Tensor, dtype: Optional[torch.dtype]) -> Tensor:
     return x if dtype is None else x.to(dtype)
 
+
+# Computes attention from q, k, v [B,heads,N,D] -> [B,heads,N,D]; exact SDPA unless a caller
+# supplies an approximation (the fast path's block-sparse global attention).
+AttendFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 # Runs one block of a stack: (block, tokens, positions or None) -> tokens. The stacks
 # (DinoViT, Aggregator) take one, so a caller can choose how blocks run (compiled, in another

@@ -195,6 +195,19 @@ def check(values: dict[str, Any]) -> list[str]:
         pipeline_config(values).validate()
     except (TypeError, ValueError) as err:
         return [str(err)]
+    return _own_edge_problem(values)
+
+
+def _own_edge_problem(values: dict[str, Any]) -> list[str]:
+    """Odometry read from /tf must not be the edge this node publishes there itself: the scale
+    would measure the node's own output."""
+    reads_tf = values.get("scale_source") == "odometry" and not values.get("odom_topic")
+    edge = (values.get("odom_tf_parent"), values.get("odom_tf_child"))
+    if reads_tf and values.get("tf_mode") == "odom_tree" and values.get("publish_tf") and \
+            edge == (values.get("odom_frame"), values.get("base_frame")):
+        return [f"odom_topic is empty, so the robot's odometry is read from /tf {edge[0]} -> "
+                f"{edge[1]}, which this node publishes itself (odom_frame, base_frame, tf_mode "
+                f"odom_tree): set tf_mode separate_odom with another odom_frame, or odom_topic"]
     return []
 
 

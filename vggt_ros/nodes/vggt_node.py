@@ -7,8 +7,11 @@ service and the timers run in their own callback groups of a MultiThreadedExecut
 window never blocks them (the pipeline answers tracking from a snapshot of the last window).
 Every publish is wrapped: under load DDS can refuse a sample, and a dropped message
 must not kill the node. With a measured scale source the depth or odometry callbacks only
-decode into a buffer; the worker gives each frame the sensor data matching its stamp
-(``pipeline/sensors.py``), waiting up to SENSOR_WAIT_S for data that is a little late. Bad input (undecodable images, rejected frames, broken CameraInfo) is
+decode into a buffer (odometry from an Odometry topic, or the robot's odom -> base_link on /tf
+when ``odom_topic`` is empty; depth with its own CameraInfo, reprojected into the colour
+camera through /tf_static when it is not registered); the worker gives each frame the sensor
+data matching its stamp (``pipeline/sensors.py``), waiting up to SENSOR_WAIT_S for data that
+is a little late. Bad input (undecodable images, rejected frames, broken CameraInfo) is
 counted per kind, logged once per kind (then at most every LOG_PERIOD_S), and reported in
 /diagnostics; the node keeps running.
 
@@ -59,7 +62,8 @@ from vggt_ros.nodes import params
 from vggt_ros.nodes.rclpy_messages import message_class, qos_profile, to_rclpy
 from vggt_ros.nodes.static_tf import StaticTransforms
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, TrackRequestError, WindowFailed
-from vggt_ros.pipeline.sensors import DepthImage, OdometryTrack, SensorMatcher, StampedBuffer
+from vggt_ros.pipeline.sensors import (DepthImage, OdometryTrack, SensorMatcher, StampedBuffer,
+                                       camera_info_topic_of)
 from vggt_ros.pipeline.stream import GapCounter
 from vggt_ros.pipeline.types import CameraIntrinsics, Frame, Predictor, WindowResult
 from vggt_ros.pipeline.window import IdleTimer, interval_elapsed
@@ -82,6 +86,7 @@ DEPTH_BUFFER = 64  # depth images kept (2 s at 30 Hz: longer than a frame waits 
 
 _TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+_TF_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)  # tf2's listener QoS
 # Window output topic -> the publish_* switch that turns it off (odometry and path are always
 # published; publish_map is read by the map timer, before it copies the map).
 _SWITCHES = {"/tf": "publish_tf", "/tf_static": "publish_tf", "depth": "publish_depth",
@@ -186,6 +191,7 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         self._last_logged: dict[str, float] = {}
         self._resets_seen = 0
         self._camera_info: Optional[CameraIntrinsics] = None
+        self._depth_info: Optional[CameraIntrinsics] = None  # the depth camera's own
         self._camera_frame = self.values["camera_frame"]  # else the last image's frame_id
         self._static_tf = StaticTransforms()
         self._base_tf_missing_logged = False
@@ -305,10 +311,18 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
                 self._sensor_subs.append(self.create_subscription(
                     Image, self.values["depth_topic"], self._on_depth, qos_profile_sensor_data,
                     callback_group=inputs))
-            if self._sensors is not None and self._sensors.odometry is not None:
                 self._sensor_subs.append(self.create_subscription(
-                    Odometry, self.values["odom_topic"], self._on_odometry,
-                    qos_profile_sensor_data, callback_group=inputs))
+                    CameraInfo, camera_info_topic_of(self.values["depth_topic"],
+                                                     self.values["depth_info_topic"]),
+                    self._on_depth_info, qos_profile_sensor_data, callback_group=inputs))
+            if self._sensors is not None and self._sensors.odometry is not None:
+                if self.values["odom_topic"]:
+                    self._sensor_subs.append(self.create_subscription(
+                        Odometry, self.values["odom_topic"], self._on_odometry,
+                        qos_profile_sensor_data, callback_group=inputs))
+                else:  # the robot's odom -> base_link edge on /tf
+                    self._sensor_subs.append(self.create_subscription(
+                        TFMessage, "/tf", self._on_tf, _TF_QOS, callback_group=inputs))
             # Own group: copying the map waits for a window in progress; diagnostics must not.
             self._map_timer = self.create_timer(self.values["map_publish_period"],
                                                 self._publish_map,
@@ -416,11 +430,16 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         odometry = (OdometryTrack(int(self.values["odom_max_gap"] * 1e9))
                     if source == "odometry" else None)
         return SensorMatcher(int(self.values["sensor_stamp_tolerance"] * 1e9), depth,
-                             odometry, self._camera_mount)
+                             odometry, self._camera_mount, self._depth_extrinsic)
 
     def _camera_mount(self, base: str, camera: str) -> Optional[np.ndarray]:
         with self._state_lock:
             return self._static_tf.lookup(base, camera)
+
+    def _depth_extrinsic(self, colour: str, depth: str) -> Optional[np.ndarray]:
+        """colour optical <- depth optical from /tf_static (the tf2 static lookup)."""
+        with self._state_lock:
+            return self._static_tf.between(colour, depth)
 
     def _apply_parameters(self, changed: Sequence[Parameter]) -> None:
         """Post-set: the on-set validator already accepted these (live parameters, and any
@@ -507,8 +526,30 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         except ImageDecodeError as err:
             self._reject(f"depth_{err.kind}", str(err), frame=False)
             return
+        with self._state_lock:
+            info = self._depth_info
         self._sensors.depth.add(conv.time_to_ns(msg.header.stamp),
-                                DepthImage(depth, msg.header.frame_id))
+                                DepthImage(depth, msg.header.frame_id, info))
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        """The depth camera's calibration: needed only to reproject unregistered depth."""
+        try:
+            info = conv.camera_info_to_intrinsics(msg)
+        except conv.CameraInfoError as err:
+            self._reject("depth_bad_camera_info", f"{err}; keeping the last valid depth "
+                         f"CameraInfo", frame=False)
+            return
+        with self._state_lock:
+            self._depth_info = info
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        """The robot's odometry as ``odom_tf_parent -> odom_tf_child`` transforms on /tf."""
+        edge = (self.values["odom_tf_parent"].lstrip("/"),
+                self.values["odom_tf_child"].lstrip("/"))
+        for t in msg.transforms:
+            if (t.header.frame_id.lstrip("/"), t.child_frame_id.lstrip("/")) == edge:
+                self._sensors.odometry.add(conv.time_to_ns(t.header.stamp),
+                                           conv.transform_to_pose(t.transform), edge[1])
 
     def _on_odometry(self, msg: Odometry) -> None:
         self._sensors.odometry.add(conv.time_to_ns(msg.header.stamp),

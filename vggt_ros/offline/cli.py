@@ -29,7 +29,7 @@ from vggt_ros.io.bag_reader import list_topics
 from vggt_ros.io.tum import read_tum
 from vggt_ros.offline.interrupts import TwoStepInterrupt
 from vggt_ros.offline.mapper import MappingError, OfflineMapper, StoppedEarly, check_bag
-from vggt_ros.offline.sensor_feed import ODOMETRY_TYPE
+from vggt_ros.offline.sensor_feed import ODOMETRY_TYPE, TF_TOPIC, TF_TYPE
 from vggt_ros.pipeline.pipeline import PipelineConfig
 from vggt_ros.pipeline.types import Predictor
 
@@ -134,7 +134,8 @@ def _check_inputs(args: argparse.Namespace, out: Path) -> None:
     folder can be written."""
     check_bag(args.bag, args.image_topic, args.camera_info_topic)
     sensor_topic = {"depth": (args.depth_topic, IMAGE_TYPE),
-                    "odometry": (args.odom_topic, ODOMETRY_TYPE)}.get(args.scale_source)
+                    "odometry": (args.odom_topic, ODOMETRY_TYPE) if args.odom_topic
+                    else (TF_TOPIC, TF_TYPE)}.get(args.scale_source)
     if sensor_topic is not None:
         topics = list_topics(args.bag)
         if topics.get(sensor_topic[0]) != sensor_topic[1]:

@@ -40,7 +40,7 @@ from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
-from vggt_ros.offline.sensor_feed import BagSensors
+from vggt_ros.offline.sensor_feed import BagSensors, OdometrySource
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.timings import window_stage_medians
 from vggt_ros.pipeline.types import Frame, PoseHealth, Predictor, WindowResult
@@ -129,9 +129,11 @@ class OfflineMapper:
         source, values = self.config.scale_source, self.sensor_settings
         if source not in ("depth", "odometry"):
             return None
+        odometry = (OdometrySource(values["odom_topic"], values["odom_tf_parent"],
+                                   values["odom_tf_child"]) if source == "odometry" else None)
         return BagSensors(bag, values["sensor_stamp_tolerance"], values["odom_max_gap"],
                           depth_topic=values["depth_topic"] if source == "depth" else None,
-                          odom_topic=values["odom_topic"] if source == "odometry" else None)
+                          depth_info_topic=values["depth_info_topic"], odometry=odometry)
 
     def _with_sensors(self, frame: Frame) -> Frame:
         """The frame with its matching depth / odometry; problems counted by kind and warned

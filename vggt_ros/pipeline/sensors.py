@@ -4,9 +4,12 @@ A depth camera and wheel odometry are separate streams with their own rates and 
 jitter, so a colour frame gets:
 
 * the depth image whose stamp is nearest to its own, if it is within ``tolerance`` (a depth
-  image from another moment shows another view: its scale ratio would be wrong). Only depth
-  registered to the colour camera is used: same size as the colour image and same frame_id
-  (drivers call it aligned_depth_to_color or depth_registered);
+  image from another moment shows another view: its scale ratio would be wrong). Depth
+  registered to the colour camera (same size and frame_id, drivers call it
+  aligned_depth_to_color or depth_registered) is used as is; any other depth is reprojected
+  into the colour camera (``depth_registration``) with the depth image's own CameraInfo, the
+  colour CameraInfo and the static transform colour optical <- depth optical from TF. Without
+  one of those the frame gets no depth and the problem says which is missing;
 * the robot's odometry pose at its stamp, interpolated between the two odometry samples around
   it (linear position, slerp rotation) when they are at most ``max_gap`` apart, and carried to
   the camera through the static mount ``base -> camera`` (the camera does not sit at the base's
@@ -27,17 +30,30 @@ from typing import Callable, Generic, Optional, TypeVar
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from vggt_ros.pipeline.types import Frame
+from vggt_ros.pipeline.depth_registration import reproject_depth
+from vggt_ros.pipeline.types import CameraIntrinsics, Frame
 
 __all__ = ["StampedBuffer", "DepthImage", "OdometryTrack", "SensorMatcher", "Problem",
-           "DEPTH_PROBLEMS", "ODOMETRY_PROBLEMS"]
+           "DEPTH_PROBLEMS", "ODOMETRY_PROBLEMS", "camera_info_topic_of"]
 
 T = TypeVar("T")
 Problem = tuple[str, str]  # (kind, reason)
-DEPTH_PROBLEMS = ("depth_size", "depth_not_registered", "depth_unmatched")
+DEPTH_PROBLEMS = ("depth_unmatched", "depth_no_camera_info", "depth_no_extrinsic")
 ODOMETRY_PROBLEMS = ("odometry_unmatched", "odometry_no_mount")
 # base frame -> camera optical frame -> base_from_camera (None while unknown)
 MountLookup = Callable[[str, str], Optional[np.ndarray]]
+# colour optical frame, depth optical frame -> colour_from_depth (None while unknown)
+ExtrinsicLookup = Callable[[str, str], Optional[np.ndarray]]
+
+
+def camera_info_topic_of(image_topic: str, explicit: str = "") -> str:
+    """The CameraInfo topic of an image topic: ``explicit`` if set, else the image topic's
+    sibling ``camera_info`` (image_transport's rule: /camera/depth/image_raw ->
+    /camera/depth/camera_info)."""
+    if explicit:
+        return explicit
+    namespace, _, _ = image_topic.rpartition("/")
+    return f"{namespace}/camera_info" if namespace or image_topic.startswith("/") else "camera_info"
 
 
 class StampedBuffer(Generic[T]):
@@ -77,6 +93,7 @@ class StampedBuffer(Generic[T]):
 class DepthImage:
     depth_m: np.ndarray  # HxW float32 metres, NaN where the sensor has no reading
     frame_id: str
+    intrinsics: Optional[CameraIntrinsics] = None  # the depth image's own CameraInfo
 
 
 class OdometryTrack:
@@ -135,11 +152,13 @@ class SensorMatcher:
 
     def __init__(self, tolerance_ns: int, depth: Optional[StampedBuffer[DepthImage]] = None,
                  odometry: Optional[OdometryTrack] = None,
-                 mount: MountLookup = lambda base, camera: None) -> None:
+                 mount: MountLookup = lambda base, camera: None,
+                 extrinsic: ExtrinsicLookup = lambda colour, depth: None) -> None:
         self.tolerance_ns = int(tolerance_ns)
         self.depth = depth
         self.odometry = odometry
         self.mount = mount
+        self.extrinsic = extrinsic
 
     def attach(self, frame: Frame) -> tuple[Frame, list[Problem]]:
         problems: list[Problem] = []
@@ -158,16 +177,32 @@ class SensorMatcher:
         if found is None:
             return None, ("depth_unmatched", f"no depth image within "
                           f"{self.tolerance_ns / 1e6:g} ms of the frame at {frame.stamp_ns} ns")
-        if found.depth_m.shape != frame.image.shape[:2]:
-            height, width = frame.image.shape[:2]
-            return None, ("depth_size", f"depth image is {found.depth_m.shape[1]}x"
-                          f"{found.depth_m.shape[0]}, colour is {width}x{height}: only depth "
-                          f"registered to the colour camera can be used")
-        if found.frame_id and found.frame_id != frame.frame_id:
-            return None, ("depth_not_registered", f"depth is in {found.frame_id!r}, colour in "
-                          f"{frame.frame_id!r}: use the depth registered (aligned) to the "
-                          f"colour camera")
-        return found.depth_m, None
+        if _registered(found, frame):
+            return found.depth_m, None
+        colour, own = frame.camera_info, found.intrinsics
+        if own is None or colour is None:
+            missing = " and ".join(name for name, info in (("depth", own), ("colour", colour))
+                                   if info is None)
+            return None, ("depth_no_camera_info", f"depth ({found.frame_id!r}, "
+                          f"{_size(found.depth_m.shape)}) is not registered to the colour "
+                          f"camera ({frame.frame_id!r}, {_size(frame.image.shape)}) and the "
+                          f"{missing} CameraInfo needed to reproject it is missing")
+        if (own.height, own.width) != found.depth_m.shape[:2]:
+            return None, ("depth_no_camera_info", f"the depth CameraInfo is for "
+                          f"{own.width}x{own.height}, the depth image is "
+                          f"{_size(found.depth_m.shape)}")
+        if (colour.height, colour.width) != frame.image.shape[:2]:
+            return None, ("depth_no_camera_info", f"the colour CameraInfo is for "
+                          f"{colour.width}x{colour.height}, the image is "
+                          f"{_size(frame.image.shape)}")
+        colour_from_depth = (np.eye(4) if found.frame_id in ("", frame.frame_id)
+                             else self.extrinsic(frame.frame_id, found.frame_id))
+        if colour_from_depth is None:
+            return None, ("depth_no_extrinsic", f"depth is in {found.frame_id!r}, colour in "
+                          f"{frame.frame_id!r}, and no static transform between them is on "
+                          f"/tf_static: the depth cannot be reprojected into the colour camera")
+        return reproject_depth(found.depth_m, own.k, colour_from_depth, colour.k,
+                               frame.image.shape[:2]), None
 
     def _odometry(self, frame: Frame) -> tuple[Optional[np.ndarray], Optional[Problem]]:
         odom_from_base = self.odometry.at(frame.stamp_ns)
@@ -182,3 +217,17 @@ class SensorMatcher:
             return None, ("odometry_no_mount", f"no static transform {self.odometry.base_frame}"
                           f" -> {frame.frame_id} (the camera mount) on /tf_static")
         return odom_from_base @ base_from_camera, None
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def _registered(depth: DepthImage, frame: Frame) -> bool:
+    """Depth on the colour camera's grid already: same frame, size and (when both are known)
+    intrinsics."""
+    if depth.frame_id not in ("", frame.frame_id) or depth.depth_m.shape != frame.image.shape[:2]:
+        return False
+    if depth.intrinsics is None or frame.camera_info is None:
+        return True
+    return bool(np.allclose(depth.intrinsics.k, frame.camera_info.k, rtol=1e-6, atol=1e-6))

@@ -5,7 +5,9 @@ the same header stamps), so the offline mapper, the node and the evaluation tool
 exercised end to end on data whose true poses and scale are known exactly. By default it also
 holds the scale sensors of ``synth/sensors.py``: a depth image registered to the colour camera
 (``/camera/depth/image_raw``, 16UC1 millimetres, with ``/camera/depth/camera_info``) and wheel
-odometry (``/odom``, ``/tf`` odom -> base_link, ``/tf_static`` base_link -> the camera). The
+odometry (``/odom``, ``/tf`` odom -> base_link, ``/tf_static`` base_link -> the camera).
+``--depth-unregistered`` makes the depth a separate camera's (own CameraInfo and optical frame,
+its extrinsic on ``/tf_static``), to be reprojected into the colour camera. The
 ground truth is ``/tf`` world -> ``camera_optical_frame_ground_truth`` (its own frame, so the
 camera frame keeps one parent) and the TUM file.
 """
@@ -30,7 +32,9 @@ from vggt_ros.io.bag_writer import STORAGES, BagWriter
 from vggt_ros.io.mcap_storage import DEFAULT_CHUNK_SIZE
 from vggt_ros.io.tum import write_tum
 from vggt_ros.synth import FRAME_ID, SyntheticSequence, make_sequence
-from vggt_ros.synth.sensors import MOUNT, noisy_depth, wheel_odometry
+from vggt_ros.synth.render import render_view
+from vggt_ros.synth.sensors import (MOUNT, DepthCamera, depth_camera, noisy_depth,
+                                    wheel_odometry)
 from vggt_ros.synth.trajectory import TRAJECTORIES
 from vggt_ros.topics.messages import header, tf_message as pose_tf_message
 
@@ -50,11 +54,12 @@ ODOM_FRAME = "odom"
 BASE_FRAME = "base_link"
 
 
-def camera_info_message(seq: SyntheticSequence, stamp_ns: int) -> dict:
+def camera_info_message(seq: SyntheticSequence | DepthCamera, stamp_ns: int,
+                        frame_id: str = FRAME_ID) -> dict:
     """CameraInfo of an undistorted pinhole camera (plumb_bob with zero D, R = I, P = [K|0]);
-    the registered depth image has the same."""
+    the registered depth image has the same, an unregistered one its own."""
     projection = np.hstack([seq.K, np.zeros((3, 1))])
-    return {"header": header(stamp_ns, FRAME_ID), "height": seq.height, "width": seq.width,
+    return {"header": header(stamp_ns, frame_id), "height": seq.height, "width": seq.width,
             "distortion_model": "plumb_bob", "d": np.zeros(5), "k": seq.K.ravel(),
             "r": np.eye(3).ravel(), "p": projection.ravel()}
 
@@ -75,10 +80,10 @@ def tf_message(world_from_cam: np.ndarray, stamp_ns: int) -> dict:
                             "child_frame_id": GROUND_TRUTH_FRAME, "transform": transform}]}
 
 
-def depth_message(depth_m: np.ndarray, stamp_ns: int) -> dict:
-    """A registered 16UC1 depth image (millimetres, 0 = no reading) in the colour frame."""
+def depth_message(depth_m: np.ndarray, stamp_ns: int, frame_id: str = FRAME_ID) -> dict:
+    """A 16UC1 depth image (millimetres, 0 = no reading); registered: in the colour frame."""
     height, width = depth_m.shape
-    return {"header": header(stamp_ns, FRAME_ID), "height": height, "width": width,
+    return {"header": header(stamp_ns, frame_id), "height": height, "width": width,
             "encoding": "16UC1", "is_bigendian": 0, "step": 2 * width,
             "data": np.frombuffer(encode_16uc1(depth_m), np.uint8)}
 
@@ -104,8 +109,15 @@ def odometry_message(odom_from_base: np.ndarray, previous: np.ndarray, dt_s: flo
                       "covariance": _ODOM_COVARIANCE}}
 
 
-def _render(seq: SyntheticSequence, i: int) -> tuple[np.ndarray, np.ndarray]:
-    return seq.render(i)
+def _render(seq: SyntheticSequence, i: int, depth_cam: Optional[DepthCamera] = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(colour image, the depth the depth sensor sees): the colour camera's own depth, or with
+    ``depth_cam`` that camera's view."""
+    rgb, depth = seq.render(i)
+    if depth_cam is not None:
+        _, depth = render_view(seq.scene, depth_cam.K, depth_cam.width, depth_cam.height,
+                               depth_cam.cam_from_world(seq.cam_from_world[i]))
+    return rgb, depth
 
 
 def _single_threaded_worker() -> None:
@@ -116,10 +128,12 @@ def _single_threaded_worker() -> None:
 
 def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
                        workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                       depth: bool = True, odometry: bool = True, seed: int = 0) -> None:
+                       depth: bool = True, odometry: bool = True, seed: int = 0,
+                       depth_cam: Optional[DepthCamera] = None) -> None:
     """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame;
-    with ``depth`` the registered depth image, with ``odometry`` the wheel odometry, their
-    errors drawn from ``seed``).
+    with ``depth`` the depth image, registered to the colour camera or, with ``depth_cam``,
+    that camera's own; with ``odometry`` the wheel odometry, their errors drawn from
+    ``seed``).
 
     ``workers`` > 1 renders in that many processes (large sequences on a many-core machine);
     frames are written in order either way, so the bag is identical. ``chunk_size`` (bytes)
@@ -134,12 +148,18 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
         if workers > 1:
             pool = stack.enter_context(ProcessPoolExecutor(
                 workers, initializer=_single_threaded_worker))
-            renders = pool.map(_render, itertools.repeat(seq), indices, chunksize=4)
+            renders = pool.map(_render, itertools.repeat(seq), indices,
+                               itertools.repeat(depth_cam), chunksize=4)
         else:
-            renders = map(_render, itertools.repeat(seq), indices)
+            renders = map(_render, itertools.repeat(seq), indices, itertools.repeat(depth_cam))
         bag = stack.enter_context(BagWriter(bag_path, storage=storage, chunk_size=chunk_size))
+        depth_source = depth_cam or seq
+        depth_frame = depth_cam.frame_id if depth_cam else FRAME_ID
         for i, (rgb, true_depth) in zip(indices, renders):
             stamp = int(seq.stamps_ns[i])
+            if depth and depth_cam is not None and i == 0:
+                bag.write(TF_STATIC_TOPIC, TF_TYPE, pose_tf_message(
+                    depth_cam.colour_from_depth, stamp, FRAME_ID, depth_cam.frame_id), stamp)
             bag.write(TF_TOPIC, TF_TYPE, tf_message(world_from_cam[i], stamp), stamp)
             if odom_from_base is not None:
                 if i == 0:
@@ -153,10 +173,10 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
             bag.write(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp), stamp)
             bag.write(IMAGE_TOPIC, IMAGE_TYPE, image_message(rgb, stamp), stamp)
             if depth:
-                bag.write(DEPTH_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp),
-                          stamp)
+                bag.write(DEPTH_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(
+                    depth_source, stamp, depth_frame), stamp)
                 bag.write(DEPTH_TOPIC, IMAGE_TYPE, depth_message(
-                    noisy_depth(true_depth, depth_rng), stamp), stamp)
+                    noisy_depth(true_depth, depth_rng), stamp, depth_frame), stamp)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -176,6 +196,10 @@ def _parser() -> argparse.ArgumentParser:
                         "being filled)")
     parser.add_argument("--no-depth", action="store_true",
                         help=f"leave out the registered depth image ({DEPTH_TOPIC})")
+    parser.add_argument("--depth-unregistered", action="store_true",
+                        help="write the depth of a separate depth camera (own K, size and "
+                        "optical frame, 5 cm beside the colour camera, its extrinsic on "
+                        "/tf_static) instead of depth registered to the colour camera")
     parser.add_argument("--no-odom", action="store_true",
                         help=f"leave out the wheel odometry ({ODOM_TOPIC}, /tf {ODOM_FRAME} -> "
                         f"{BASE_FRAME}, /tf_static {BASE_FRAME} -> {FRAME_ID})")
@@ -193,7 +217,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         start = time.monotonic()
         write_sequence_bag(seq, bag_path, args.storage, workers=args.workers,
                            chunk_size=args.chunk_kib * 1024, depth=not args.no_depth,
-                           odometry=not args.no_odom, seed=args.seed)
+                           odometry=not args.no_odom, seed=args.seed,
+                           depth_cam=depth_camera(args.width, args.height)
+                           if args.depth_unregistered else None)
         write_tum(args.out_dir / TUM_NAME, seq.stamps_ns, seq.world_from_cam)
     except (BagError, ValueError, OSError) as exc:
         print(f"vggt_synth: error: {exc}", file=sys.stderr)

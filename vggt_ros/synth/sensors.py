@@ -8,6 +8,12 @@ ground truth (poses, the rendered depth) stays exact; only these sensor readings
   square of the range (stereo and structured light: ``sigma = base + quadratic * z**2``), no
   reading (0) beyond ``max_range`` or closer than ``min_range``, at depth edges (the flying
   pixels drivers filter out) and at random speckle holes.
+* **Unregistered depth** (``--depth-unregistered``: a plain ``depth/image_raw`` stream): the
+  same sensor as its own camera (``DepthCamera``): 5 cm to the colour camera's right, turned
+  1 degree, a wider field of view on a larger grid (as a RealSense's 848x480 depth beside its
+  640x480 colour: finer than the colour pixels, so every colour pixel gets a reading), in its
+  own optical frame, whose
+  extrinsic to the colour camera goes on ``/tf_static``.
 * **Wheel odometry** of a base the camera is rigidly mounted on (``MOUNT``: the camera 0.1 m
   ahead of and 0.3 m above ``base_link``): the true base motion integrated step by step, each
   step's travel off by ``travel_noise`` (relative, 1-sigma) and its heading by
@@ -22,13 +28,42 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.synth import intrinsics
 from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
 
-__all__ = ["DepthNoise", "OdometryNoise", "MOUNT", "noisy_depth", "wheel_odometry"]
+__all__ = ["DepthNoise", "OdometryNoise", "MOUNT", "DepthCamera", "depth_camera",
+           "noisy_depth", "wheel_odometry"]
 
 # base_link -> camera optical frame: REP-103 camera axes, 0.1 m forward and 0.3 m up.
 MOUNT = BODY_FROM_OPTICAL.copy()
 MOUNT[:3, 3] = [0.1, 0.0, 0.3]
+
+
+DEPTH_FRAME_ID = "camera_depth_optical_frame"
+
+
+@dataclass(frozen=True)
+class DepthCamera:
+    """A depth camera of its own beside the colour camera."""
+
+    K: np.ndarray  # 3x3, its own pixels
+    width: int
+    height: int
+    colour_from_depth: np.ndarray  # 4x4, the static extrinsic colour optical <- depth optical
+    frame_id: str = DEPTH_FRAME_ID
+
+    def cam_from_world(self, colour_from_world: np.ndarray) -> np.ndarray:
+        return se3_inverse(self.colour_from_depth) @ colour_from_world
+
+
+def depth_camera(colour_width: int, colour_height: int) -> DepthCamera:
+    """The unregistered depth camera of a colour camera of this size (module docstring)."""
+    width, height = colour_width * 5 // 4, colour_height * 5 // 4
+    colour_from_depth = np.eye(4)
+    colour_from_depth[:3, :3] = Rotation.from_euler("y", -1.0, degrees=True).as_matrix()
+    colour_from_depth[:3, 3] = [0.05, 0.0, 0.0]
+    return DepthCamera(intrinsics(width, height, hfov_deg=80.0), width, height,
+                       colour_from_depth)
 
 
 @dataclass(frozen=True)
