@@ -251,13 +251,14 @@ def test_ate_ignores_a_global_similarity_and_path_length_sums_steps():
         ate_rmse(np.full((4, 3), np.nan), square)
 
 
-def test_fit_on_a_subsample_of_large_overlaps_keeps_the_accuracy(loop, monkeypatch):
+def test_fit_on_a_grid_subsample_of_large_overlaps_keeps_the_accuracy(loop, monkeypatch):
     import vggt_ros.pipeline.chaining as chaining
 
-    monkeypatch.setattr(chaining, "MAX_FIT_POINTS", 500)  # far fewer than the overlap pixels
+    monkeypatch.setattr(chaining, "FIT_SAMPLES", 500)  # far fewer than the overlap pixels
     seq, frames = loop
     results, _ = chain(frames[:60], GroundTruthPredictor(seq, depth_noise=0.01, seed=2))
     assert all(r.chaining.method == "points" for r in results[1:])
-    assert all(r.chaining.num_points == 500 for r in results[1:])
+    # a grid of about 500 pixels, of which the confident ones are fitted
+    assert all(100 <= r.chaining.num_points <= 2 * 500 for r in results[1:])
     gt, _ = gt_positions(seq, results)
     assert ate_rmse(positions(results), gt) <= 0.02 * path_length(gt)

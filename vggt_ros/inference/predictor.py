@@ -25,7 +25,8 @@ import torch
 from vggt_ros.geometry.camera import to_homogeneous, unproject_depth
 from vggt_ros.geometry.pose_encoding import pose_encoding_to_extri_intri
 from vggt_ros.inference.device import AUTOCAST_DTYPES, resolve_device, resolve_precision
-from vggt_ros.inference.preprocessing import MODES, preprocess_images, to_uint8_images
+from vggt_ros.inference.device_preprocessing import preprocess_on_device
+from vggt_ros.inference.preprocessing import MODES, preprocess_images_uint8, to_float_images
 from vggt_ros.inference.warmup import WarmupPlan, WarmupReport, run_warmup
 from vggt_ros.model.fast import FastOptions, FastVGGT
 from vggt_ros.model.sparse_attention import SparseGlobalAttention
@@ -40,7 +41,7 @@ class InferenceResult:
     """One forward pass, frame order as given. Geometry fields are None when not requested."""
 
     mappings: list[PreprocessMapping]
-    images: np.ndarray  # [S,h,w,3] uint8, what the network saw
+    images: Optional[np.ndarray] = None  # [S,h,w,3] uint8, what the network saw (geometry)
     cam_from_world: Optional[np.ndarray] = None  # [S,4,4] float64, world = frame-0 camera
     intrinsics: Optional[np.ndarray] = None  # [S,3,3] float64, model pixels
     intrinsics_original: Optional[np.ndarray] = None  # [S,3,3] float64, original pixels
@@ -110,7 +111,8 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
              query_uv: Optional[np.ndarray] = None, *, precision: str = "auto",
              preprocess_mode: str = "crop", image_size: int = 518,
              geometry: bool = True,
-             frame_keys: Optional[Sequence[Hashable]] = None) -> InferenceResult:
+             frame_keys: Optional[Sequence[Hashable]] = None,
+             device_preprocessing: bool = False) -> InferenceResult:
     """Preprocess ``images`` (same-size HxWx3/4 uint8), run ``model`` on its current device and
     convert the outputs to NumPy, with intrinsics and tracks also in original pixels.
 
@@ -119,6 +121,11 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     mode; it is not modified. A ``FastVGGT`` model runs in its own precision (``precision``
     only validates the device) and uses ``frame_keys`` (one unique key per image) for its DINO
     cache and track-token re-use; other models ignore the keys.
+
+    ``device_preprocessing`` resizes on the model's device (``device_preprocessing.py``: one
+    upload per frame, torch's antialiased bicubic) instead of with Pillow on the CPU (upstream's
+    numerics, the default). Only what the caller uses comes back to the host: the images the
+    network saw (uint8) and the cameras and depth with ``geometry``, the tracks with queries.
     """
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before inference")
@@ -130,13 +137,17 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    batch, mappings = preprocess_images(images, preprocess_mode, image_size)
+    if device_preprocessing:
+        tensor, seen, mappings = preprocess_on_device(images, preprocess_mode, image_size, device)
+    else:
+        seen, mappings = preprocess_images_uint8(images, preprocess_mode, image_size)
+        tensor = torch.from_numpy(to_float_images(seen)).to(device)
     heads = ("camera", "depth") if geometry else ()
     queries = None
     if query_uv is not None:
         queries = torch.from_numpy(_model_queries(query_uv, mappings[0])).float().to(device)
         heads += ("track",)
-    tensor = torch.from_numpy(batch).to(device)
+    _sync(device)
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -150,17 +161,20 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     timings["inference"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = InferenceResult(mappings=mappings, images=to_uint8_images(batch), timings=timings)
+    result = InferenceResult(mappings=mappings, timings=timings)
     if geometry:
-        height, width = batch.shape[-2:]
+        height, width = tensor.shape[-2:]
         extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(),
                                                               (height, width))
         result.cam_from_world = to_homogeneous(extrinsics.cpu().numpy().astype(np.float64))
         result.intrinsics = intrinsics.cpu().numpy().astype(np.float64)
         result.intrinsics_original = np.stack(
             [m.intrinsics_to_original(k) for m, k in zip(mappings, result.intrinsics)])
-        result.depth = out["depth"][0, ..., 0].float().cpu().numpy()
-        result.depth_conf = out["depth_conf"][0].float().cpu().numpy()
+        # Depth and confidence in one float32 transfer; the images only when still on device.
+        maps = torch.stack([out["depth"][0, ..., 0], out["depth_conf"][0]]).float().cpu().numpy()
+        result.depth, result.depth_conf = maps[0], maps[1]
+        result.images = (seen.permute(0, 2, 3, 1).cpu().numpy() if torch.is_tensor(seen)
+                         else seen)
     if queries is not None:
         tracks = out["track"][0].float().cpu().numpy().astype(np.float64)  # [S,N,2] model px
         result.tracks_uv = np.stack([m.to_original(t) for m, t in zip(mappings, tracks)])
@@ -184,6 +198,8 @@ class VGGTPredictor:
     True forces it (also on CPU, where it is fp32 with the cache), False keeps the reference.
     The fast path converts the model's weights in place (the predictor owns the model).
     ``sparse_global``: the fast path's opt-in block-sparse global attention (approximate).
+    ``device_preprocessing``: None resizes on the device for the fast path on CUDA and keeps
+    upstream's Pillow preprocessing otherwise (``run_vggt``).
     """
 
     def __init__(self, model: torch.nn.Module, device: Union[str, torch.device] = "auto",
@@ -191,7 +207,8 @@ class VGGTPredictor:
                  name: str = "vggt", fast: Optional[bool] = None,
                  fast_options: Optional[FastOptions] = None, compile_model: bool = True,
                  log: Optional[Callable[[str], None]] = None,
-                 sparse_global: Optional[SparseGlobalAttention] = None) -> None:
+                 sparse_global: Optional[SparseGlobalAttention] = None,
+                 device_preprocessing: Optional[bool] = None) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
         self.device = resolve_device(str(device))
@@ -212,6 +229,9 @@ class VGGTPredictor:
                 dtype=dtype, sparse_global=sparse_global, **no_compile), log=log)
         self.fast = bool(fast)
         self.model = model
+        if device_preprocessing is None:
+            device_preprocessing = self.fast and self.device.type == "cuda"
+        self.device_preprocessing = bool(device_preprocessing)
         # The pipeline may call track() from a service thread while predict() runs in the
         # worker: one model, one device, so calls take turns.
         self._lock = threading.Lock()
@@ -225,7 +245,8 @@ class VGGTPredictor:
         with self._lock:
             return run_vggt(self.model, [f.image for f in frames], query_uv,
                             precision=self.precision, preprocess_mode=self.preprocess_mode,
-                            image_size=self.image_size, geometry=geometry, frame_keys=keys)
+                            image_size=self.image_size, geometry=geometry, frame_keys=keys,
+                            device_preprocessing=self.device_preprocessing)
 
     def predict(self, frames: Sequence[Frame]) -> WindowPrediction:
         result = self._run(frames, None, geometry=True)
@@ -238,7 +259,8 @@ class VGGTPredictor:
         result = self._run(frames, query_uv, geometry=False)
         return TrackPrediction(
             stamps_ns=[f.stamp_ns for f in frames], tracks_uv=result.tracks_uv,
-            visibility=result.track_visibility, confidence=result.track_confidence)
+            visibility=result.track_visibility, confidence=result.track_confidence,
+            timings=result.timings)
 
     @property
     def compiles(self) -> bool:
@@ -279,4 +301,5 @@ class VGGTPredictor:
                 "path": "fast" if self.fast else "reference",
                 "compiled": "yes" if self.compiles else "no",
                 "preprocess_mode": self.preprocess_mode, "image_size": str(self.image_size),
+                "preprocess_on": "device" if self.device_preprocessing else "host (Pillow)",
                 "parameters": f"{params / 1e6:.1f}M"}

@@ -12,6 +12,7 @@ resized height is rounded to a multiple of the patch size.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +27,11 @@ __all__ = [
     "model_input_size",
     "preprocess_image",
     "preprocess_images",
+    "preprocess_images_uint8",
+    "image_layouts",
+    "ImageLayout",
+    "check_image",
+    "to_float_images",
     "to_uint8_images",
 ]
 
@@ -64,14 +70,18 @@ def model_input_size(width: int, height: int, mode: str = "crop",
     return new_w, min(new_h, target)
 
 
-def _to_rgb_pil(image: np.ndarray) -> Image.Image:
-    """uint8 HxWx3 RGB or HxWx4 RGBA -> PIL RGB, RGBA composited over white like upstream."""
+def check_image(image: np.ndarray) -> None:
+    """Raise TypeError/ValueError unless ``image`` is uint8 HxWx3 (RGB) or HxWx4 (RGBA)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a NumPy array, got {type(image).__name__}")
     if image.dtype != np.uint8:
         raise TypeError(f"image must be uint8, got {image.dtype}")
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"image must be HxWx3 (RGB) or HxWx4 (RGBA), got shape {image.shape}")
+
+
+def _to_rgb_pil(image: np.ndarray) -> Image.Image:
+    """uint8 HxWx3 RGB or HxWx4 RGBA -> PIL RGB, RGBA composited over white like upstream."""
     if image.shape[2] == 3:
         return Image.fromarray(np.ascontiguousarray(image))
     rgba = Image.fromarray(np.ascontiguousarray(image))
@@ -81,15 +91,6 @@ def _to_rgb_pil(image: np.ndarray) -> Image.Image:
 
 def _centred_split(extra: int) -> tuple[int, int]:
     return extra // 2, extra - extra // 2
-
-
-def _pad_to(chw: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
-    """White-pad (value 1.0) to height x width with the centred split; returns (img, left, top)."""
-    top, bottom = _centred_split(height - chw.shape[1])
-    left, right = _centred_split(width - chw.shape[2])
-    if top == bottom == left == right == 0:
-        return chw, 0, 0
-    return np.pad(chw, ((0, 0), (top, bottom), (left, right)), constant_values=1.0), left, top
 
 
 def _mapping(original: tuple[int, int], resized: tuple[int, int], model: tuple[int, int],
@@ -106,22 +107,78 @@ def _mapping(original: tuple[int, int], resized: tuple[int, int], model: tuple[i
                        offset_y=0.5 - 0.5 * scale_y - shift_y, valid=valid, scale_y=scale_y)
 
 
-def _preprocess_one(image: np.ndarray, mode: str, target: int
-                    ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], int, int]:
-    """-> (CHW float32, original (w,h), resized (w,h), shift_x, shift_y)."""
+@dataclass(frozen=True)
+class ImageLayout:
+    """Where one image goes in the network input: resized to ``resized`` (w, h), then its
+    rows [crop_top, crop_top + kept_height) placed at (left, top) of a ``size`` (w, h) canvas
+    that is white elsewhere. The one geometry both preprocessing paths (Pillow here, torch in
+    ``device_preprocessing``) follow, so their mappings are the same by construction."""
+
+    original: tuple[int, int]
+    resized: tuple[int, int]
+    crop_top: int
+    kept_height: int
+    left: int
+    top: int
+    size: tuple[int, int]
+
+    def mapping(self) -> PreprocessMapping:
+        return _mapping(self.original, self.resized, self.size, self.left,
+                        self.top - self.crop_top)
+
+
+def _own_layout(width: int, height: int, mode: str, target: int
+                ) -> tuple[tuple[int, int], int, int, int, int, tuple[int, int]]:
+    """One image alone: (resized, crop_top, kept_height, left, top, own size)."""
+    resized = _resized_size(width, height, mode, target)
+    if mode == "crop":
+        crop_top = (resized[1] - target) // 2 if resized[1] > target else 0
+        kept = min(resized[1], target)
+        return resized, crop_top, kept, 0, 0, (resized[0], kept)
+    top, _ = _centred_split(target - resized[1])
+    left, _ = _centred_split(target - resized[0])
+    return resized, 0, resized[1], left, top, (target, target)
+
+
+def image_layouts(sizes: Sequence[tuple[int, int]], mode: str = "crop", target: int = 518
+                  ) -> list[ImageLayout]:
+    """The layout of each image (w, h) of one batch: upstream's resize and crop/pad, then the
+    centred white padding to the batch's largest height and width."""
+    _check_args(mode, target)
+    if len(sizes) == 0:
+        raise ValueError("preprocessing needs at least one image")
+    own = [_own_layout(w, h, mode, target) for w, h in sizes]
+    width = max(o[5][0] for o in own)
+    height = max(o[5][1] for o in own)
+    layouts = []
+    for original, (resized, crop_top, kept, left, top, size) in zip(sizes, own):
+        pad_top, _ = _centred_split(height - size[1])
+        pad_left, _ = _centred_split(width - size[0])
+        layouts.append(ImageLayout(tuple(original), resized, crop_top, kept, left + pad_left,
+                                   top + pad_top, (width, height)))
+    return layouts
+
+
+def _resized_pil(image: np.ndarray, resized: tuple[int, int]) -> np.ndarray:
+    """HxWx3 uint8 resized with Pillow's BICUBIC (upstream's resampler)."""
     pil = _to_rgb_pil(image)
-    resized = _resized_size(pil.width, pil.height, mode, target)
-    pil = pil.resize(resized, Image.Resampling.BICUBIC)
-    chw = np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / 255
-    shift_x = shift_y = 0
-    if mode == "crop" and resized[1] > target:
-        start = (resized[1] - target) // 2
-        chw = chw[:, start:start + target, :]
-        shift_y = -start
-    elif mode == "pad":
-        chw, shift_x, shift_y = _pad_to(chw, target, target)
-    original = (image.shape[1], image.shape[0])
-    return np.ascontiguousarray(chw), original, resized, shift_x, shift_y
+    return np.asarray(pil.resize(resized, Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def preprocess_images_uint8(images: Sequence[np.ndarray], mode: str = "crop",
+                            target: int = 518) -> tuple[np.ndarray, list[PreprocessMapping]]:
+    """Images -> ([N,H,W,3] uint8 network input, white = 255 in the padding, per-image
+    mappings). ``x / 255`` in float32 of it is upstream's input, bit for bit."""
+    for image in images:
+        check_image(image)
+    layouts = image_layouts([(i.shape[1], i.shape[0]) for i in images], mode, target)
+    width, height = layouts[0].size
+    batch = np.full((len(images), height, width, 3), 255, dtype=np.uint8)
+    for out, image, lay in zip(batch, images, layouts):
+        resized = _resized_pil(image, lay.resized)
+        out[lay.top:lay.top + lay.kept_height, lay.left:lay.left + lay.resized[0]] = \
+            resized[lay.crop_top:lay.crop_top + lay.kept_height]
+    return batch, [lay.mapping() for lay in layouts]
 
 
 def preprocess_images(images: Sequence[np.ndarray], mode: str = "crop", target: int = 518
@@ -131,19 +188,13 @@ def preprocess_images(images: Sequence[np.ndarray], mode: str = "crop", target: 
     Images whose processed shapes differ are white-padded (centred) to the largest height and
     width of the batch, exactly as upstream does; the mappings include that padding.
     """
-    _check_args(mode, target)
-    if len(images) == 0:
-        raise ValueError("preprocess_images needs at least one image")
-    done = [_preprocess_one(img, mode, target) for img in images]
-    height = max(d[0].shape[1] for d in done)
-    width = max(d[0].shape[2] for d in done)
-    batch, mappings = [], []
-    for chw, original, resized, shift_x, shift_y in done:
-        padded, left, top = _pad_to(chw, height, width)
-        batch.append(padded)
-        mappings.append(_mapping(original, resized, (width, height), shift_x + left,
-                                 shift_y + top))
-    return np.stack(batch), mappings
+    batch, mappings = preprocess_images_uint8(images, mode, target)
+    return to_float_images(batch), mappings
+
+
+def to_float_images(uint8_batch: np.ndarray) -> np.ndarray:
+    """[N,H,W,3] uint8 -> [N,3,H,W] float32 x / 255 (upstream's ToTensor)."""
+    return np.ascontiguousarray(uint8_batch.transpose(0, 3, 1, 2)).astype(np.float32) / 255
 
 
 def preprocess_image(image: np.ndarray, mode: str = "crop", target: int = 518

@@ -42,6 +42,7 @@ from vggt_ros.io.images import ImageDecodeError, decode_image
 from vggt_ros.io.tum import read_tum
 from vggt_ros.offline.sensor_feed import BagSensors, OdometrySource
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
+from vggt_ros.pipeline.timings import window_stage_medians
 from vggt_ros.pipeline.types import Frame, PoseHealth, Predictor, WindowResult
 from vggt_ros.settings import defaults
 
@@ -80,6 +81,7 @@ class OfflineMapper:
         self.odom_frame = odom_frame
         self.pipeline = Pipeline(predictor, pipeline_config)
         self.timings: dict[str, float] = defaultdict(float)
+        self.window_timings: list[dict[str, float]] = []  # each window's stages, seconds
         self.skipped: Counter[str] = Counter()
         self.chaining: list[dict[str, Any]] = []
         self.pose_health: list[PoseHealth] = []
@@ -156,6 +158,7 @@ class OfflineMapper:
         for result in results:
             for stage, seconds in result.timings.items():
                 self.timings[stage] += seconds
+            self.window_timings.append(dict(result.timings))
             status = result.chaining
             self.chaining.append({"window": result.index, "method": status.method,
                                   "scale": status.scale, "residual": status.residual,
@@ -382,6 +385,7 @@ class OfflineMapper:
             "wall_time_s": wall,
             "frames_per_second": self.frames_read / wall if wall > 0 else None,
             "stage_timings_s": dict(self.timings),
+            "window_stage_median_ms": window_stage_medians(self.window_timings),
             "skipped_messages": dict(self.skipped),
             "bag_read": source.report.as_dict(),
             "pose_source": self.config.pose_source,

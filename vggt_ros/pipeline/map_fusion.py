@@ -3,7 +3,9 @@
 Each occupied voxel keeps the running mean position and colour of the points that fell into it,
 so overlapping windows refine rather than duplicate the cloud. Voxels are hashed into one int64
 key (21 bits per axis, i.e. +-2^20 voxels around the origin) and kept sorted, so an insertion is
-one ``np.unique`` over the new points plus a ``searchsorted`` merge: no Python loop per point.
+one ``np.unique`` over the new points, per-voxel sums by ``np.bincount`` and a ``searchsorted``
+merge: no Python loop per point. A voxel's sums (x, y, z, r, g, b, count) are one row of one
+array, so a merge inserts into three arrays (keys, sums, last update) rather than five.
 
 Memory is bounded by ``max_points`` voxels. When an insertion goes past it, the voxels that were
 updated longest ago are dropped (a rolling map around the recent trajectory), because a live
@@ -57,9 +59,7 @@ class VoxelMap:
 
     def clear(self) -> None:
         self._keys = np.zeros(0, dtype=np.int64)  # sorted
-        self._sum_xyz = np.zeros((0, 3), dtype=np.float64)
-        self._sum_rgb = np.zeros((0, 3), dtype=np.float64)
-        self._count = np.zeros(0, dtype=np.int64)
+        self._sums = np.zeros((0, 7), dtype=np.float64)  # x, y, z, r, g, b, count per voxel
         self._updated = np.zeros(0, dtype=np.int64)  # insertion counter of the last update
         self._insertions = 0
 
@@ -85,26 +85,21 @@ class VoxelMap:
         keys = (cells[:, 0] << (2 * _BITS)) | (cells[:, 1] << _BITS) | cells[:, 2]
         new_keys, inverse = np.unique(keys, return_inverse=True)
         inverse = inverse.reshape(-1)
-        sum_xyz = np.zeros((len(new_keys), 3))
-        sum_rgb = np.zeros((len(new_keys), 3))
-        np.add.at(sum_xyz, inverse, points)
-        np.add.at(sum_rgb, inverse, colors.astype(np.float64))
-        count = np.bincount(inverse, minlength=len(new_keys)).astype(np.int64)
+        sums = np.empty((len(new_keys), 7))
+        for column, values in enumerate((*points.T, *colors.T)):
+            sums[:, column] = np.bincount(inverse, weights=values, minlength=len(new_keys))
+        sums[:, 6] = np.bincount(inverse, minlength=len(new_keys))
 
         pos = np.searchsorted(self._keys, new_keys)
         found = pos < len(self._keys)
         found[found] = self._keys[pos[found]] == new_keys[found]
         hit = pos[found]
-        self._sum_xyz[hit] += sum_xyz[found]
-        self._sum_rgb[hit] += sum_rgb[found]
-        self._count[hit] += count[found]
+        self._sums[hit] += sums[found]
         self._updated[hit] = self._insertions
         miss = ~found
         at = pos[miss]
         self._keys = np.insert(self._keys, at, new_keys[miss])
-        self._sum_xyz = np.insert(self._sum_xyz, at, sum_xyz[miss], axis=0)
-        self._sum_rgb = np.insert(self._sum_rgb, at, sum_rgb[miss], axis=0)
-        self._count = np.insert(self._count, at, count[miss])
+        self._sums = np.insert(self._sums, at, sums[miss], axis=0)
         self._updated = np.insert(self._updated, at, self._insertions)
         self._enforce_bound()
 
@@ -112,20 +107,23 @@ class VoxelMap:
         excess = len(self._keys) - self.max_points
         if excess <= 0:
             return
-        # Stable sort by last update: among equally old voxels the drop order is deterministic.
-        oldest = np.argsort(self._updated, kind="stable")[:excess]
-        keep = np.ones(len(self._keys), dtype=bool)
-        keep[oldest] = False
+        # The ``excess`` least recently updated voxels, the lower keys first among equally old
+        # ones (a stable sort by last update), found by counting: ``_updated`` holds small
+        # insertion counters, so no sort of the whole map is needed.
+        per_update = np.bincount(self._updated)
+        cutoff = int(np.searchsorted(np.cumsum(per_update), excess))  # last update dropped
+        older = int(per_update[:cutoff].sum())
+        keep = self._updated > cutoff
+        at_cutoff = np.flatnonzero(self._updated == cutoff)
+        keep[at_cutoff[excess - older:]] = True
         self._keys = self._keys[keep]
-        self._sum_xyz = self._sum_xyz[keep]
-        self._sum_rgb = self._sum_rgb[keep]
-        self._count = self._count[keep]
+        self._sums = self._sums[keep]
         self._updated = self._updated[keep]
 
     def points(self) -> np.ndarray:
         """[M,3] float32 mean position of each voxel's points."""
-        return (self._sum_xyz / self._count[:, None]).astype(np.float32)
+        return (self._sums[:, :3] / self._sums[:, 6:]).astype(np.float32)
 
     def colors(self) -> np.ndarray:
         """[M,3] uint8 mean colour of each voxel's points."""
-        return np.clip(np.rint(self._sum_rgb / self._count[:, None]), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(self._sums[:, 3:6] / self._sums[:, 6:]), 0, 255).astype(np.uint8)

@@ -358,7 +358,8 @@ class Pipeline:
         t3 = time.perf_counter()
         self.map.insert(result.points, result.colors)
         t4 = time.perf_counter()
-        timings = {"predict": t1 - t0, **pose_timings, "chain": t3 - t2, "fuse": t4 - t3}
+        timings = {"predict": t1 - t0, **pose_timings, "chain": t3 - t2, "fuse": t4 - t3,
+                   "window": t4 - t0}
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
         result.pose = pose
@@ -382,9 +383,14 @@ class Pipeline:
         prediction, intrinsics = apply_intrinsics(prediction, window,
                                                   self.config.intrinsics_source)
         start = time.perf_counter()
-        tracks = gather_tracks(prediction, window,
-                               lambda frames, a, uv: track_window(self.predictor, frames, a, uv),
-                               self._pose_solver.config)
+        track_stages: Counter[str] = Counter()  # the track requests' own stages, summed
+
+        def track(frames: list[Frame], anchor: int, uv: np.ndarray):
+            answer = track_window(self.predictor, frames, anchor, uv)
+            track_stages.update(answer.timings)
+            return answer
+
+        tracks = gather_tracks(prediction, window, track, self._pose_solver.config)
         tracked = time.perf_counter()
         solution = self._pose_solver.solve(prediction, tracks)
         solved = time.perf_counter()
@@ -393,7 +399,8 @@ class Pipeline:
                        warning="; ".join(w for w in (intrinsics.warning, solution.health.warning)
                                          if w))
         return (replace(prediction, cam_from_world=solution.cam_from_world), pose,
-                {"track": tracked - start, "solve": solved - tracked})
+                {"track": tracked - start, "solve": solved - tracked,
+                 **{f"track.{k}": v for k, v in track_stages.items()}})
 
     def _measure_scale(self, prediction: WindowPrediction, window: list[Frame]
                        ) -> ScaleMeasurement:

@@ -34,4 +34,5 @@ def track_window(predictor: Predictor, frames: Sequence[Frame], anchor: int,
     tracks[order], visibility[order], confidence[order] = (
         pred.tracks_uv, pred.visibility, pred.confidence)
     return TrackPrediction(stamps_ns=[f.stamp_ns for f in frames], tracks_uv=tracks,
-                           visibility=visibility, confidence=confidence)
+                           visibility=visibility, confidence=confidence,
+                           timings=dict(getattr(pred, "timings", {})))

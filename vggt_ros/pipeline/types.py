@@ -138,6 +138,7 @@ class TrackPrediction:
     tracks_uv: np.ndarray  # [S,N,2] original pixels of each frame
     visibility: np.ndarray  # [S,N] 0..1
     confidence: np.ndarray  # [S,N] 0..1
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
 
 class Predictor(Protocol):

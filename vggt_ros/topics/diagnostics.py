@@ -19,6 +19,7 @@ import numpy as np
 
 from vggt_ros.pipeline.intrinsics import FOCAL_DISAGREEMENT_WARN
 from vggt_ros.pipeline.pose_solver import DISAGREEMENT_WARN_DEG
+from vggt_ros.pipeline.timings import network_seconds
 from vggt_ros.pipeline.types import ChainingStatus, PoseHealth
 from vggt_ros.topics.messages import DIAGNOSTIC_OK, DIAGNOSTIC_WARN
 
@@ -123,6 +124,8 @@ def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
     values.update({f"pipeline.{k}": stats[k] for k in
                    ("frames_in", "keyframes", "dropped_non_keyframes", "windows")})
     values.update({f"timing.{k}_s": v for k, v in stats["timings"].items()})
+    if stats["timings"]:
+        values["timing.network_s"] = network_seconds(stats["timings"])
     return level, message, values
 
 
