@@ -32,6 +32,10 @@ class _Cached:
             self.predictions[key] = self.double.predict(frames)
         return self.predictions[key]
 
+    def track(self, frames, query_uv):
+        """The pose solver's track requests are answered by the double (exact, cheap)."""
+        return self.double.track(frames, query_uv)
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggt_ros.bench.pipeline_cpu", description=__doc__)
