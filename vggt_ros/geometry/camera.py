@@ -82,25 +82,33 @@ def unproject_depth(depth: np.ndarray, cam_from_world: np.ndarray,
         raise ValueError(f"intrinsics must be [{num},3,3], got {intrinsics.shape}")
 
     world_from_cam = se3_inverse(cam_from_world)
-    if mask is None:  # every pixel: [S,H,W] grids broadcast per frame
-        frame = np.arange(num)[:, None, None]
-        u = np.arange(width, dtype=np.float64)[None, None, :]
-        v = np.arange(height, dtype=np.float64)[None, :, None]
-        d = depth
-        subscripts = "shwij,shwj->shwi"
-    else:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != depth.shape:
-            raise ValueError(f"mask must have the depth's shape {depth.shape}, got {mask.shape}")
-        frame, v, u = np.nonzero(mask)
-        u, v, d = u.astype(np.float64), v.astype(np.float64), depth[mask]
-        subscripts = "nij,nj->ni"
-    k = intrinsics[frame]
-    cam = np.stack(np.broadcast_arrays((u - k[..., 0, 2]) * d / k[..., 0, 0],
-                                       (v - k[..., 1, 2]) * d / k[..., 1, 1], d),
-                   axis=-1).astype(np.float32)
-    pose = world_from_cam[frame]
-    return np.einsum(subscripts, pose[..., :3, :3], cam.astype(np.float64)) + pose[..., :3, 3]
+    if mask is None:  # every pixel: [H,W] grids broadcast per frame
+        v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+        return np.stack([_unproject_pixels(u, v, depth[s], intrinsics[s], world_from_cam[s])
+                         for s in range(num)])
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != depth.shape:
+        raise ValueError(f"mask must have the depth's shape {depth.shape}, got {mask.shape}")
+    parts = []
+    for s in range(num):  # per frame: no per-pixel copies of the frame's K and pose
+        v, u = np.nonzero(mask[s])
+        parts.append(_unproject_pixels(u.astype(np.float64), v.astype(np.float64),
+                                       depth[s][mask[s]], intrinsics[s], world_from_cam[s]))
+    return np.concatenate(parts) if parts else np.zeros((0, 3))
+
+
+def _unproject_pixels(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray,
+                      world_from_cam: np.ndarray) -> np.ndarray:
+    """Pixels (u, v) with depth d of one camera -> world points [..., 3] float64.
+
+    The rotation is written out term by term (no BLAS), so a pixel gets the same bits whether
+    it is unprojected with its whole frame or alone, which the masked path promises.
+    """
+    cam = np.stack(((u - k[0, 2]) * d / k[0, 0], (v - k[1, 2]) * d / k[1, 1],
+                    np.broadcast_to(d, u.shape)), axis=-1).astype(np.float32).astype(np.float64)
+    rot, trans = world_from_cam[:3, :3], world_from_cam[:3, 3]
+    return np.stack([cam[..., 0] * rot[i, 0] + cam[..., 1] * rot[i, 1] + cam[..., 2] * rot[i, 2]
+                     + trans[i] for i in range(3)], axis=-1)
 
 
 def project_points(points_world: np.ndarray, cam_from_world: np.ndarray,
