@@ -29,3 +29,9 @@ def test_each_kind_gets_its_median_and_a_verdict_per_bound():
 def test_training_seeds_are_refused():
     with pytest.raises(SystemExit):
         main(["--out", "/nonexistent", "--seeds", "7"])
+
+
+def test_a_camera_turning_in_place_has_no_ate_verdict():
+    table = summary_table([_row("turn", 1_000_101, float("nan"), 0.8)])
+    turn = next(line for line in table.splitlines() if "turn median of 1" in line)
+    assert "ATE / RPE: n/a / met" in turn
