@@ -28,6 +28,9 @@ def test_diagnostics_carry_the_last_windows_pose_health_and_the_counters():
     assert values["pose.fallback_frames"] == 0
     assert values["pose.degenerate_windows"] == 3 and values["pose.disagreement_windows"] == 3
     assert values["pose.fallback_frames_total"] == 0  # not counted yet: 0
+    assert values["pose.extrapolated_frames"] == 0
+    assert _status(window_health(False, "refined"), pose_extrapolated_frames=4)[2][
+        "pose.extrapolated_frames_total"] == 4
     assert values["pose.focal_warning_windows"] == 0
 
 

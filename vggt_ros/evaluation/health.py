@@ -129,9 +129,11 @@ def trajectory_health(est_world_from_cam: np.ndarray,
         degenerate = sum(w.degenerate for w in windows)
         disagree = sum(w.disagreement_deg > DISAGREEMENT_WARN_DEG for w in windows)
         fallback = sum(w.fallback_frames for w in windows)
+        extrapolated = sum(w.extrapolated_frames for w in windows)
         out["windows"] = {"count": count, "degenerate": degenerate,
                           "tracks_disagree_with_camera_head": disagree,
                           "fallback_frames": fallback,
+                          "extrapolated_frames": extrapolated,
                           "median_reprojection_px": _nanmedian([w.reprojection_px
                                                                 for w in windows]),
                           "median_inlier_ratio": _nanmedian([w.inlier_ratio for w in windows])}

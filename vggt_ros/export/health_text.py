@@ -67,7 +67,8 @@ def health_lines(health: Mapping[str, Any], trajectory: Optional[Mapping[str, An
                      sources))
         rows.append(("windows", f"{windows['degenerate']} of {windows['count']} degenerate",
                      f"{windows['tracks_disagree_with_camera_head']} head/tracks disagree, "
-                     f"{windows['fallback_frames']} fallback frames"))
+                     f"{windows['fallback_frames']} fallback frames, "
+                     f"{windows['extrapolated_frames']} extrapolated"))
     elif sources:
         rows.append(("sources", sources, ""))
     width = max(len(value) for _, value, _ in rows) + 2

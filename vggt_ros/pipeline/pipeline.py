@@ -438,6 +438,7 @@ class Pipeline:
 
     def _count_pose(self, pose: PoseHealth) -> None:
         self._pose_counts["fallback_frames"] += pose.fallback_frames
+        self._pose_counts["extrapolated_frames"] += pose.extrapolated_frames
         self._pose_counts["disagreement_windows"] += int(
             pose.disagreement_deg > DISAGREEMENT_WARN_DEG)
         self._pose_counts["degenerate_windows"] += int(pose.degenerate)

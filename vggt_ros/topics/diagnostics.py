@@ -27,6 +27,7 @@ __all__ = ["status_name", "hardware_id", "pipeline_status", "pose_problems", "fa
            "latency_values"]
 # Pipeline.stats counters (present once counted) -> diagnostics key
 POSE_COUNTERS = {"pose_fallback_frames": "pose.fallback_frames_total",
+                 "pose_extrapolated_frames": "pose.extrapolated_frames_total",
                  "pose_disagreement_windows": "pose.disagreement_windows",
                  "pose_degenerate_windows": "pose.degenerate_windows",
                  "pose_focal_warning_windows": "pose.focal_warning_windows"}
@@ -82,6 +83,7 @@ def _pose_values(pose: Optional[PoseHealth], stats: Mapping[str, Any]) -> dict[s
                        "pose.disagreement_deg": pose.disagreement_deg,
                        "pose.focal_disagreement": pose.focal_disagreement,
                        "pose.fallback_frames": pose.fallback_frames,
+                       "pose.extrapolated_frames": pose.extrapolated_frames,
                        "pose.degenerate": pose.degenerate,
                        "pose.warning": pose.warning})
     values.update({key: stats.get(stat, 0) for stat, key in POSE_COUNTERS.items()})
