@@ -180,9 +180,8 @@ def test_more_anchors_reach_frames_the_first_anchor_cannot_see(sequence, frames)
 def test_a_200_frame_trajectory_from_noisy_tracks_stays_within_1pc_of_path_and_1deg_per_frame():
     """The issue's acceptance run: 1 px track noise, 20 % outlier tracks, 2 % depth noise and a
     camera head off by 10 deg, through the whole pipeline (windows, chaining) over 200 frames.
-    Measured at 128x96 (f = 91 px, so 1 px is 0.6 deg): ATE 0.29 % of the path, RPE rotation
-    0.62 deg per frame, mean orientation error 1.8 deg after alignment: the issue's 0.5 deg is
-    not reached at this image size (docs/MODEL.md)."""
+    At 128x96 (f = 91 px, so 1 px is 0.6 deg) the issue's 0.5 deg orientation error is not
+    reached; the measured numbers, and the code version they belong to, are in docs/MODEL.md."""
     from vggt_ros.evaluation.health import orientation_errors_deg
     from vggt_ros.evaluation.metrics import evaluate_trajectory
     from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
