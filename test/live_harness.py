@@ -24,10 +24,14 @@ from tf2_msgs.msg import TFMessage
 
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.synth import FRAME_ID, make_sequence
+from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
 
 HERE = Path(__file__).resolve().parent
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# A standard optical mount: the camera looks along base x, 0.2 m ahead and 0.5 m up.
+BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
+BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
 
 
 def gt_node(*sequence_args) -> list[str]:

@@ -3,30 +3,18 @@ the ground-truth double as the model): frames of a robot, stamp glitches, idle c
 several cameras. Slow: each test starts a node process."""
 import numpy as np
 import pytest
-import rclpy
 from tf2_msgs.msg import TFMessage
 
 from gt_node import PLANAR, sequence
-from live_harness import CameraPlayer, NodeProcess, context, gt_node
+from live_harness import BASE_FROM_CAM, CameraPlayer, NodeProcess, gt_node
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.synth import FRAME_ID
-from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(240)]
 
 W, H, SEED = 64, 48, 4
 PARAMS = dict(window_size=6, overlap=2, conf_percentile=0.0, conf_threshold=1.0,
               diagnostics_period=0.2, queue_size=100)
-# A standard optical mount: the camera looks along base x, 0.2 m ahead and 0.5 m up.
-BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
-BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
-
-
-@pytest.fixture()
-def ros():
-    ctx = context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def _play(tester, process, seq, indices, period_s=0.1):
@@ -36,10 +24,10 @@ def _play(tester, process, seq, indices, period_s=0.1):
         assert process.alive(), process.log()
 
 
-def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(ros, tmp_path):
+def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(context, tmp_path):
     frames = 30
     seq = sequence(frames, W, H, SEED, PLANAR)
-    tester = CameraPlayer(ros)
+    tester = CameraPlayer(context)
     tester.pub_static.publish(TFMessage(transforms=[
         conv.transform_stamped(BASE_FROM_CAM, 0, "base_link", FRAME_ID)]))
     process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, PLANAR),
@@ -67,10 +55,10 @@ def test_odom_to_base_link_starts_at_identity_and_planar_motion_stays_level(ros,
         assert process.stop() == 0, process.log()
 
 
-def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(ros, tmp_path):
+def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(context, tmp_path):
     frames = 14
     seq = sequence(frames, W, H, SEED, "forward")
-    tester = CameraPlayer(ros)
+    tester = CameraPlayer(context)
     process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"), params=PARAMS)
     body = f"{FRAME_ID}_body"
     try:
@@ -98,10 +86,10 @@ def test_stamp_glitches_are_dropped_and_a_looping_bag_resets_once_per_loop(ros, 
         assert process.stop() == 0, process.log()
 
 
-def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(ros, tmp_path):
+def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(context, tmp_path):
     frames = 8  # one window of 6, then 2 keyframes that no window would ever take
     seq = sequence(frames, W, H, SEED, "forward")
-    tester = CameraPlayer(ros)
+    tester = CameraPlayer(context)
     process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"),
                           params=PARAMS | {"idle_flush_timeout": 0.5})
     body = f"{FRAME_ID}_body"
@@ -117,13 +105,13 @@ def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(ros, tmp_
         assert process.stop() == 0, process.log()
 
 
-def test_two_namespaced_cameras_have_their_own_frames_and_diagnostics(ros, tmp_path):
+def test_two_namespaced_cameras_have_their_own_frames_and_diagnostics(context, tmp_path):
     frames = 8
     seq = sequence(frames, W, H, SEED, "forward")
     players, processes = {}, {}
     try:
         for cam in ("cam1", "cam2"):
-            players[cam] = CameraPlayer(ros, namespace=f"/{cam}", name=f"{cam}_player",
+            players[cam] = CameraPlayer(context, namespace=f"/{cam}", name=f"{cam}_player",
                                         frame_id=f"{cam}_optical_frame")
             processes[cam] = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"),
                                          namespace=f"/{cam}", name=cam,

@@ -5,19 +5,17 @@ counted by kind and the node falls back to non-metric visibly. Slow: each test s
 process."""
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import Image
 from tf2_msgs.msg import TFMessage
 
 from gt_node import PLANAR, sequence
-from live_harness import CameraPlayer, NodeProcess, context, gt_node
+from live_harness import BASE_FROM_CAM, CameraPlayer, NodeProcess, gt_node
 from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.io.images import encode_16uc1
 from vggt_ros.nodes import conversions as conv
 from vggt_ros.synth import FRAME_ID
-from vggt_ros.topics.odom_frame import BODY_FROM_OPTICAL
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -26,15 +24,6 @@ PARAMS = dict(window_size=6, overlap=2, conf_percentile=0.0, conf_threshold=1.0,
               diagnostics_period=0.2, queue_size=100, base_frame="base_link",
               depth_min_range=0.1, depth_max_range=20.0,
               idle_flush_timeout=0.0)  # windows of exactly 6 keyframes, however slow the host
-BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
-BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
-
-
-@pytest.fixture()
-def ros():
-    ctx = context()
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +63,14 @@ class Robot:
         msg = conv.odometry(self.odom_from_base[i], stamp, "odom", "base_link")
         self.pub_odom.publish(msg)
 
+    def travel(self, odometry):
+        """(distance the node's Odometry says base_link moved from the start, the robot's
+        true distance at the same stamp)."""
+        moved = conv.transform_to_pose(odometry.pose.pose)[:3, 3]
+        stamps = [int(s) for s in self.seq.stamps_ns]
+        i = stamps.index(conv.time_to_ns(odometry.header.stamp))
+        return float(np.linalg.norm(moved)), float(np.linalg.norm(self.odom_from_base[i, :3, 3]))
+
     def connect(self, process, sensor_publisher):
         """Images reach the node, and so will the sensor (best effort: a message sent before
         both sides matched is lost)."""
@@ -90,9 +87,9 @@ class Robot:
             assert process.alive(), process.log()
 
 
-def test_a_depth_topic_makes_the_odometry_metric_beside_the_robots_own_tree(ros, tmp_path,
+def test_a_depth_topic_makes_the_odometry_metric_beside_the_robots_own_tree(context, tmp_path,
                                                                            seq):
-    player = CameraPlayer(ros)
+    player = CameraPlayer(context)
     robot = Robot(player, seq)
     process = NodeProcess(tmp_path, gt_node(FRAMES, W, H, SEED, PLANAR), params=PARAMS | {
         "scale_source": "depth", "tf_mode": "separate_odom", "odom_frame": "vggt_odom"})
@@ -119,17 +116,15 @@ def test_a_depth_topic_makes_the_odometry_metric_beside_the_robots_own_tree(ros,
                                                                 t.child_frame_id)}
         assert node_edges == {("base_link", "vggt_odom")}
         # Metric: the node's travel matches the robot's (exact odometry here) within 3 %.
-        moved = conv.transform_to_pose(odometry.pose.pose)[:3, 3]
-        stamps = [int(s) for s in seq.stamps_ns]
-        truth = robot.odom_from_base[stamps.index(conv.time_to_ns(odometry.header.stamp)), :3, 3]
-        assert np.linalg.norm(moved) == pytest.approx(np.linalg.norm(truth), rel=0.03)
+        moved, truth = robot.travel(odometry)
+        assert moved == pytest.approx(truth, rel=0.03)
     finally:
         player.close()
         assert process.stop() == 0, process.log()
 
 
-def test_bad_depth_is_counted_by_kind_and_the_scale_falls_back_visibly(ros, tmp_path, seq):
-    player = CameraPlayer(ros)
+def test_bad_depth_is_counted_by_kind_and_the_scale_falls_back_visibly(context, tmp_path, seq):
+    player = CameraPlayer(context)
     robot = Robot(player, seq)
     process = NodeProcess(tmp_path, gt_node(FRAMES, W, H, SEED, PLANAR), params=PARAMS | {
         "scale_source": "depth", "scale_max_uncertainty": 0.015})
@@ -166,8 +161,8 @@ def test_bad_depth_is_counted_by_kind_and_the_scale_falls_back_visibly(ros, tmp_
         assert process.stop() == 0, process.log()
 
 
-def test_odometry_read_from_the_robots_tf_makes_the_odometry_metric(ros, tmp_path, seq):
-    player = CameraPlayer(ros)
+def test_odometry_read_from_the_robots_tf_makes_the_odometry_metric(context, tmp_path, seq):
+    player = CameraPlayer(context)
     robot = Robot(player, seq)
     process = NodeProcess(tmp_path, gt_node(FRAMES, W, H, SEED, PLANAR), params=PARAMS | {
         "scale_source": "odometry", "odom_topic": "''",  # '' = empty on the command line
@@ -183,17 +178,15 @@ def test_odometry_read_from_the_robots_tf_makes_the_odometry_metric(ros, tmp_pat
         assert values["scale.source"] == "odometry"
         assert int(values.get("rejected.odometry_unmatched", 0)) <= 1  # the last frame, maybe
         odometry = player.got["odometry"][-1]
-        moved = conv.transform_to_pose(odometry.pose.pose)[:3, 3]
-        stamps = [int(s) for s in seq.stamps_ns]
-        truth = robot.odom_from_base[stamps.index(conv.time_to_ns(odometry.header.stamp)), :3, 3]
-        assert np.linalg.norm(moved) == pytest.approx(np.linalg.norm(truth), rel=0.05)
+        moved, truth = robot.travel(odometry)
+        assert moved == pytest.approx(truth, rel=0.05)
     finally:
         player.close()
         assert process.stop() == 0, process.log()
 
 
-def test_odometry_that_stops_is_counted_and_the_scale_falls_back_visibly(ros, tmp_path, seq):
-    player = CameraPlayer(ros)
+def test_odometry_that_stops_is_counted_and_the_scale_falls_back_visibly(context, tmp_path, seq):
+    player = CameraPlayer(context)
     robot = Robot(player, seq)
     process = NodeProcess(tmp_path, gt_node(FRAMES, W, H, SEED, PLANAR), params=PARAMS | {
         "scale_source": "odometry", "scale_max_uncertainty": 0.015})
