@@ -47,6 +47,16 @@ def random_small_vggt(small_config):
     return random_model(small_config, seed=0, device=torch.device("cpu"))
 
 
+@pytest.fixture(scope="session")
+def mapping_dir(tmp_path_factory) -> Path:
+    """The rendered sequence the mapper tests map (read only: rendered once per session)."""
+    from synth_runs import (MAPPING_FRAMES, MAPPING_HEIGHT, MAPPING_SEED, MAPPING_WIDTH,
+                            render)
+
+    return render(tmp_path_factory.mktemp("mapping_sequence"), MAPPING_FRAMES, MAPPING_WIDTH,
+                  MAPPING_HEIGHT, MAPPING_SEED)
+
+
 @pytest.fixture()
 def context():
     """A private rclpy context for one test (rclpy imported here, after the DDS settings)."""

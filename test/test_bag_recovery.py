@@ -21,7 +21,8 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from vggt_ros.io.bag_messages import IMAGE_TYPE, BagError, typestore
 from vggt_ros.io.bag_reader import Bag, list_topics
 from vggt_ros.io.image_stream import read_image_stream
-from vggt_ros.synth.cli import main as synth_main
+
+from synth_runs import render_for_damage
 
 FRAMES, W, H, SEED = 16, 32, 24, 2
 IMAGE, INFO = "/camera/image_raw", "/camera/camera_info"
@@ -29,13 +30,7 @@ CHUNK_KIB = 8  # about three frames per chunk
 
 
 def _synth_bag(out: Path, storage: str) -> Path:
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(W), "--height", str(H),
-                       "--seed", str(SEED), "--storage", storage,
-                       "--chunk-kib", str(CHUNK_KIB),
-                       # images and camera info only: the damage lands where these tests
-                       # expect it, whatever sensor topics vggt_synth adds by default
-                       "--no-depth", "--no-odom"]) == 0
-    return out / "bag"
+    return render_for_damage(out, FRAMES, W, H, SEED, storage, CHUNK_KIB) / "bag"
 
 
 @pytest.fixture(scope="module")

@@ -20,10 +20,10 @@ from vggt_ros.export.output_set import OutputError, OutputSet, check_output_fold
 from vggt_ros.offline import cli
 from vggt_ros.offline.interrupts import TwoStepInterrupt
 from vggt_ros.synth import make_sequence
-from vggt_ros.synth.cli import main as synth_main
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 from output_checks import OUTPUT_FILES, assert_one_complete_set
+from synth_runs import render
 
 FRAMES, WIDTH, HEIGHT, SEED = 24, 32, 24, 1
 HELPER = Path(__file__).with_name("map_with_double.py")
@@ -33,10 +33,7 @@ WINDOW = ["--window-size", "4", "--overlap", "1"]  # 4 new keyframes, then 3 per
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED)]) == 0
-    return out / "bag"
+    return render(tmp_path_factory.mktemp("synth"), FRAMES, WIDTH, HEIGHT, SEED) / "bag"
 
 
 def _map_args(bag: Path, out: Path) -> list[str]:

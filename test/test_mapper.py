@@ -23,21 +23,20 @@ from vggt_ros.offline.mapper import MappingError, run_offline_mapping
 from vggt_ros.pipeline.pipeline import PipelineConfig
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.cli import IMAGE_TOPIC, image_message
-from vggt_ros.synth.cli import main as synth_main
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
+from synth_runs import (MAPPING_FRAMES, MAPPING_HEIGHT, MAPPING_SEED, MAPPING_WIDTH,
+                        render)
+
 CAMERA_INFO_TOPIC = "/camera/camera_info"
-FRAMES, WIDTH, HEIGHT, SEED = 40, 64, 48, 1
+FRAMES, WIDTH, HEIGHT, SEED = MAPPING_FRAMES, MAPPING_WIDTH, MAPPING_HEIGHT, MAPPING_SEED
 OUTPUT_FILES = ["colmap", "map.ply", "outputs.mcap", "report.png", "summary.json",
                 "trajectory_tum.txt"]
 
 
 @pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED)]) == 0
-    return out
+def synth_dir(mapping_dir) -> Path:
+    return mapping_dir
 
 
 def _config(**overrides) -> PipelineConfig:
@@ -159,10 +158,7 @@ def _vggt_map(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def small_bag(tmp_path_factory) -> Path:
     """Eight frames for the tiny fixture model (seed 2 keeps its random-weight focal lengths
     finite at 70 px; other scenes make it predict infinite focal lengths)."""
-    out = tmp_path_factory.mktemp("small")
-    assert synth_main([str(out), "--frames", "8", "--width", "64", "--height", "48",
-                       "--seed", "2"]) == 0
-    return out
+    return render(tmp_path_factory.mktemp("small"), 8, 64, 48, 2)
 
 
 @pytest.mark.slow

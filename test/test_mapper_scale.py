@@ -11,20 +11,19 @@ from vggt_ros.io.bag_reader import Bag, decoded_messages, list_topics
 from vggt_ros.io.bag_writer import BagWriter
 from vggt_ros.offline import cli
 from vggt_ros.synth import make_sequence
-from vggt_ros.synth.cli import main as synth_main
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
-FRAMES, WIDTH, HEIGHT, SEED = 40, 64, 48, 1
+from synth_runs import (MAPPING_FRAMES, MAPPING_HEIGHT, MAPPING_SEED, MAPPING_WIDTH,
+                        render)
+
+FRAMES, WIDTH, HEIGHT, SEED = MAPPING_FRAMES, MAPPING_WIDTH, MAPPING_HEIGHT, MAPPING_SEED
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def synth_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth_sensors")
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED)]) == 0
-    return out
+def synth_dir(mapping_dir) -> Path:
+    return mapping_dir  # vggt_synth writes depth and odometry by default
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +85,8 @@ def test_odometry_from_the_robots_tf_gives_a_metric_trajectory_within_five_perce
 
 def test_unregistered_depth_is_reprojected_and_gives_a_metric_trajectory(tmp_path_factory,
                                                                          sequence, tmp_path):
-    out = tmp_path_factory.mktemp("synth_unregistered")
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED), "--depth-unregistered",
-                       "--no-odom"]) == 0
+    out = render(tmp_path_factory.mktemp("synth_unregistered"), FRAMES, WIDTH, HEIGHT, SEED,
+                 "--depth-unregistered", "--no-odom")
     summary = vggt_map(out, sequence, tmp_path / "map", "--scale-source", "depth")
     scale = summary["scale"]
     assert scale["status"] == "metric" and scale["sensor_problems"] == {}
@@ -99,10 +96,8 @@ def test_unregistered_depth_is_reprojected_and_gives_a_metric_trajectory(tmp_pat
 
 def test_unregistered_depth_without_its_extrinsic_is_counted_and_non_metric(
         tmp_path_factory, sequence, tmp_path, capsys, caplog):
-    out = tmp_path_factory.mktemp("synth_unregistered")
-    assert synth_main([str(out), "--frames", "12", "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED), "--depth-unregistered",
-                       "--no-odom"]) == 0
+    out = render(tmp_path_factory.mktemp("synth_unregistered"), 12, WIDTH, HEIGHT, SEED,
+                 "--depth-unregistered", "--no-odom")
     stripped = out / "stripped"
     copy_bag_without(out / "bag", stripped / "bag", "/tf_static")
     (stripped / "groundtruth_tum.txt").write_text((out / "groundtruth_tum.txt").read_text())

@@ -21,10 +21,10 @@ from vggt_ros.evaluation.metrics import aligned_positions, associate
 from vggt_ros.io.tum import read_tum
 from vggt_ros.offline import cli
 from vggt_ros.synth import make_sequence
-from vggt_ros.synth.cli import main as synth_main
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 from output_checks import assert_one_complete_set
+from synth_runs import render_for_damage
 
 FRAMES, WIDTH, HEIGHT, SEED = 24, 32, 24, 1
 IMAGE, INFO = "/camera/image_raw", "/camera/camera_info"
@@ -32,13 +32,7 @@ CHUNK_KIB = 12  # about four frames per chunk
 
 
 def _synth(out: Path, storage: str) -> Path:
-    assert synth_main([str(out), "--frames", str(FRAMES), "--width", str(WIDTH), "--height",
-                       str(HEIGHT), "--seed", str(SEED), "--storage", storage,
-                       "--chunk-kib", str(CHUNK_KIB),
-                       # images and camera info only: the damage lands where these tests
-                       # expect it, whatever sensor topics vggt_synth adds by default
-                       "--no-depth", "--no-odom"]) == 0
-    return out
+    return render_for_damage(out, FRAMES, WIDTH, HEIGHT, SEED, storage, CHUNK_KIB)
 
 
 @pytest.fixture(scope="module")
