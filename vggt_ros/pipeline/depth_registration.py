@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vggt_ros.geometry.camera import project_points, se3_inverse, unproject_depth
+
 __all__ = ["reproject_depth"]
 
 
@@ -32,21 +34,16 @@ def reproject_depth(depth_m: np.ndarray, k_depth: np.ndarray, colour_from_depth:
     pixel landed (module docstring)."""
     depth = np.asarray(depth_m, dtype=np.float64)
     height, width = colour_size
-    rows, cols = np.nonzero(np.isfinite(depth) & (depth > 0))
-    z = depth[rows, cols]
-    k_depth = np.asarray(k_depth, dtype=np.float64)
-    # Pixel (u, v) sits at the integer coordinate, as everywhere in vggt_ros and the renderer.
-    x = (cols - k_depth[0, 2]) / k_depth[0, 0] * z
-    y = (rows - k_depth[1, 2]) / k_depth[1, 1] * z
-    transform = np.asarray(colour_from_depth, dtype=np.float64)
-    points = np.stack([x, y, z], axis=1) @ transform[:3, :3].T + transform[:3, 3]
-    out = np.full(height * width, np.inf)
-    in_front = points[:, 2] > 0
-    points = points[in_front]
-    k_colour = np.asarray(k_colour, dtype=np.float64)
-    u = np.rint(k_colour[0, 0] * points[:, 0] / points[:, 2] + k_colour[0, 2]).astype(np.int64)
-    v = np.rint(k_colour[1, 1] * points[:, 1] / points[:, 2] + k_colour[1, 2]).astype(np.int64)
+    valid = np.isfinite(depth) & (depth > 0)
+    # The colour optical frame plays the world: the depth camera sits at colour_from_depth.
+    depth_from_colour = se3_inverse(np.asarray(colour_from_depth, dtype=np.float64))
+    points = unproject_depth(depth[None], depth_from_colour[None],
+                             np.asarray(k_depth, dtype=np.float64)[None], valid[None])
+    points = points[points[:, 2] > 0]
+    pixels, z = project_points(points, np.eye(4), k_colour)
+    u, v = np.rint(pixels).astype(np.int64).T
     inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    np.minimum.at(out, v[inside] * width + u[inside], points[inside, 2])  # the z-buffer
+    out = np.full(height * width, np.inf)
+    np.minimum.at(out, v[inside] * width + u[inside], z[inside])  # the z-buffer
     out[np.isinf(out)] = np.nan
     return out.reshape(height, width).astype(np.float32)
