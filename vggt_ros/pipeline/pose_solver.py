@@ -39,7 +39,7 @@ from typing import Callable, Optional, Sequence
 import cv2
 import numpy as np
 
-from vggt_ros.geometry.camera import se3_inverse
+from vggt_ros.geometry.camera import project_points, se3_inverse
 from vggt_ros.pipeline.bundle_adjustment import AdjustmentProblem, adjust
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.types import Frame, PoseHealth, TrackPrediction, WindowPrediction
@@ -206,14 +206,6 @@ def _lift(tracks: WindowTracks, intrinsics: np.ndarray, poses: np.ndarray,
     return np.einsum("mij,mj->mi", world_from_anchor[:, :3, :3], cam) + world_from_anchor[:, :3, 3]
 
 
-def _project(points: np.ndarray, pose: np.ndarray, k: np.ndarray) -> np.ndarray:
-    cam = points @ pose[:3, :3].T + pose[:3, 3]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pix = (cam @ k.T)[:, :2] / cam[:, 2:3]
-    pix[cam[:, 2] <= 0] = np.nan
-    return pix
-
-
 def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
          threshold_px: float) -> tuple[Optional[np.ndarray], np.ndarray]:
     """(cam_from_world or None, inlier mask) from 3D-2D matches by RANSAC + LM refinement."""
@@ -232,7 +224,7 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     pose = np.eye(4)
     pose[:3, :3] = cv2.Rodrigues(rvec)[0]
     pose[:3, 3] = tvec.ravel()
-    err = np.linalg.norm(_project(obj, pose, k) - img, axis=1)
+    err = np.linalg.norm(project_points(obj, pose, k)[0] - img, axis=1)
     inliers = np.nan_to_num(err, nan=np.inf) <= threshold_px
     return pose, inliers
 
