@@ -34,6 +34,17 @@ BASE_FROM_CAM = BODY_FROM_OPTICAL.copy()
 BASE_FROM_CAM[:3, 3] = [0.2, 0.0, 0.5]
 
 
+def poll_until(condition, timeout: float, what: str) -> None:
+    """Wait until ``condition()`` holds while other threads spin the nodes; AssertionError
+    naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def gt_node(*sequence_args) -> list[str]:
     """The command of ``gt_node.py`` for a sequence (frames, width, height, seed, trajectory)."""
     return [sys.executable, str(HERE / "gt_node.py"), *map(str, sequence_args)]

@@ -6,7 +6,6 @@ that a non-metric visual odometry leaves free; then bad input is fed and the nod
 running, count each kind, and recover.
 """
 import threading
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -29,6 +28,8 @@ from vggt_ros.nodes.vggt_node import VGGTNode
 from vggt_ros.srv import TrackPoints
 from vggt_ros.synth import FRAME_ID, make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
+
+from live_harness import poll_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 
@@ -79,12 +80,7 @@ class Harness:
 
     @staticmethod
     def wait(condition, timeout=10.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"timed out waiting for {what}")
+        poll_until(condition, timeout, what)
 
     def set_camera_info(self, msg: CameraInfo, expect_applied: bool = True) -> None:
         """Publish a CameraInfo and wait until the node holds it (topics are not ordered)."""

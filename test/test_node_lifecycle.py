@@ -28,6 +28,8 @@ from vggt_ros.srv import TrackPoints
 from vggt_ros.synth import FRAME_ID, make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
+from live_harness import poll_until
+
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 
 W, H, FRAMES, WINDOW, OVERLAP = 64, 48, 10, 4, 1
@@ -38,12 +40,7 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 
 
 def wait(condition, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+    poll_until(condition, timeout, what)
 
 
 class Rig:
