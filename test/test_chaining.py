@@ -207,6 +207,28 @@ def test_window_points_are_the_published_depth_unprojected(loop):
     assert all(len(c.points) == 100 for c in capped)
 
 
+def test_pixels_computed_before_the_poses_are_final_place_the_window_as_inline(loop):
+    """The pipeline computes ``Chainer.pixels`` from the camera head's poses, beside the pose
+    solver, then places the window with the solved poses: the same keyframes and points as
+    placing the solved window in one call."""
+    seq, frames = loop
+    windows = [frames[0:8], frames[6:14]]
+    predictor = GroundTruthPredictor(seq, seed=15)
+    solved = [predictor.predict(w) for w in windows]
+    inline, beforehand = Chainer(), Chainer()
+    all_pixels = []
+    for window, prediction in zip(windows, solved):
+        camera_head = replace(prediction, cam_from_world=np.repeat(np.eye(4)[None], 8, axis=0))
+        all_pixels.append(beforehand.pixels(camera_head, window))
+        a = inline.place(prediction, window)
+        b = beforehand.place(prediction, window, pixels=all_pixels[-1])
+        assert [k.stamp_ns for k in a.new_keyframes] == [k.stamp_ns for k in b.new_keyframes]
+        np.testing.assert_allclose(b.points, a.points, atol=1e-5)
+        np.testing.assert_array_equal(b.colors, a.colors)
+    with pytest.raises(ValueError, match="another window"):
+        beforehand.place(solved[1], windows[1], pixels=all_pixels[0])
+
+
 def test_window_without_shared_keyframe_is_an_error(loop):
     seq, frames = loop
     predictor, chainer = GroundTruthPredictor(seq), Chainer()

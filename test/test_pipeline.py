@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vggt_ros.geometry.camera import project_points, se3_inverse
+from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.pipeline import (FrameRejected, Pipeline, PipelineConfig,
                                         TrackRequestError, WindowFailed)
 from vggt_ros.pipeline.types import CameraIntrinsics
@@ -63,6 +64,40 @@ def test_end_to_end_windows_map_and_stats(seq, frames):
     fixed = make(seq, scale_source="fixed", metric_scale=2.0).stats
     assert fixed["scale_status"] == "metric" and fixed["scale"]["value"] == 2.0
 
+
+
+def test_the_map_holds_every_returned_window_fused_in_order(seq, frames):
+    """Fusion runs beside the worker, but ``map`` waits for it: the map equals the one built by
+    inserting each returned window's points in order."""
+    pipeline = make(seq)
+    results = feed(pipeline, frames[:16]) + pipeline.flush()
+    expected = VoxelMap(pipeline.config.voxel_size, pipeline.config.max_map_points)
+    for result in results:
+        expected.insert(result.points, result.colors)
+    assert len(results) >= 4
+    np.testing.assert_array_equal(pipeline.map.points(), expected.points())
+    np.testing.assert_array_equal(pipeline.map.colors(), expected.colors())
+    points, colors = pipeline.map_cloud()
+    np.testing.assert_array_equal(points, expected.points())
+    assert all({"chain.pixels", "fuse.background"} <= set(r.timings) for r in results)
+
+
+def test_a_failed_fusion_loses_only_that_windows_points_and_is_counted(seq, frames):
+    pipeline = make(seq)
+    insert, calls = pipeline.map.insert, []
+
+    def fails_the_second_time(points, colors):
+        calls.append(len(points))
+        if len(calls) == 2:
+            raise ValueError("points contain NaN or inf")
+        insert(points, colors)
+
+    pipeline.map.insert = fails_the_second_time
+    results = feed(pipeline, frames[:16]) + pipeline.flush()
+    assert len(pipeline.map) > 0 and len(calls) == len(results) >= 3
+    stats = pipeline.stats
+    assert stats["failed_fusions"] == 1 and stats["windows"] == len(results)
+    assert "map fusion" in stats["last_error"]
 
 def test_bad_frames_are_rejected_and_counted(seq, frames):
     pipeline = make(seq)

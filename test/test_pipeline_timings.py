@@ -50,3 +50,14 @@ def test_pipeline_e2e_runs_a_real_predictor_on_rendered_frames(tmp_path, capsys)
         assert run["median_ms"]["network: window"] > 0
         assert run["median_ms"]["end_to_end"] >= run["median_ms"]["network"]
     assert "end_to_end / network" in capsys.readouterr().out
+
+
+def test_a_windows_time_with_its_own_fusion_takes_that_fusion_from_the_next_row():
+    """Each row's ``fuse.background`` is the previous window's fusion, which ran beside it."""
+    rows = [{"predict.inference": 0.1, "fuse": 0.01, "fuse.background": 0.05 * i,
+             "chain.pixels": 0.02, "end_to_end": 0.3} for i in range(1, 4)]
+    summary = pipeline_e2e.summarise(rows)
+    assert summary["end_to_end with its fusion"] == pytest.approx(1e3 * (0.29 + 0.125))
+    assert summary["beside the next window: fusion"] == pytest.approx(100.0)
+    assert summary["beside the track request: map points"] == pytest.approx(20.0)
+    assert summary["other"] == pytest.approx(190.0)  # beside-work is not counted twice

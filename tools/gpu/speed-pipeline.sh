@@ -8,14 +8,15 @@
 # preprocessing (the default on CUDA) and with Pillow on the host (the old path) for comparison.
 # Prints per stage the median ms per window, the network (window forward + track request
 # forwards), end to end, the ratio end-to-end / network (target <= 1.3x) and the non-network share.
-# Also: |torch-on-CUDA resize - Pillow| in uint8 levels on rendered frames. Budget: < 6 min.
+# Also: |torch-on-CUDA resize - Pillow| in uint8 levels on rendered frames (SKIP_RESIZE=1 skips
+# it; PREPROCESS=device runs the device preprocessing only). Budget: < 6 min.
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/speed_pipeline_out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, PIL; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'PIL', PIL.__version__)"
 echo "== 1. device resize vs Pillow (uint8 levels; 518 px target)"
-timeout 60 python3 - <<'PY' 2>&1 | tail -8
+[ -n "$SKIP_RESIZE" ] || timeout 60 python3 - <<'PY' 2>&1 | tail -8
 import numpy as np, torch
 from vggt_ros.inference.device_preprocessing import preprocess_on_device
 from vggt_ros.inference.preprocessing import preprocess_images_uint8
@@ -33,5 +34,5 @@ PY
 echo "== 2. pipeline_e2e, VGGT-1B random weights, cuda, 640x480, window 8 / overlap 2"
 timeout 330 python3 -m vggt_ros.bench.pipeline_e2e --config 1b --device cuda \
   --width 640 --height 480 --window-size 8 --overlap 2 --warmup-windows 4 --windows 12 \
-  --pose-source camera_head refined --preprocess device host \
+  --pose-source camera_head refined --preprocess ${PREPROCESS:-device host} \
   --json "$OUT/pipeline_e2e.json" 2>&1 | grep -v "^\s*$" | tail -80

@@ -69,6 +69,26 @@ class _Placed:
 
 
 @dataclass(frozen=True)
+class WindowPixels:
+    """What placing a window takes from its depth alone, before its poses are final: which
+    pixels are valid and confident (``keep``, every frame), which keyframes are new (``rows``)
+    and the map points of those, in their own cameras (an even subsample of their confident
+    pixels, at most ``max_window_points``; ``counts`` per new keyframe, in ``rows`` order).
+
+    Split from ``Chainer.place`` so that the pipeline can compute it beside the pose solver's
+    track request (the GPU busy, the CPU idle): then placing the window only moves these points
+    by one Sim(3) per keyframe.
+    """
+
+    stamps_ns: tuple[int, ...]
+    keep: np.ndarray  # [S,h,w] bool
+    rows: tuple[int, ...]
+    counts: tuple[int, ...]
+    camera_points: np.ndarray  # [N,3] float64
+    colors: np.ndarray  # [N,3] uint8
+
+
+@dataclass(frozen=True)
 class _Estimate:
     method: str
     transform: np.ndarray  # 4x4 Sim(3): previous-window coords from new-window coords
@@ -164,12 +184,41 @@ class Chainer:
         """First placements of the last window's keyframes, by stamp (a fresh dict)."""
         return dict(self._keyframes)
 
-    def place(self, prediction: WindowPrediction, frames: Sequence[Frame], index: int = 0,
-              measurement: ScaleMeasurement = ScaleMeasurement(reason="not measured")
-              ) -> WindowResult:
-        """Place one window; ``frames`` are the keyframes it was predicted from, in order;
-        ``measurement`` is its metric scale for the scale filter (ignored without one)."""
+    def pixels(self, prediction: WindowPrediction, frames: Sequence[Frame]) -> WindowPixels:
+        """The part of placing a window that its poses do not change (see ``WindowPixels``):
+        call it once the previous window is placed and the depth and intrinsics are final."""
         check_prediction(prediction, frames)
+        valid = window_valid_mask(prediction)
+        keep = confidence_mask(prediction.depth_conf, self.conf_threshold, self.conf_percentile,
+                               valid)
+        rows = tuple(s for s, frame in enumerate(frames) if frame.stamp_ns not in self._keyframes)
+        mask = keep[list(rows)]
+        count = int(mask.sum())
+        if count > self.max_window_points:  # an even subsample of the confident pixels
+            pick = np.flatnonzero(mask)[np.linspace(0, count - 1,
+                                                    self.max_window_points).astype(int)]
+            mask = np.zeros_like(mask)
+            mask.flat[pick] = True
+        identity = np.broadcast_to(np.eye(4), (len(rows), 4, 4))
+        camera_points = (unproject_depth(prediction.depth[list(rows)], identity,
+                                         prediction.intrinsics[list(rows)], mask)
+                         if rows else np.zeros((0, 3)))
+        colors = np.asarray(prediction.images)[list(rows)][mask].astype(np.uint8)
+        return WindowPixels(stamps_ns=tuple(f.stamp_ns for f in frames), keep=keep, rows=rows,
+                            counts=tuple(int(frame_mask.sum()) for frame_mask in mask),
+                            camera_points=camera_points, colors=colors.reshape(-1, 3))
+
+    def place(self, prediction: WindowPrediction, frames: Sequence[Frame], index: int = 0,
+              measurement: ScaleMeasurement = ScaleMeasurement(reason="not measured"),
+              pixels: Optional[WindowPixels] = None) -> WindowResult:
+        """Place one window; ``frames`` are the keyframes it was predicted from, in order;
+        ``measurement`` is its metric scale for the scale filter (ignored without one);
+        ``pixels`` is this window's ``pixels()`` if the caller computed it beforehand."""
+        check_prediction(prediction, frames)
+        if pixels is None:
+            pixels = self.pixels(prediction, frames)
+        elif pixels.stamps_ns != tuple(f.stamp_ns for f in frames):
+            raise ValueError("pixels were computed for another window")
         cam_from_world = to_homogeneous(prediction.cam_from_world)
         prediction = replace(prediction, cam_from_world=cam_from_world)
         if self._prev is None:
@@ -177,27 +226,20 @@ class Chainer:
         else:
             status, odom_from_window, scale, scale_status = self._chain(prediction, measurement)
 
-        valid = window_valid_mask(prediction)
-        keep = confidence_mask(prediction.depth_conf, self.conf_threshold, self.conf_percentile,
-                               valid)
         odom_from_cam = odom_from_cameras(odom_from_window, cam_from_world)
         previous = self._keyframes
         placed = {}
-        new_rows = []
         for s, frame in enumerate(frames):
-            if frame.stamp_ns in previous:
-                placed[frame.stamp_ns] = previous[frame.stamp_ns]
-                continue
-            new_rows.append(s)
-            placed[frame.stamp_ns] = self._keyframe(prediction, frame, s, odom_from_cam[s],
-                                                    scale, keep[s])
-        points, colors = self._points(prediction, new_rows, keep, odom_from_window)
+            placed[frame.stamp_ns] = (self._keyframe(prediction, frame, s, odom_from_cam[s],
+                                                     scale, pixels.keep[s])
+                                      if s in pixels.rows else previous[frame.stamp_ns])
         self._keyframes = placed
         self._prev = _Placed(prediction, odom_from_window, scale)
         self.windows_placed += 1
         return WindowResult(index=index, stamps_ns=[f.stamp_ns for f in frames],
-                            new_keyframes=[placed[frames[s].stamp_ns] for s in new_rows],
-                            points=points, colors=colors, chaining=status, scale=scale_status)
+                            new_keyframes=[placed[frames[s].stamp_ns] for s in pixels.rows],
+                            points=_odom_points(pixels, odom_from_window, cam_from_world),
+                            colors=pixels.colors, chaining=status, scale=scale_status)
 
     def _first(self, measurement: ScaleMeasurement
                ) -> tuple[ChainingStatus, np.ndarray, float, ScaleStatus]:
@@ -321,23 +363,19 @@ class Chainer:
             intrinsics=k_model, image=prediction.images[s], mapping=mapping,
             intrinsics_original=mapping.intrinsics_to_original(k_model))
 
-    def _points(self, prediction: WindowPrediction, rows: list[int], keep: np.ndarray,
-                odom_from_window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Confident points of the newly placed keyframes in odom, evenly subsampled."""
-        if not rows:
-            return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
-        mask = keep[rows]
-        count = int(mask.sum())
-        if count > self.max_window_points:
-            pick = np.flatnonzero(mask)[np.linspace(0, count - 1,
-                                                    self.max_window_points).astype(int)]
-            mask = np.zeros_like(mask)
-            mask.flat[pick] = True
-        points = unproject_depth(prediction.depth[rows], prediction.cam_from_world[rows],
-                                 prediction.intrinsics[rows], mask)
-        colors = np.asarray(prediction.images[rows])[mask]
-        odom = points @ odom_from_window[:3, :3].T + odom_from_window[:3, 3]
-        return odom.astype(np.float32), colors.astype(np.uint8)
+def _odom_points(pixels: WindowPixels, odom_from_window: np.ndarray,
+                 cam_from_world: np.ndarray) -> np.ndarray:
+    """[N,3] float32: the window's map points moved from their cameras into odom, one
+    ``odom <- window <- camera`` Sim(3) per new keyframe."""
+    out = np.empty((len(pixels.camera_points), 3), dtype=np.float32)
+    world_from_cam = se3_inverse(cam_from_world)
+    start = 0
+    for row, count in zip(pixels.rows, pixels.counts):
+        odom_from_cam = odom_from_window @ world_from_cam[row]
+        part = pixels.camera_points[start:start + count]
+        out[start:start + count] = part @ odom_from_cam[:3, :3].T + odom_from_cam[:3, 3]
+        start += count
+    return out
 
 
 def _rescaled(transform: np.ndarray, factor: float, pivot: np.ndarray) -> np.ndarray:
@@ -354,10 +392,13 @@ def _median_depth(prediction: WindowPrediction, rows: list[int]) -> float:
 
 
 def _depth_ratio(prev: WindowPrediction, a: int, new: WindowPrediction, b: int) -> float:
-    """Median depth_prev / depth_new over pixels valid in both (1.0 when none are)."""
+    """Median depth_prev / depth_new over pixels valid in both (1.0 when none are), on the
+    fit's regular grid of about FIT_SAMPLES pixels: a median needs no more."""
     if prev.depth.shape[1:] != new.depth.shape[1:]:
         return 1.0
-    da, db = prev.depth[a].astype(np.float64), new.depth[b].astype(np.float64)
+    step = _grid_stride(prev.depth[a].size, FIT_SAMPLES)
+    da = prev.depth[a][::step, ::step].astype(np.float64)
+    db = new.depth[b][::step, ::step].astype(np.float64)
     good = np.isfinite(da) & np.isfinite(db) & (da > 0) & (db > 0)
     return float(np.median(da[good] / db[good])) if good.any() else 1.0
 

@@ -4,6 +4,13 @@
 complete runs the predictor synchronously, chains the window into odom and fuses its points into
 the voxel map. Nothing here imports rclpy or torch: the predictor is injected.
 
+Two parts of a window run beside the worker thread (``pipeline/background.py``): the window's
+confident map points (``Chainer.pixels``, which needs the depth but not the poses) while the pose
+solver's track request keeps the device busy, and the map fusion of the window's points while
+the next window is predicted. At most one fusion is in flight; ``map`` waits for it, so a
+reader of ``map`` sees every returned window fused, and ``map_cloud`` returns the map as fused
+so far without waiting.
+
 Threading: the node calls ``add_frame``/``flush``/``reset`` from ONE worker thread and ``track``
 from a service thread. The worker holds ``_lock`` while it processes; after each window it swaps
 in an immutable snapshot (the window's frames and its keyframes' first placements) under a short
@@ -27,15 +34,17 @@ import math
 import threading
 import time
 from collections import Counter, deque
+from concurrent.futures import Future
 from dataclasses import dataclass, fields, replace
 from typing import Optional
 
 import numpy as np
 
-from vggt_ros.pipeline.chaining import Chainer, check_prediction
+from vggt_ros.pipeline.background import run_beside
+from vggt_ros.pipeline.chaining import Chainer, WindowPixels, check_prediction
 from vggt_ros.pipeline.covariance import UncertaintyTracker
 from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SOURCES,
-                                          apply_intrinsics)
+                                          IntrinsicsStatus, apply_intrinsics)
 from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
                                            PoseSolverConfig, gather_tracks)
@@ -216,7 +225,10 @@ class Pipeline:
         config.validate()
         self.predictor = predictor
         self.config = config
-        self.map = VoxelMap(config.voxel_size, config.max_map_points)
+        self._map = VoxelMap(config.voxel_size, config.max_map_points)
+        self._map_lock = threading.Lock()  # held by the fusion while it changes the map
+        self._fusion: Optional[Future[float]] = None  # the last window's fusion (its seconds)
+        self._failed_fusions = 0
         self._windows = WindowManager(
             window_size=config.window_size, overlap=config.overlap,
             keyframe_stride=config.keyframe_stride,
@@ -288,17 +300,49 @@ class Pipeline:
             self._windows.reset()
             self._chainer.reset(reason)
             self._uncertainty.restart()
-            self.map.clear()
+            self._wait_for_fusion()
+            with self._map_lock:
+                self._map.clear()
             self._clear_stream()
             with self._snapshot_lock:
                 self._snapshots.clear()
             self._resets += 1
             self._last_reset_reason = reason
 
+    @property
+    def map(self) -> VoxelMap:
+        """The voxel map with every window returned so far fused into it (waits for the fusion
+        still running beside the worker). For the thread that adds frames; other threads
+        read ``map_cloud``."""
+        self._wait_for_fusion()
+        return self._map
+
     def map_cloud(self) -> tuple[np.ndarray, np.ndarray]:
-        """(points [M,3] float32, colours [M,3] uint8) of the map, consistent with each other."""
-        with self._lock:
-            return self.map.points(), self.map.colors()
+        """(points [M,3] float32, colours [M,3] uint8) of the map as fused so far, consistent
+        with each other; never waits for a window being processed."""
+        with self._map_lock:
+            return self._map.points(), self._map.colors()
+
+    def _map_size(self) -> int:
+        with self._map_lock:
+            return len(self._map)
+
+    def _wait_for_fusion(self) -> float:
+        """Seconds the last window's fusion took (0 without one), once it has finished."""
+        fusion = self._fusion
+        return fusion.result() if fusion is not None else 0.0
+
+    def _fuse(self, points: np.ndarray, colors: np.ndarray) -> float:
+        """Insert a window's points (on the fusion thread); its seconds. A failure loses only
+        this window's points: it is counted and named in ``last_error``."""
+        start = time.perf_counter()
+        with self._map_lock:
+            try:
+                self._map.insert(points, colors)
+            except ValueError as err:
+                self._failed_fusions += 1
+                self._last_error = f"map fusion of a window's points failed: {err}"
+        return time.perf_counter() - start
 
     def _accept(self, frame: Frame) -> None:
         """Validate ``frame`` against the stream; may reset (bag loop, confirmed new size)."""
@@ -343,11 +387,16 @@ class Pipeline:
         try:
             prediction = self.predictor.predict(window)
             t1 = time.perf_counter()
-            prediction, pose, pose_timings = self._solve_poses(prediction, window)
+            check_prediction(prediction, window)
+            prediction, intrinsics = apply_intrinsics(prediction, window,
+                                                      self.config.intrinsics_source)
+            pixels = run_beside("vggt-window-pixels", self._window_pixels, prediction, window)
+            prediction, pose, pose_timings = self._solve_poses(prediction, window, intrinsics)
             t2 = time.perf_counter()
             measurement = self._measure_scale(prediction, window)
+            window_pixels, pixels_seconds = pixels.result()
             result = self._chainer.place(prediction, window, index=self._windows_done,
-                                         measurement=measurement)
+                                         measurement=measurement, pixels=window_pixels)
         except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
             reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
                       f"failed: {type(err).__name__}: {err}")
@@ -356,10 +405,14 @@ class Pipeline:
             self.reset(reason)
             raise WindowFailed(reason) from err
         t3 = time.perf_counter()
-        self.map.insert(result.points, result.colors)
+        previous_fusion = self._wait_for_fusion()  # at most one window's fusion in flight
+        self._fusion = run_beside("vggt-map-fusion", self._fuse, result.points, result.colors)
         t4 = time.perf_counter()
+        # "fuse" is what this window waited for the map; the fusions themselves run beside the
+        # worker: "fuse.background" is the previous window's, "chain.pixels" ran beside "track".
         timings = {"predict": t1 - t0, **pose_timings, "chain": t3 - t2, "fuse": t4 - t3,
-                   "window": t4 - t0}
+                   "window": t4 - t0, "chain.pixels": pixels_seconds,
+                   "fuse.background": previous_fusion}
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
         result.pose = pose
@@ -375,13 +428,18 @@ class Pipeline:
             self._timings = timings
         return result
 
-    def _solve_poses(self, prediction: WindowPrediction, window: list[Frame]
+    def _window_pixels(self, prediction: WindowPrediction, window: list[Frame]
+                       ) -> tuple[WindowPixels, float]:
+        """``Chainer.pixels`` of the window and its seconds (runs beside the pose solver)."""
+        start = time.perf_counter()
+        pixels = self._chainer.pixels(prediction, window)
+        return pixels, time.perf_counter() - start
+
+    def _solve_poses(self, prediction: WindowPrediction, window: list[Frame],
+                     intrinsics: IntrinsicsStatus
                      ) -> tuple[WindowPrediction, PoseHealth, dict[str, float]]:
-        """Calibrated intrinsics, then the window's poses from its tracks and depth (the pose
-        solver runs in every pose_source: its health numbers check the camera head too)."""
-        check_prediction(prediction, window)
-        prediction, intrinsics = apply_intrinsics(prediction, window,
-                                                  self.config.intrinsics_source)
+        """The window's poses from its tracks and depth (the pose solver runs in every
+        pose_source: its health numbers check the camera head too)."""
         start = time.perf_counter()
         track_stages: Counter[str] = Counter()  # the track requests' own stages, summed
 
@@ -519,7 +577,8 @@ class Pipeline:
             "pose_source": self.config.pose_source,
             "intrinsics_source": last_pose.intrinsics_source if last_pose else "none yet",
             "timings": timings,
-            "map_points": len(self.map),
+            "map_points": self._map_size(),
+            "failed_fusions": self._failed_fusions,
             **self._scale_stats(last_scale),
         }
         out.update({f"rejected_{kind}": self._rejected[kind] for kind in REJECTION_KINDS})

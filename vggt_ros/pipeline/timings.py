@@ -4,7 +4,10 @@ The pipeline times each stage of a window: ``predict`` (with the predictor's own
 ``predict.preprocess``, ``predict.inference``, ``predict.postprocess``), ``track`` (the pose
 solver's track requests, with ``track.preprocess`` / ``track.inference`` /
 ``track.postprocess`` summed over them), ``solve``, ``chain``, ``fuse`` and ``window`` (all of
-it). The network's own time is the two ``inference`` parts; everything else is the pipeline
+it). Two stages run beside the worker (``pipeline/background.py``) and are not part of
+``window``: ``chain.pixels`` (the window's map points, during the track request) and
+``fuse.background`` (the PREVIOUS window's map fusion, during this window); ``fuse`` is only
+how long this window waited for that fusion. The network's own time is the two ``inference`` parts; everything else is the pipeline
 around it, which issue 17 holds to a fraction of the network's time. One definition here keeps
 the node's diagnostics, ``vggt_map``'s summary and the benchmark reporting the same thing.
 """

@@ -124,7 +124,8 @@ def pipeline_status(chaining: Optional[ChainingStatus], stats: Mapping[str, Any]
     values["last_reset_reason"] = stats["last_reset_reason"]
     values["map_points"] = stats["map_points"]
     values.update({f"pipeline.{k}": stats[k] for k in
-                   ("frames_in", "keyframes", "dropped_non_keyframes", "windows")})
+                   ("frames_in", "keyframes", "dropped_non_keyframes", "windows",
+                    "failed_fusions")})
     values.update({f"timing.{k}_s": v for k, v in stats["timings"].items()})
     if stats["timings"]:
         values["timing.network_s"] = network_seconds(stats["timings"])
