@@ -24,6 +24,7 @@ ORIG = (16, 12)  # original camera image (width, height): model = original / 2
 # Pipeline.stats as the mapper hands them over after each window (feeds /diagnostics).
 STATS = {"scale_status": "non-metric", "resets": 0, "last_reset_reason": "", "map_points": 40,
          "frames_in": 5, "keyframes": 5, "dropped_non_keyframes": 0, "windows": 2,
+         "failed_fusions": 0,
          "timings": {"predict": 0.5}}
 
 

@@ -9,6 +9,7 @@ from pose_health_samples import window_health
 
 STATS = {"scale_status": "non-metric", "resets": 0, "last_reset_reason": "", "map_points": 40,
          "frames_in": 16, "keyframes": 16, "dropped_non_keyframes": 0, "windows": 3,
+         "failed_fusions": 0,
          "timings": {"predict": 0.5}, "pose_source": "camera_head",
          "intrinsics_source": "camera_info", "pose_degenerate_windows": 3,
          "pose_disagreement_windows": 3}
