@@ -81,3 +81,50 @@ def test_the_percentile_of_millions_of_pixels_comes_from_a_subsample_within_half
     exact = conf >= np.percentile(conf[candidates], 20.0)
     assert abs(keep.sum() / candidates.sum() - 0.8) < 5e-3  # ~4 standard errors
     assert (keep != (candidates & exact)).mean() < 5e-3
+
+
+class _ReferenceMap:
+    """The map's rules spelled out with a dict: per voxel the sums and the last insertion that
+    touched it; over the bound, the least recently updated voxels go, lower keys first."""
+
+    def __init__(self, voxel_size, max_points):
+        self.voxel_size, self.max_points, self.voxels, self.insertions = voxel_size, max_points, {}, 0
+
+    def insert(self, points, colors):
+        self.insertions += 1
+        for point, color in zip(points, colors):
+            key = tuple(np.floor(point / self.voxel_size).astype(int))
+            sums, _ = self.voxels.get(key, (np.zeros(7), 0))
+            self.voxels[key] = (sums + np.r_[point, color, 1.0], self.insertions)
+        excess = len(self.voxels) - self.max_points
+        for key in sorted(self.voxels, key=lambda k: (self.voxels[k][1], k))[:max(excess, 0)]:
+            del self.voxels[key]
+
+    def means(self):
+        return {k: sums[:6] / sums[6] for k, (sums, _) in self.voxels.items()}
+
+
+def test_many_insertions_with_evictions_follow_the_reference_rules():
+    rng = np.random.default_rng(7)
+    vmap, reference = VoxelMap(0.5, 150), _ReferenceMap(0.5, 150)
+    for window in range(25):
+        points = rng.normal(size=(60, 3)) * 1.5 + [0.4 * window, 0.0, 0.0]
+        colors = rng.integers(0, 256, size=(60, 3), dtype=np.uint8)
+        vmap.insert(points, colors)
+        reference.insert(points, colors)
+        expected = reference.means()
+        assert len(vmap) == len(expected) <= 150
+        cells = np.floor(vmap.points() / 0.5).astype(int)
+        got = {tuple(c): (p, col) for c, p, col in zip(cells, vmap.points(), vmap.colors())}
+        assert set(got) == set(expected)
+        for key, mean in expected.items():
+            np.testing.assert_allclose(got[key][0], mean[:3], atol=1e-5)
+            np.testing.assert_array_equal(got[key][1], np.clip(np.rint(mean[3:]), 0, 255))
+
+
+def test_the_fusion_benchmark_times_filling_and_full_maps(capsys):
+    from vggt_ros.bench import map_fusion
+    filling, full = map_fusion.insertion_times(500, 1200, 6, 0.02)
+    assert len(filling) + len(full) == 6 and filling and full  # 500 new voxels a window
+    assert map_fusion.main(["--points", "300", "--max-map-points", "700", "--windows", "4"]) == 0
+    assert "once it is full: median" in capsys.readouterr().out

@@ -2,10 +2,15 @@
 
 Each occupied voxel keeps the running mean position and colour of the points that fell into it,
 so overlapping windows refine rather than duplicate the cloud. Voxels are hashed into one int64
-key (21 bits per axis, i.e. +-2^20 voxels around the origin) and kept sorted, so an insertion is
-one ``np.unique`` over the new points, per-voxel sums by ``np.bincount`` and a ``searchsorted``
-merge: no Python loop per point. A voxel's sums (x, y, z, r, g, b, count) are one row of one
-array, so a merge inserts into three arrays (keys, sums, last update) rather than five.
+key (21 bits per axis, i.e. +-2^20 voxels around the origin). An insertion is one ``np.unique``
+over the new points, per-voxel sums by ``np.bincount`` and a ``searchsorted`` lookup: no Python
+loop per point.
+
+Layout, for speed once the map is large: a voxel's data (sums x, y, z, r, g, b, count and the
+insertion that last updated it) stays in one row of preallocated arrays for its whole life,
+and only a sorted index (key, row) is kept in key order. A new voxel takes a row freed by an
+eviction or the next unused one, so inserting moves 16 bytes per existing voxel (the index),
+not the 72 of every voxel's data as when the data itself was kept sorted (docs/PERFORMANCE.md).
 
 Memory is bounded by ``max_points`` voxels. When an insertion goes past it, the voxels that were
 updated longest ago are dropped (a rolling map around the recent trajectory), because a live
@@ -67,9 +72,12 @@ class VoxelMap:
         self.clear()
 
     def clear(self) -> None:
-        self._keys = np.zeros(0, dtype=np.int64)  # sorted
-        self._sums = np.zeros((0, 7), dtype=np.float64)  # x, y, z, r, g, b, count per voxel
-        self._updated = np.zeros(0, dtype=np.int64)  # insertion counter of the last update
+        self._keys = np.zeros(0, dtype=np.int64)  # the index, sorted by key
+        self._rows = np.zeros(0, dtype=np.int64)  # the data row of each indexed key
+        self._sums = np.zeros((0, 7), dtype=np.float64)  # x, y, z, r, g, b, count per row
+        self._updated = np.zeros(0, dtype=np.int64)  # insertion counter of the row's last update
+        self._used = 0  # rows [0, _used) were ever given out
+        self._free = np.zeros(0, dtype=np.int64)  # rows given back by evictions
         self._insertions = 0
 
     def __len__(self) -> int:
@@ -102,37 +110,57 @@ class VoxelMap:
         pos = np.searchsorted(self._keys, new_keys)
         found = pos < len(self._keys)
         found[found] = self._keys[pos[found]] == new_keys[found]
-        hit = pos[found]
+        hit = self._rows[pos[found]]
         self._sums[hit] += sums[found]
         self._updated[hit] = self._insertions
         miss = ~found
-        at = pos[miss]
-        self._keys = np.insert(self._keys, at, new_keys[miss])
-        self._sums = np.insert(self._sums, at, sums[miss], axis=0)
-        self._updated = np.insert(self._updated, at, self._insertions)
+        rows = self._take_rows(int(miss.sum()))
+        self._sums[rows] = sums[miss]
+        self._updated[rows] = self._insertions
+        self._keys = np.insert(self._keys, pos[miss], new_keys[miss])
+        self._rows = np.insert(self._rows, pos[miss], rows)
         self._enforce_bound()
+
+    def _take_rows(self, count: int) -> np.ndarray:
+        """``count`` data rows for new voxels: freed ones first, then unused ones (the arrays
+        grow by half their size at a time up to ``max_points``, so growing costs O(1) per
+        voxel; past it, only to what an insertion needs, which evictions then give back)."""
+        reused, self._free = self._free[:count], self._free[count:]
+        fresh = count - len(reused)
+        if self._used + fresh > len(self._sums):
+            capacity = max(self._used + fresh,
+                           min(max(len(self._sums) * 3 // 2, 1024), self.max_points))
+            self._sums = np.concatenate([self._sums, np.zeros((capacity - len(self._sums), 7))])
+            self._updated = np.concatenate(
+                [self._updated, np.zeros(capacity - len(self._updated), dtype=np.int64)])
+        rows = np.concatenate([reused, np.arange(self._used, self._used + fresh)])
+        self._used += fresh
+        return rows
 
     def _enforce_bound(self) -> None:
         excess = len(self._keys) - self.max_points
         if excess <= 0:
             return
         # The ``excess`` least recently updated voxels, the lower keys first among equally old
-        # ones (a stable sort by last update), found by counting: ``_updated`` holds small
-        # insertion counters, so no sort of the whole map is needed.
-        per_update = np.bincount(self._updated)
+        # ones, found by counting: ``_updated`` holds small insertion counters, so no sort of
+        # the whole map is needed.
+        updated = self._updated[self._rows]  # in key order
+        per_update = np.bincount(updated)
         cutoff = int(np.searchsorted(np.cumsum(per_update), excess))  # last update dropped
         older = int(per_update[:cutoff].sum())
-        keep = self._updated > cutoff
-        at_cutoff = np.flatnonzero(self._updated == cutoff)
+        keep = updated > cutoff
+        at_cutoff = np.flatnonzero(updated == cutoff)
         keep[at_cutoff[excess - older:]] = True
+        self._free = np.concatenate([self._free, self._rows[~keep]])
         self._keys = self._keys[keep]
-        self._sums = self._sums[keep]
-        self._updated = self._updated[keep]
+        self._rows = self._rows[keep]
 
     def points(self) -> np.ndarray:
-        """[M,3] float32 mean position of each voxel's points."""
-        return (self._sums[:, :3] / self._sums[:, 6:]).astype(np.float32)
+        """[M,3] float32 mean position of each voxel's points, in key order."""
+        sums = self._sums[self._rows]
+        return (sums[:, :3] / sums[:, 6:]).astype(np.float32)
 
     def colors(self) -> np.ndarray:
-        """[M,3] uint8 mean colour of each voxel's points."""
-        return np.clip(np.rint(self._sums[:, 3:6] / self._sums[:, 6:]), 0, 255).astype(np.uint8)
+        """[M,3] uint8 mean colour of each voxel's points, in key order."""
+        sums = self._sums[self._rows]
+        return np.clip(np.rint(sums[:, 3:6] / sums[:, 6:]), 0, 255).astype(np.uint8)
