@@ -7,7 +7,8 @@ from safetensors.torch import load_file as load_torch
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.geometry import (pose_to_translation_quaternion, project_points, se3_inverse,
-                               to_homogeneous, translation_quaternion_to_pose, unproject_depth)
+                               to_homogeneous, translation_quaternion_to_pose, unproject_depth,
+                               unproject_to_camera)
 from vggt_ros.geometry.pose_encoding import (extri_intri_to_pose_encoding, matrix_to_quaternion,
                                              pose_encoding_to_extri_intri, quaternion_to_matrix)
 
@@ -102,6 +103,17 @@ def test_masked_unprojection_equals_the_full_one(io_numpy):
     np.testing.assert_array_equal(unproject_depth(depth, extr, intr, mask=mask), full[mask])
     with pytest.raises(ValueError, match="mask"):
         unproject_depth(depth, extr, intr, mask=mask[0])
+
+
+def test_camera_points_are_the_unprojection_with_an_identity_pose(io_numpy):
+    depth = io_numpy["a.out.depth"][0, ..., 0]
+    intr = io_numpy["a.geo.intrinsic"][0]
+    mask = np.random.default_rng(5).random(depth.shape) < 0.3
+    identity = np.broadcast_to(np.eye(4), (len(depth), 4, 4))
+    np.testing.assert_array_equal(unproject_to_camera(depth, intr, mask),
+                                  unproject_depth(depth, identity, intr, mask=mask))
+    with pytest.raises(ValueError, match="mask"):
+        unproject_to_camera(depth, intr, mask[0])
 
 
 def _random_pose(seed):

@@ -11,6 +11,7 @@ from vggt_ros.geometry.camera import (
     to_homogeneous,
     translation_quaternion_to_pose,
     unproject_depth,
+    unproject_to_camera,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "to_homogeneous",
     "translation_quaternion_to_pose",
     "unproject_depth",
+    "unproject_to_camera",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "se3_inverse",
     "to_homogeneous",
     "unproject_depth",
+    "unproject_to_camera",
     "project_points",
     "pose_to_translation_quaternion",
     "translation_quaternion_to_pose",
@@ -97,6 +98,33 @@ def unproject_depth(depth: np.ndarray, cam_from_world: np.ndarray,
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
+def unproject_to_camera(depth: np.ndarray, intrinsics: np.ndarray,
+                        mask: np.ndarray) -> np.ndarray:
+    """Masked depth pixels -> [N,3] float64 points in their own cameras, frame by frame in mask
+    order: the camera-frame half of ``unproject_depth(..., mask)`` (the same float32-rounded
+    values), for points whose poses are not known yet."""
+    depth, mask = np.asarray(depth), np.asarray(mask, dtype=bool)
+    if depth.ndim != 3 or mask.shape != depth.shape:
+        raise ValueError(f"depth and mask must both be [S,H,W], got {depth.shape} and "
+                         f"{mask.shape}")
+    intrinsics = np.asarray(intrinsics)
+    if intrinsics.shape != (len(depth), 3, 3):
+        raise ValueError(f"intrinsics must be [{len(depth)},3,3], got {intrinsics.shape}")
+    parts = [np.zeros((0, 3))]
+    for s in range(len(depth)):
+        v, u = np.nonzero(mask[s])
+        parts.append(_camera_points(u.astype(np.float64), v.astype(np.float64),
+                                    depth[s][mask[s]], intrinsics[s]))
+    return np.concatenate(parts)
+
+
+def _camera_points(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Pixels (u, v) with depth d -> camera points [..., 3], rounded to float32 (as VGGT's
+    reference unprojection does) and returned as float64."""
+    return np.stack(((u - k[0, 2]) * d / k[0, 0], (v - k[1, 2]) * d / k[1, 1],
+                     np.broadcast_to(d, u.shape)), axis=-1).astype(np.float32).astype(np.float64)
+
+
 def _unproject_pixels(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray,
                       world_from_cam: np.ndarray) -> np.ndarray:
     """Pixels (u, v) with depth d of one camera -> world points [..., 3] float64.
@@ -104,8 +132,7 @@ def _unproject_pixels(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray
     The rotation is written out term by term (no BLAS), so a pixel gets the same bits whether
     it is unprojected with its whole frame or alone, which the masked path promises.
     """
-    cam = np.stack(((u - k[0, 2]) * d / k[0, 0], (v - k[1, 2]) * d / k[1, 1],
-                    np.broadcast_to(d, u.shape)), axis=-1).astype(np.float32).astype(np.float64)
+    cam = _camera_points(u, v, d, k)
     rot, trans = world_from_cam[:3, :3], world_from_cam[:3, 3]
     return np.stack([cam[..., 0] * rot[i, 0] + cam[..., 1] * rot[i, 1] + cam[..., 2] * rot[i, 2]
                      + trans[i] for i in range(3)], axis=-1)

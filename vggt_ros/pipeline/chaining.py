@@ -41,7 +41,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from vggt_ros.geometry.camera import se3_inverse, to_homogeneous, unproject_depth
+from vggt_ros.geometry.camera import (se3_inverse, to_homogeneous, unproject_depth,
+                                     unproject_to_camera)
 from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_sim3,
                                     rotation_mean, sim3_matrix)
 from vggt_ros.pipeline.covariance import chaining_quality
@@ -199,10 +200,8 @@ class Chainer:
                                                     self.max_window_points).astype(int)]
             mask = np.zeros_like(mask)
             mask.flat[pick] = True
-        identity = np.broadcast_to(np.eye(4), (len(rows), 4, 4))
-        camera_points = (unproject_depth(prediction.depth[list(rows)], identity,
-                                         prediction.intrinsics[list(rows)], mask)
-                         if rows else np.zeros((0, 3)))
+        camera_points = unproject_to_camera(prediction.depth[list(rows)],
+                                            prediction.intrinsics[list(rows)], mask)
         colors = np.asarray(prediction.images)[list(rows)][mask].astype(np.uint8)
         return WindowPixels(stamps_ns=tuple(f.stamp_ns for f in frames), keep=keep, rows=rows,
                             counts=tuple(int(frame_mask.sum()) for frame_mask in mask),
