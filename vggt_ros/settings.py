@@ -107,10 +107,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metric_scale", 0.0, "With scale_source fixed: known metres per VGGT unit of the "
             "first window (later windows are chained to it); 0 with any other source.",
             "pipeline", min=0.0),
-    Setting("depth_min_range", 0.2, "Nearest sensor depth in metres used for the scale (closer "
-            "readings are not trusted).", "pipeline", min=0.0, max=100.0),
-    Setting("depth_max_range", 6.0, "Farthest sensor depth in metres used for the scale "
-            "(a depth camera's error grows with the square of the range).", "pipeline",
+    Setting("depth_min_range", 0.2, "Nearest sensor depth in metres used (for the scale and, "
+            "with pose_depth sensor, the poses); closer readings are not trusted.", "pipeline",
+            min=0.0, max=100.0),
+    Setting("depth_max_range", 6.0, "Farthest sensor depth in metres used (for the scale and, "
+            "with pose_depth sensor, the poses): a depth camera's error grows with the square "
+            "of the range.", "pipeline",
             min=0.01, max=1000.0),
     Setting("scale_min_travel", 0.2, "Odometry source: metres the robot must move within a "
             "window for its scale to be measured; a window with less keeps the previous scale.",
@@ -157,6 +159,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pose_anchors", 1, "Keyframes per window whose pixels are tracked for the pose "
             "solver (the first, then evenly spaced); more anchors see more of the window.",
             "pipeline", min=1, max=8),
+    Setting("pose_depth", "sensor", "With scale_source depth, which depth the window poses "
+            "rest on: sensor (the pose solver lifts its tracks with the depth image where it "
+            "has a reading, then aligns each keyframe's depth image to the window's first by "
+            "point-to-plane ICP, taken where it explains the depth image clearly better: the "
+            "motion is measured by the sensor, as RGB-D odometry), network (the predicted "
+            "depth only: the motion's scale is then the tracks', 15 percent short with the "
+            "demo model). No effect with another scale_source.", "pipeline",
+            choices=("sensor", "network")),
     Setting("track_history_windows", 8, "How many recent windows track_points can answer for "
             "(their keyframes are kept for re-running the track head).", "pipeline",
             min=1, max=100),

@@ -43,9 +43,11 @@ import numpy as np
 from vggt_ros.pipeline.background import run_beside
 from vggt_ros.pipeline.chaining import Chainer, WindowPixels, check_prediction
 from vggt_ros.pipeline.covariance import UncertaintyTracker
+from vggt_ros.pipeline.depth_alignment import align_to_depth
 from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SOURCES,
                                           IntrinsicsStatus, apply_intrinsics)
 from vggt_ros.pipeline.map_fusion import VoxelMap
+from vggt_ros.pipeline.pose_depth import POSE_DEPTHS, with_sensor_depth
 from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
                                            PoseSolverConfig, gather_tracks)
 from vggt_ros.pipeline.scale_filter import (MEASURED_SOURCES, SCALE_SOURCES, ScaleFilter,
@@ -102,6 +104,7 @@ class PipelineConfig:
     pose_source: str = _default("pose_source")
     pose_queries: int = _default("pose_queries")
     pose_anchors: int = _default("pose_anchors")
+    pose_depth: str = _default("pose_depth")
     track_history_windows: int = _default("track_history_windows")
 
     @classmethod
@@ -113,7 +116,7 @@ class PipelineConfig:
 
     def validate(self) -> None:
         choices = {"intrinsics_source": INTRINSICS_SOURCES, "pose_source": POSE_SOURCES,
-                   "scale_source": SCALE_SOURCES}
+                   "scale_source": SCALE_SOURCES, "pose_depth": POSE_DEPTHS}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in choices:
@@ -391,9 +394,16 @@ class Pipeline:
             prediction, intrinsics = apply_intrinsics(prediction, window,
                                                       self.config.intrinsics_source)
             pixels = run_beside("vggt-window-pixels", self._window_pixels, prediction, window)
-            prediction, pose, pose_timings = self._solve_poses(prediction, window, intrinsics)
+            # The depth scale needs only the network's depth, and the poses rest on the
+            # sensor's depth in the window's units (pose_depth sensor); the odometry scale
+            # compares the solved poses with the robot's.
+            measurement = (self._measure_scale(prediction, window)
+                           if self.config.scale_source == "depth" else None)
+            prediction, pose, pose_timings = self._solve_poses(prediction, window, intrinsics,
+                                                               measurement)
             t2 = time.perf_counter()
-            measurement = self._measure_scale(prediction, window)
+            if measurement is None:
+                measurement = self._measure_scale(prediction, window)
             window_pixels, pixels_seconds = pixels.result()
             result = self._chainer.place(prediction, window, index=self._windows_done,
                                          measurement=measurement, pixels=window_pixels)
@@ -436,10 +446,13 @@ class Pipeline:
         return pixels, time.perf_counter() - start
 
     def _solve_poses(self, prediction: WindowPrediction, window: list[Frame],
-                     intrinsics: IntrinsicsStatus
+                     intrinsics: IntrinsicsStatus, depth_measurement: Optional[ScaleMeasurement]
                      ) -> tuple[WindowPrediction, PoseHealth, dict[str, float]]:
         """The window's poses from its tracks and depth (the pose solver runs in every
-        pose_source: its health numbers check the camera head too)."""
+        pose_source: its health numbers check the camera head too). With pose_depth sensor and
+        the window's depth scale measured, the tracks are lifted with the sensor's depth where
+        it has a reading (pose_depth.py) and the solved poses aligned to the depth images
+        (depth_alignment.py), both in the window's units through the measured scale."""
         start = time.perf_counter()
         track_stages: Counter[str] = Counter()  # the track requests' own stages, summed
 
@@ -450,20 +463,33 @@ class Pipeline:
 
         tracks = gather_tracks(prediction, window, track, self._pose_solver.config)
         tracked = time.perf_counter()
+        sensor = (self.config.pose_depth == "sensor" and depth_measurement is not None
+                  and depth_measurement.valid)
+        ranges = (self.config.depth_min_range, self.config.depth_max_range)
+        sensor_queries = aligned = 0
+        if sensor:
+            tracks, sensor_queries = with_sensor_depth(tracks, prediction, window,
+                                                       depth_measurement.scale, *ranges)
         solution = self._pose_solver.solve(prediction, tracks)
+        poses = solution.cam_from_world
+        if sensor and self.config.pose_source != "camera_head":
+            poses, aligned = align_to_depth(poses, prediction, window, depth_measurement.scale,
+                                            *ranges)
         solved = time.perf_counter()
         pose = replace(solution.health, intrinsics_source=intrinsics.source,
+                       sensor_depth_queries=sensor_queries, depth_aligned_frames=aligned,
                        focal_disagreement=intrinsics.focal_disagreement,
                        warning="; ".join(w for w in (intrinsics.warning, solution.health.warning)
                                          if w))
-        return (replace(prediction, cam_from_world=solution.cam_from_world), pose,
+        return (replace(prediction, cam_from_world=poses), pose,
                 {"track": tracked - start, "solve": solved - tracked,
                  **{f"track.{k}": v for k, v in track_stages.items()}})
 
     def _measure_scale(self, prediction: WindowPrediction, window: list[Frame]
                        ) -> ScaleMeasurement:
         """The window's metric scale from the configured sensor (scale_source depth or
-        odometry), on the solved poses and calibrated depth the chaining places."""
+        odometry), on the calibrated depth (and, for odometry, the solved poses) the chaining
+        places."""
         source = self.config.scale_source
         if source == "depth":
             return depth_scale(prediction, window, self.config.conf_threshold,

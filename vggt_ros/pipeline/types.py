@@ -225,6 +225,8 @@ class PoseHealth:
     disagreement_deg: float = float("nan")  # largest solver vs camera-head rotation difference
     intrinsics_source: str = "predicted"  # camera_info | predicted
     focal_disagreement: float = float("nan")  # max |f_pred / f_cal - 1| with a calibration
+    sensor_depth_queries: int = 0  # queries lifted with the depth sensor's depth (pose_depth)
+    depth_aligned_frames: int = 0  # frames aligned to the depth sensor (depth_alignment)
     degenerate: bool = False  # the poses do not explain the image motion the tracks show
     warning: str = ""
 

@@ -84,6 +84,7 @@ def _pose_values(pose: Optional[PoseHealth], stats: Mapping[str, Any]) -> dict[s
                        "pose.focal_disagreement": pose.focal_disagreement,
                        "pose.fallback_frames": pose.fallback_frames,
                        "pose.extrapolated_frames": pose.extrapolated_frames,
+                       "pose.depth_aligned_frames": pose.depth_aligned_frames,
                        "pose.degenerate": pose.degenerate,
                        "pose.warning": pose.warning})
     values.update({key: stats.get(stat, 0) for stat, key in POSE_COUNTERS.items()})
