@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.geometry.camera import project_points, se3_inverse, unproject_depth
+from vggt_ros.geometry.camera import project_points, se3_inverse, unproject_to_camera
 from vggt_ros.pipeline.types import Frame, WindowPrediction
 
 __all__ = ["align_to_depth", "SOURCE_POINTS", "STAGES", "MIN_PAIRS", "MIN_CONSTRAINT",
@@ -68,7 +68,9 @@ def _sensor_points(depth_m: np.ndarray, k: np.ndarray, min_range: float,
     depth = np.asarray(depth_m, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(depth) & (depth >= min_range) & (depth <= max_range)
-    return unproject_depth(np.where(valid, depth, np.nan)[None], np.eye(4)[None], k[None])[0]
+    points = np.full(depth.shape + (3,), np.nan)
+    points[valid] = unproject_to_camera(depth[None], k[None], valid[None])
+    return points
 
 
 def _normals(points: np.ndarray) -> np.ndarray:
