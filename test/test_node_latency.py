@@ -35,8 +35,8 @@ def _measure(tmp_path, mode: str) -> dict:
     player.node.create_subscription(TFMessage, "/tf", lambda m: arrivals.extend(
         (time.time_ns(), conv.time_to_ns(t.header.stamp)) for t in m.transforms), 100)
     try:
-        # The node warms up three window shapes of the demo model on the CPU first (about
-        # 15 s each on an idle 2-core machine, 46 s when the machine is shared).
+        # The node first warms up three window shapes of the demo model on the CPU: 46 s each
+        # on the 2-core machine shared with other jobs, past the 120 s this used to wait.
         player.connect(process, timeout=300)
         start = time.time_ns()
         stream(player, images, k, RATE_HZ, SECONDS)
