@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.evaluation.metrics import evaluate_trajectory
 from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.pipeline.depth_alignment import align_to_depth
-from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
+
+from depth_sensor_runs import map_with_depth_camera, sensor_frame
 
 RANGE = dict(min_range=0.1, max_range=20.0)
 
@@ -48,28 +48,8 @@ def loop():
     return seq
 
 
-def sensor_frame(seq, i, rng, noise=0.01):
-    depth = seq.render(i)[1].astype(np.float64)
-    return replace(seq.frame(i), depth_m=(depth * (1.0 + noise * rng.standard_normal(
-        depth.shape))).astype(np.float32))
-
-
 def _map(seq, pose_depth):
-    """The whole sequence mapped from 0.5 % noisy depth images (at 64x48 the normals of a
-    noisier image cost the alignment more than a real camera's 640x480 would)."""
-    rng = np.random.default_rng(0)
-    pipeline = Pipeline(ShortParallaxTracks(seq, 0.8, seed=1), PipelineConfig(
-        window_size=8, overlap=2, scale_source="depth", pose_depth=pose_depth,
-        keyframe_min_interval=0.0, depth_min_range=0.1, depth_max_range=20.0))
-    results = []
-    for i in range(len(seq)):
-        results += pipeline.add_frame(sensor_frame(seq, i, rng, noise=0.005))
-    results += pipeline.flush()
-    keyframes = [k for r in results for k in r.new_keyframes]
-    metrics = evaluate_trajectory(np.array([k.stamp_ns for k in keyframes]),
-                                  np.stack([k.odom_from_cam for k in keyframes]),
-                                  seq.stamps_ns, seq.world_from_cam)
-    return metrics, results
+    return map_with_depth_camera(seq, ShortParallaxTracks(seq, 0.8, seed=1), pose_depth)
 
 
 def test_tracks_showing_80_percent_of_the_parallax_still_give_a_metric_trajectory(loop):

@@ -7,7 +7,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from vggt_ros.evaluation.metrics import evaluate_trajectory
 from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
@@ -18,6 +17,8 @@ from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, WindowPrediction
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
+
+from depth_sensor_runs import map_with_depth_camera, sensor_frame
 
 RANGE = dict(min_range=0.1, max_range=20.0)
 
@@ -42,12 +43,6 @@ def loop():
     seq = make_sequence(40, 64, 48, seed=1, trajectory="loop")
     seq.render = functools.lru_cache(maxsize=None)(seq.render)
     return seq
-
-
-def sensor_frame(seq, i, rng, noise=0.01):
-    depth = seq.render(i)[1].astype(np.float64)
-    return replace(seq.frame(i), depth_m=(depth * (1.0 + noise * rng.standard_normal(
-        depth.shape))).astype(np.float32))
 
 
 def _travel_ratio(seq, start, tracks_of, power):
@@ -80,19 +75,7 @@ def test_a_network_depth_with_a_non_affine_bias_still_gives_metric_window_transl
 
 
 def _map_biased(seq, pose_depth):
-    rng = np.random.default_rng(0)
-    pipeline = Pipeline(PowerLawDepth(seq, 0.8, seed=1), PipelineConfig(
-        window_size=8, overlap=2, scale_source="depth", pose_depth=pose_depth,
-        keyframe_min_interval=0.0, depth_min_range=0.1, depth_max_range=20.0))
-    results = []
-    for i in range(len(seq)):
-        results += pipeline.add_frame(sensor_frame(seq, i, rng, noise=0.005))
-    results += pipeline.flush()
-    keyframes = [k for r in results for k in r.new_keyframes]
-    metrics = evaluate_trajectory(np.array([k.stamp_ns for k in keyframes]),
-                                  np.stack([k.odom_from_cam for k in keyframes]),
-                                  seq.stamps_ns, seq.world_from_cam)
-    return metrics, results
+    return map_with_depth_camera(seq, PowerLawDepth(seq, 0.8, seed=1), pose_depth)
 
 
 def test_the_depth_source_gives_a_metric_trajectory_from_a_biased_network_depth(loop):
