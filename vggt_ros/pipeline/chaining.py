@@ -12,6 +12,11 @@ new-window coordinates into previous-window coordinates, and placed by compositi
    weights and IRLS each cut KITTI ATE by 25-30 %). VGGT-Long's delta (0.1) is in chunk units,
    which VGGT normalises to about unit scene size; here ``huber_delta`` is taken relative to the
    overlap's median depth so that it means the same in every window, whatever its scale.
+   The fit gives the scale; the rotation and translation are then those of the overlap
+   keyframes' own poses (as in ``centres``, at that scale): two windows' depth of the same
+   keyframe differ in shape as well as scale, and a point fit turns that into a rotation of the
+   next window (measured with the demo model: 1.5-4.8 deg per seam against 1.1-3.3 from the
+   poses, docs/MODEL.md "Window seams").
 2. ``centres``: the overlap cameras: rotation = chordal mean of the relative orientations, scale
    = ratio of the centres' spreads, translation from their centroids. Needs two or more centres
    at least 1 % of the scene depth apart; otherwise scale is unobservable (static camera).
@@ -284,8 +289,11 @@ class Chainer:
         # Huber delta relative to the overlap's median depth: window units are arbitrary.
         delta = self.huber_delta * float(np.median(prev.depth[ia][pixels]))
         fit = robust_sim3(src, dst, weights[mask], delta, self.irls_iters)
-        return _Estimate("points", fit.matrix(), fit.scale, fit.residual, fit.inlier_ratio,
-                         fit.num_points)
+        # the points give the scale; the shared keyframes' own poses give the rotation and
+        # translation (docs/MODEL.md, "Window seams")
+        rotation, translation, _ = _overlap_motion(prev, ia, new, ib, fit.scale)
+        return _Estimate("points", sim3_matrix(fit.scale, rotation, translation), fit.scale,
+                         fit.residual, fit.inlier_ratio, fit.num_points)
 
     def _fit_centres(self, prev: WindowPrediction, ia: list[int], new: WindowPrediction,
                      ib: list[int]) -> _Estimate:
@@ -302,11 +310,8 @@ class Chainer:
                 * depth_b):
             raise Sim3Error(f"overlap cameras barely moved (baseline below "
                             f"{MIN_BASELINE_RATIO:.0%} of the scene depth)")
-        rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
         scale = float(spread_a / spread_b)
-        translation = centre_a.mean(0) - scale * rotation @ centre_b.mean(0)
-        residual = float(np.sqrt(np.mean(np.sum(
-            (centre_a - (scale * centre_b @ rotation.T + translation)) ** 2, axis=1))))
+        rotation, translation, residual = _overlap_motion(prev, ia, new, ib, scale)
         return _Estimate("centres", sim3_matrix(scale, rotation, translation), scale, residual,
                          num_points=len(ia))
 
@@ -338,6 +343,21 @@ class Chainer:
         colors = np.asarray(prediction.images[rows])[mask]
         odom = points @ odom_from_window[:3, :3].T + odom_from_window[:3, 3]
         return odom.astype(np.float32), colors.astype(np.uint8)
+
+
+def _overlap_motion(prev: WindowPrediction, ia: list[int], new: WindowPrediction, ib: list[int],
+                    scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rotation, translation, centre residual) of the Sim(3) with ``scale`` that best maps the
+    shared keyframes' cameras in ``new`` onto theirs in ``prev``: rotation the chordal mean of
+    their relative orientations, translation matching the centroids of their centres."""
+    pose_a = se3_inverse(prev.cam_from_world[ia])
+    pose_b = se3_inverse(new.cam_from_world[ib])
+    centre_a, centre_b = pose_a[:, :3, 3], pose_b[:, :3, 3]
+    rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
+    translation = centre_a.mean(0) - scale * rotation @ centre_b.mean(0)
+    residual = float(np.sqrt(np.mean(np.sum(
+        (centre_a - (scale * centre_b @ rotation.T + translation)) ** 2, axis=1))))
+    return rotation, translation, residual
 
 
 def _rescaled(transform: np.ndarray, factor: float, pivot: np.ndarray) -> np.ndarray:
