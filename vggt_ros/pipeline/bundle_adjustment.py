@@ -147,30 +147,30 @@ class _State:
                           + (self.trans_prior ** 2).sum() + (self.depth_prior ** 2).sum()
                           + (self.smooth ** 2).sum())
 
-    def smooth_jacobians(self, p: AdjustmentProblem) -> list[tuple[int, int, np.ndarray]]:
-        """Per middle frame m (row i of ``smooth``): (i, frame, 6x6 Jacobian of its
-        constant-velocity residual with respect to that frame's (w, t)) for m-1, m, m+1. The
-        rotation rows to first order about the current steps D (log(exp(w') D exp(-w)) ~
-        log D + w' - D w for the small steps between keyframes); the centre rows exactly
-        (c = -R^T t, so dc = -R^T dt - R^T [t]x dw)."""
-        out = []
-        eye, dt = np.eye(3), p.intervals()
-        for i, m in enumerate(self.middles):
-            scale = 2.0 / (dt[m] + dt[m - 1])
-            d_next, d_prev = self.step_rot[m], self.step_rot[m - 1]
-            # d(rate[m] - rate[m-1]) and d(velocity[m] - velocity[m-1]) per frame
-            for frame, rot_coef, centre_coef in (
-                    (m - 1, d_prev / dt[m - 1], 1.0 / dt[m - 1]),
-                    (m, -d_next / dt[m] - eye / dt[m - 1], -1.0 / dt[m] - 1.0 / dt[m - 1]),
-                    (m + 1, eye / dt[m], 1.0 / dt[m])):
-                jac = np.zeros((6, 6))
-                jac[:3, :3] = rot_coef * (scale * p.smooth_rot)
-                r_t = self.rot[frame].T
-                weight = -centre_coef * scale * p.smooth_centre
-                jac[3:, :3] = weight * r_t @ _skew(self.trans[frame])
-                jac[3:, 3:] = weight * r_t
-                out.append((i, frame, jac))
-        return out
+    def smooth_jacobian(self, p: AdjustmentProblem) -> np.ndarray:
+        """[6T, 6S] Jacobian of the constant-velocity residuals (T middle frames) with respect
+        to every frame's (w, t). The rotation rows to first order about the current steps D
+        (log(exp(w') D exp(-w)) ~ log D + w' - D w for the small steps between keyframes); the
+        centre rows exactly (c = -R^T t, so dc = -R^T dt - R^T [t]x dw)."""
+        m, dt = self.middles, p.intervals()
+        count, num_frames = len(m), len(self.rot)
+        jac = np.zeros((count, 6, num_frames, 6))
+        scale = 2.0 / (dt[m] + dt[m - 1])  # [T] per second of the acceleration's time base
+        eye = np.eye(3)[None]
+        # d(rate[m] - rate[m-1]) and d(velocity[m] - velocity[m-1]) for frames m-1, m, m+1
+        for frames, rot_coef, centre_coef in (
+                (m - 1, self.step_rot[m - 1] / dt[m - 1, None, None], 1.0 / dt[m - 1]),
+                (m, -self.step_rot[m] / dt[m, None, None] - eye / dt[m - 1, None, None],
+                 -1.0 / dt[m] - 1.0 / dt[m - 1]),
+                (m + 1, eye / dt[m, None, None], 1.0 / dt[m])):
+            block = np.zeros((count, 6, 6))
+            block[:, :3, :3] = rot_coef * (scale * p.smooth_rot)[:, None, None]
+            weight = (-centre_coef * scale * p.smooth_centre)[:, None, None]
+            r_t = np.swapaxes(self.rot[frames], 1, 2)
+            block[:, 3:, :3] = weight * (r_t @ _skew(self.trans[frames]))
+            block[:, 3:, 3:] = weight * r_t
+            jac[np.arange(count), :, frames, :] = block
+        return jac.reshape(6 * count, 6 * num_frames)
 
     def normal_equations(self, p: AdjustmentProblem):
         """Robustly weighted J^T J and J^T r, split into cameras (c) and depths (d).
@@ -224,16 +224,10 @@ class _State:
         jac_depth = jac_depth[..., 0]
         h_dd = (w * jac_depth ** 2).sum(axis=(0, 2)) + 1.0 / p.depth_sigma ** 2
         g_d = (w * jac_depth * self.residual).sum(axis=(0, 2)) + self.depth_prior / p.depth_sigma
-        smooth = self.smooth_jacobians(p)
-        for i, frame, jac in smooth:
-            c = free_col[frame]
-            if c < 0:
-                continue  # the fixed reference frame
-            g_c[c:c + 6] += jac.T @ self.smooth[i]
-            for j, other, jac_other in smooth:
-                if j == i and free_col[other] >= 0:
-                    co = free_col[other]
-                    h_cc[c:c + 6, co:co + 6] += jac.T @ jac_other
+        if len(self.middles):  # the constant-velocity prior, on the free frames' columns
+            jac = self.smooth_jacobian(p)[:, (6 * p.free[:, None] + np.arange(6)).ravel()]
+            h_cc += jac.T @ jac
+            g_c += jac.T @ self.smooth.ravel()
         prior = np.tile(np.r_[np.full(3, p.prior_rot), np.full(3, p.prior_trans)], len(p.free))
         h_cc[np.diag_indices(n_cam)] += prior ** 2
         g_c += prior * np.column_stack([self.rot_prior, self.trans_prior]).ravel()

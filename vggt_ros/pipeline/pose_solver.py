@@ -59,7 +59,7 @@ MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to expla
 DISAGREEMENT_WARN_DEG = 5.0
 MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (x0.74..x1.35)
 # A frame whose tracked motion from its anchor is below this share of the motion its two
-# predecessors extrapolate to has lost its tracks (docs/MODEL.md, "Tracks that snap back").
+# predecessors extrapolate to has lost its tracks (measured in docs/MODEL.md).
 SNAP_BACK = 0.5
 HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas of 2D error
 MIN_TRACK_SIGMA_PX = 0.01  # floor of the measured track noise that whitens the residuals
@@ -251,28 +251,29 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     return pose, inliers
 
 
-def _median_motion(tracks: WindowTracks, frame: int, anchor: int) -> float:
-    """Median distance (model pixels) the anchor's visible queries moved to ``frame``."""
-    mine = (tracks.anchor == anchor) & tracks.visible[frame]
-    if frame == anchor or not mine.any():
-        return 0.0 if frame == anchor else float("nan")
-    return float(np.median(np.linalg.norm(tracks.uv[frame, mine] - tracks.query_uv[mine],
-                                          axis=1)))
+def _median_motions(tracks: WindowTracks, anchor: int) -> np.ndarray:
+    """[S] median distance (model pixels) the anchor's visible queries moved to each frame
+    (0 on the anchor, nan where none is visible)."""
+    moved = np.linalg.norm(tracks.uv - tracks.query_uv[None], axis=2)  # [S,M]
+    mine = (tracks.anchor == anchor)[None] & tracks.visible
+    out = np.array([np.median(moved[s, mine[s]]) if mine[s].any() else np.nan
+                    for s in range(len(moved))])
+    out[anchor] = 0.0
+    return out
 
 
-def _tracks_snapped_back(tracks: WindowTracks, frame: int, anchor: int,
+def _tracks_snapped_back(motion: np.ndarray, frame: int, anchor: int,
                          min_motion: float) -> bool:
     """The track head's way of losing a frame (docs/MODEL.md): its tracks fall back towards
-    their queries, so the image motion from the anchor drops below half of what the two frames
-    before it extrapolate to, and PnP then fits a pose near the anchor's. A camera would have
-    to reverse sharply within one keyframe interval to do that."""
+    their queries, so the image motion from the anchor (``motion``, per frame) drops below half
+    of what the two frames before it extrapolate to, and PnP then fits a pose near the
+    anchor's. A camera would have to reverse sharply within one keyframe interval to do that."""
     step = 1 if frame > anchor else -1
     if abs(frame - anchor) < 2:
         return False
-    before, earlier = (_median_motion(tracks, frame - k * step, anchor) for k in (1, 2))
-    expected = 2.0 * before - earlier  # nan (False below) when a frame has no visible track
-    return bool(expected >= min_motion
-                and _median_motion(tracks, frame, anchor) < SNAP_BACK * expected)
+    expected = 2.0 * motion[frame - step] - motion[frame - 2 * step]
+    # nan (False) when a frame has no visible track
+    return bool(expected >= min_motion and motion[frame] < SNAP_BACK * expected)
 
 
 def _extrapolate(poses: np.ndarray, solved: np.ndarray,
@@ -366,6 +367,7 @@ class PoseSolver:
         unplaced = np.zeros(num, dtype=bool)  # too few tracks for a PnP pose at all
         used = inliers = 0
         anchors = np.unique(tracks.anchor)
+        motion = {int(a): _median_motions(tracks, int(a)) for a in anchors}
         points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
         while True:
             ready = anchors[solved[anchors]]
@@ -375,8 +377,8 @@ class PoseSolver:
             _, s = min(candidates)
             tried[s] = True
             nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
-            if s not in anchors and _tracks_snapped_back(tracks, s, int(nearest[0]),
-                                                         2.0 * threshold):
+            if s not in anchors and _tracks_snapped_back(motion[int(nearest[0])], s,
+                                                         int(nearest[0]), 2.0 * threshold):
                 untrusted[s] = True
                 continue
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
