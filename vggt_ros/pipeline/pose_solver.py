@@ -62,7 +62,9 @@ MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (
 # predecessors extrapolate to has lost its tracks (measured in docs/MODEL.md).
 SNAP_BACK = 0.5
 HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas of 2D error
-MIN_TRACK_SIGMA_PX = 0.01  # floor of the measured track noise that whitens the residuals
+# Floor of the measured track noise that whitens the residuals: with exact tracks the priors then
+# move the poses by far less than 1e-6 of the path (0.01 px moved a chained map by 2e-6).
+MIN_TRACK_SIGMA_PX = 0.001
 # The demo model's track errors are correlated within a frame: its poses are 3-5x worse than
 # independent noise of the measured size gives (docs/MODEL.md). The whitening sigma is this
 # multiple of the measured one.
