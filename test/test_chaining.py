@@ -284,3 +284,28 @@ def test_fit_on_a_grid_subsample_of_large_overlaps_keeps_the_accuracy(loop, monk
     assert all(100 <= r.chaining.num_points <= 2 * 500 for r in results[1:])
     gt, _ = gt_positions(seq, results)
     assert ate_rmse(positions(results), gt) <= 0.02 * path_length(gt)
+
+
+def test_the_seam_rotation_comes_from_the_shared_keyframes_poses_not_their_depth(loop):
+    """Two windows' depth of the same keyframe disagree in shape as well as scale (a network
+    predicts each window afresh); a point-map fit turns such a disagreement into a rotation of
+    the next window. With the pose solver's poses (``pose_seams``) the shared keyframes' own
+    poses give it instead, the points only the scale, so a tilted depth map leaves the chained
+    orientations exact."""
+    seq, frames = loop
+
+    class TiltedDepth(GroundTruthPredictor):
+        def predict(self, frames):
+            prediction = super().predict(frames)
+            if len(self.window_scales) == 2:  # the second window's depth leans to one side
+                columns = np.linspace(-0.5, 0.5, prediction.depth.shape[2])
+                prediction.depth = (prediction.depth * (1.0 + 0.3 * columns)).astype(np.float32)
+            return prediction
+
+    results, _ = chain(frames[:14], TiltedDepth(seq, seed=15), pose_seams=True)
+    assert [r.chaining.method for r in results] == ["first", "points"]
+    odom_from_world = se3_inverse(seq.world_from_cam[0])  # odom is the first camera's frame
+    _, rows = gt_positions(seq, results)
+    for kf, row in zip(keyframes(results), rows):
+        truth = (odom_from_world @ seq.world_from_cam[row])[:3, :3]
+        np.testing.assert_allclose(kf.odom_from_cam[:3, :3], truth, atol=1e-6)

@@ -17,7 +17,12 @@ Cost (all residuals whitened):
 * each query's log-depth against the network's depth (sigma ``depth_sigma``), which also fixes
   the window's scale;
 * each free pose against the camera head (a weak prior: it only steers frames the tracks leave
-  unconstrained).
+  unconstrained);
+* the constant-velocity prior: over every three consecutive solved frames, the change of the
+  angular velocity and of the camera centre's velocity per second (rates from the frames'
+  stamps, so uneven keyframe spacing means the same), against sigmas of angular and linear
+  acceleration. The demo model's track errors are correlated within a frame, so each pose on its
+  own jitters by about a degree; a camera's motion does not (docs/MODEL.md).
 
 Poses are updated on the left (R <- exp(w) R, t <- t + dt); the first frame stays fixed (it
 defines the window's frame), and each depth may move at most ``max_depth_change`` in log from
@@ -27,6 +32,7 @@ diverging solve).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -49,6 +55,25 @@ class AdjustmentProblem:
     depth_sigma: float  # sigma of the log-depth prior
     huber: float  # Huber scale of the whitened 2D reprojection error
     max_depth_change: float  # bound on each log-depth's move within one solve
+    # The constant-velocity prior over every three consecutive frames in ``smooth_frames``
+    # ([S] bool), at the frames' ``times`` ([S] seconds): 1 / sigma of the angular
+    # acceleration (s^2/rad) and of the camera centre's acceleration (s^2 / scene unit);
+    # 0 switches a part off.
+    smooth_rot: float = 0.0
+    smooth_centre: float = 0.0
+    smooth_frames: Optional[np.ndarray] = None
+    times: Optional[np.ndarray] = None
+
+    def middles(self) -> np.ndarray:
+        """Frames m whose triple (m-1, m, m+1) lies in ``smooth_frames``."""
+        if self.smooth_frames is None or not (self.smooth_rot or self.smooth_centre):
+            return np.zeros(0, dtype=int)
+        on = np.asarray(self.smooth_frames, dtype=bool)
+        return np.flatnonzero(on[:-2] & on[1:-1] & on[2:]) + 1
+
+    def intervals(self) -> np.ndarray:
+        """[S-1] seconds between consecutive frames (at least a millisecond)."""
+        return np.maximum(np.diff(np.asarray(self.times, dtype=np.float64)), 1e-3)
 
 
 # A step that changes the cost by less than this share ends the solve: the poses then move by
@@ -107,8 +132,45 @@ class _State:
             rot[p.free] @ np.swapaxes(p.head[p.free, :3, :3], 1, 2)) * p.prior_rot
         self.trans_prior = (trans[p.free] - p.head[p.free, :3, 3]) * p.prior_trans
         self.depth_prior = (log_depth - np.log(p.net_depth)) / p.depth_sigma
+        self.middles = p.middles()
+        self.smooth = np.zeros((len(self.middles), 6))
+        if len(self.middles):
+            m, dt = self.middles, p.intervals()
+            self.step_rot = rot[1:] @ np.swapaxes(rot[:-1], 1, 2)  # [S-1] R_{s+1} R_s^T
+            rate = _log_rotation(self.step_rot) / dt[:, None]  # [S-1] angular velocities
+            centres = -(np.swapaxes(rot, 1, 2) @ trans[..., None])[..., 0]  # [S,3]
+            velocity = np.diff(centres, axis=0) / dt[:, None]
+            span = (dt[m] + dt[m - 1])[:, None] / 2.0  # the accelerations' time base
+            self.smooth[:, :3] = (rate[m] - rate[m - 1]) / span * p.smooth_rot
+            self.smooth[:, 3:] = (velocity[m] - velocity[m - 1]) / span * p.smooth_centre
         self.cost = float(robust_cost.sum() + (self.rot_prior ** 2).sum()
-                          + (self.trans_prior ** 2).sum() + (self.depth_prior ** 2).sum())
+                          + (self.trans_prior ** 2).sum() + (self.depth_prior ** 2).sum()
+                          + (self.smooth ** 2).sum())
+
+    def smooth_jacobian(self, p: AdjustmentProblem) -> np.ndarray:
+        """[6T, 6S] Jacobian of the constant-velocity residuals (T middle frames) with respect
+        to every frame's (w, t). The rotation rows to first order about the current steps D
+        (log(exp(w') D exp(-w)) ~ log D + w' - D w for the small steps between keyframes); the
+        centre rows exactly (c = -R^T t, so dc = -R^T dt - R^T [t]x dw)."""
+        m, dt = self.middles, p.intervals()
+        count, num_frames = len(m), len(self.rot)
+        jac = np.zeros((count, 6, num_frames, 6))
+        scale = 2.0 / (dt[m] + dt[m - 1])  # [T] per second of the acceleration's time base
+        eye = np.eye(3)[None]
+        # d(rate[m] - rate[m-1]) and d(velocity[m] - velocity[m-1]) for frames m-1, m, m+1
+        for frames, rot_coef, centre_coef in (
+                (m - 1, self.step_rot[m - 1] / dt[m - 1, None, None], 1.0 / dt[m - 1]),
+                (m, -self.step_rot[m] / dt[m, None, None] - eye / dt[m - 1, None, None],
+                 -1.0 / dt[m] - 1.0 / dt[m - 1]),
+                (m + 1, eye / dt[m, None, None], 1.0 / dt[m])):
+            block = np.zeros((count, 6, 6))
+            block[:, :3, :3] = rot_coef * (scale * p.smooth_rot)[:, None, None]
+            weight = (-centre_coef * scale * p.smooth_centre)[:, None, None]
+            r_t = np.swapaxes(self.rot[frames], 1, 2)
+            block[:, 3:, :3] = weight * (r_t @ _skew(self.trans[frames]))
+            block[:, 3:, 3:] = weight * r_t
+            jac[np.arange(count), :, frames, :] = block
+        return jac.reshape(6 * count, 6 * num_frames)
 
     def normal_equations(self, p: AdjustmentProblem):
         """Robustly weighted J^T J and J^T r, split into cameras (c) and depths (d).
@@ -162,6 +224,10 @@ class _State:
         jac_depth = jac_depth[..., 0]
         h_dd = (w * jac_depth ** 2).sum(axis=(0, 2)) + 1.0 / p.depth_sigma ** 2
         g_d = (w * jac_depth * self.residual).sum(axis=(0, 2)) + self.depth_prior / p.depth_sigma
+        if len(self.middles):  # the constant-velocity prior, on the free frames' columns
+            jac = self.smooth_jacobian(p)[:, (6 * p.free[:, None] + np.arange(6)).ravel()]
+            h_cc += jac.T @ jac
+            g_c += jac.T @ self.smooth.ravel()
         prior = np.tile(np.r_[np.full(3, p.prior_rot), np.full(3, p.prior_trans)], len(p.free))
         h_cc[np.diag_indices(n_cam)] += prior ** 2
         g_c += prior * np.column_stack([self.rot_prior, self.trans_prior]).ravel()

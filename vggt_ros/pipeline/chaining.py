@@ -12,6 +12,12 @@ new-window coordinates into previous-window coordinates, and placed by compositi
    weights and IRLS each cut KITTI ATE by 25-30 %). VGGT-Long's delta (0.1) is in chunk units,
    which VGGT normalises to about unit scene size; here ``huber_delta`` is taken relative to the
    overlap's median depth so that it means the same in every window, whatever its scale.
+   With ``pose_seams`` (the pipeline's choice whenever the pose solver's poses are used) the
+   fit gives only the scale; the rotation and translation are those of the overlap keyframes'
+   own poses (as in ``centres``, at that scale): two windows' depth of the same keyframe differ
+   in shape as well as scale, and a point fit turns that into a rotation of the next window
+   (demo model, window 5 / overlap 2: an RMSE of 1.7-4.8 deg per seam against 1.3-4.0 deg from
+   the solved poses, docs/MODEL.md). The camera head's poses keep VGGT-Long's full point fit.
 2. ``centres``: the overlap cameras: rotation = chordal mean of the relative orientations, scale
    = ratio of the centres' spreads, translation from their centroids. Needs two or more centres
    at least 1 % of the scene depth apart; otherwise scale is unobservable (static camera).
@@ -158,7 +164,8 @@ class Chainer:
     def __init__(self, conf_threshold: float = 1.0, conf_percentile: float = 20.0,
                  metric_scale: float = 0.0, huber_delta: float = 0.1, irls_iters: int = 5,
                  max_scale_jump: float = 3.0, max_window_points: int = 200_000,
-                 min_fit_points: int = 100, scale_filter: Optional[ScaleFilter] = None) -> None:
+                 min_fit_points: int = 100, scale_filter: Optional[ScaleFilter] = None,
+                 pose_seams: bool = False) -> None:
         if max_scale_jump <= 1.0:
             raise ValueError(f"max_scale_jump must be > 1, got {max_scale_jump}")
         self.conf_threshold = conf_threshold
@@ -170,6 +177,9 @@ class Chainer:
         self.max_window_points = max_window_points
         self.min_fit_points = min_fit_points
         self.scale_filter = scale_filter  # None: the scale is metric_scale's, chained
+        # the points' fit gives only the scale, the overlap keyframes' poses the rest (module
+        # docstring, 1.): for poses the pose solver fitted to the tracks
+        self.pose_seams = pose_seams
         self.windows_placed = 0
         self._reset_reason = ""
         self._prev: Optional[_Placed] = None
@@ -325,7 +335,11 @@ class Chainer:
         # Huber delta relative to the overlap's median depth: window units are arbitrary.
         delta = self.huber_delta * float(np.median(prev.depth[ia][pixels]))
         fit = robust_sim3(src, dst, weights[mask], delta, self.irls_iters)
-        return _Estimate("points", fit.matrix(), fit.scale, fit.residual, fit.inlier_ratio,
+        transform = fit.matrix()
+        if self.pose_seams:
+            rotation, translation, _ = _overlap_motion(prev, ia, new, ib, fit.scale)
+            transform = sim3_matrix(fit.scale, rotation, translation)
+        return _Estimate("points", transform, fit.scale, fit.residual, fit.inlier_ratio,
                          fit.num_points)
 
     def _fit_centres(self, prev: WindowPrediction, ia: list[int], new: WindowPrediction,
@@ -343,11 +357,8 @@ class Chainer:
                 * depth_b):
             raise Sim3Error(f"overlap cameras barely moved (baseline below "
                             f"{MIN_BASELINE_RATIO:.0%} of the scene depth)")
-        rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
         scale = float(spread_a / spread_b)
-        translation = centre_a.mean(0) - scale * rotation @ centre_b.mean(0)
-        residual = float(np.sqrt(np.mean(np.sum(
-            (centre_a - (scale * centre_b @ rotation.T + translation)) ** 2, axis=1))))
+        rotation, translation, residual = _overlap_motion(prev, ia, new, ib, scale)
         return _Estimate("centres", sim3_matrix(scale, rotation, translation), scale, residual,
                          num_points=len(ia))
 
@@ -375,6 +386,21 @@ def _odom_points(pixels: WindowPixels, odom_from_window: np.ndarray,
         out[start:start + count] = part @ odom_from_cam[:3, :3].T + odom_from_cam[:3, 3]
         start += count
     return out
+
+
+def _overlap_motion(prev: WindowPrediction, ia: list[int], new: WindowPrediction, ib: list[int],
+                    scale: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """(rotation, translation, centre residual) of the Sim(3) with ``scale`` that best maps the
+    shared keyframes' cameras in ``new`` onto theirs in ``prev``: rotation the chordal mean of
+    their relative orientations, translation matching the centroids of their centres."""
+    pose_a = se3_inverse(prev.cam_from_world[ia])
+    pose_b = se3_inverse(new.cam_from_world[ib])
+    centre_a, centre_b = pose_a[:, :3, 3], pose_b[:, :3, 3]
+    rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
+    translation = centre_a.mean(0) - scale * rotation @ centre_b.mean(0)
+    residual = float(np.sqrt(np.mean(np.sum(
+        (centre_a - (scale * centre_b @ rotation.T + translation)) ** 2, axis=1))))
+    return rotation, translation, residual
 
 
 def _rescaled(transform: np.ndarray, factor: float, pivot: np.ndarray) -> np.ndarray:

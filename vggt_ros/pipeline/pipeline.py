@@ -247,7 +247,8 @@ class Pipeline:
             conf_threshold=config.conf_threshold, conf_percentile=config.conf_percentile,
             metric_scale=config.metric_scale, huber_delta=config.huber_delta,
             irls_iters=config.irls_iters, max_scale_jump=config.max_scale_jump,
-            max_window_points=config.max_window_points, scale_filter=self._scale_filter)
+            max_window_points=config.max_window_points, scale_filter=self._scale_filter,
+            pose_seams=config.pose_source != "camera_head")
         self._pose_solver = PoseSolver(PoseSolverConfig(
             pose_source=config.pose_source, num_queries=config.pose_queries,
             anchors=config.pose_anchors, conf_threshold=config.conf_threshold))

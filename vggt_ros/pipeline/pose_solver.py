@@ -13,18 +13,24 @@ adjustment on the tracks re-estimates the cameras. Per window:
    ``track_window`` the ``track_points`` service uses). Observations with visibility < 0.5 are
    dropped.
 3. **PnP**: each frame's pose from the anchor points (depth x K^-1 pixel, placed with the anchor's
-   pose) and their tracked pixels, OpenCV's RANSAC around SQPnP. A frame with fewer than
-   ``min_inliers`` inliers keeps its camera-head pose and is reported as such. A frame whose
-   inliers are fewer than ``min_inlier_share`` of its visible tracks has lost its tracks (the
-   demo model's track head does, on a window's last frame: with the true poses only 17-40 % of
-   them are within the threshold there) and RANSAC has fitted whichever wrong pixels agree: it
-   is moved on at the constant velocity of its two nearest solved frames instead, and reported.
+   pose) and their tracked pixels, OpenCV's RANSAC around SQPnP. The demo model's track head
+   loses a window's last frames in two ways, each caught before RANSAC can fit whichever wrong
+   pixels agree: its tracks snap back towards their queries (the frame's tracked motion drops
+   below half of what the two frames before it extrapolate to), or most of them disagree
+   (inliers fewer than ``min_inlier_share`` of the visible tracks; with the true poses only
+   17-40 % are within the threshold there). Such a frame is moved on at the constant velocity
+   of its two nearest solved frames instead, and reported. A frame with fewer than
+   ``min_inliers`` inliers keeps its camera-head pose where the camera head reproduces the
+   window's tracked motion, and is moved on like a lost frame where it does not (the demo
+   model's head never learned motion); either is reported.
 4. **Bundle adjustment** (``refine``): every pose but the window's first (it defines the
    window's frame, as in VGGT) and every query's depth (log-depth, with a prior to the network's
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
-   error of all observations, with a weak prior towards the camera head: a Levenberg-Marquardt
-   with an analytic Jacobian that eliminates the depths (Schur complement), in
-   ``vggt_ros.pipeline.bundle_adjustment``; measured in docs/MODEL.md.
+   error of all observations, whitened by the tracks' measured noise, with a weak prior towards
+   the camera head and a constant-velocity prior over consecutive frames (angular and linear
+   acceleration, from the frames' stamps): a Levenberg-Marquardt with an analytic Jacobian that
+   eliminates the depths (Schur complement), in ``vggt_ros.pipeline.bundle_adjustment``;
+   measured in docs/MODEL.md.
 
 The health numbers (inliers, reprojection error, disagreement with the camera head, how much of
 the image motion the chosen poses explain) are computed in every mode, so a window whose poses
@@ -52,7 +58,17 @@ UNEXPLAINED_MOTION_WARN = 0.5
 MIN_TRACK_MOTION_PX = 2.0  # below this the image barely moved: nothing to explain
 DISAGREEMENT_WARN_DEG = 5.0
 MAX_DEPTH_CHANGE = 0.3  # log-depth a bundle-adjustment round may move a query (x0.74..x1.35)
-HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas (threshold / 2) of 2D error
+# A frame whose tracked motion from its anchor is below this share of the motion its two
+# predecessors extrapolate to has lost its tracks (measured in docs/MODEL.md).
+SNAP_BACK = 0.5
+HUBER_SCALE = 2.0  # Huber scale of the bundle adjustment, in sigmas of 2D error
+# Floor of the measured track noise that whitens the residuals: with exact tracks the priors then
+# move the poses by far less than 1e-6 of the path (0.01 px moved a chained map by 2e-6).
+MIN_TRACK_SIGMA_PX = 0.001
+# The demo model's track errors are correlated within a frame: its poses are 3-5x worse than
+# independent noise of the measured size gives (docs/MODEL.md). The whitening sigma is this
+# multiple of the measured one.
+TRACK_NOISE_INFLATION = 2.0
 
 # (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
 # order (TrackPrediction with [S,N,2] original pixels)
@@ -79,6 +95,12 @@ class PoseSolverConfig:
     prior_trans: float = 100.0  # ... and translations, in units of the window's median depth
     max_iterations: int = 30
     conf_threshold: float = 1.0  # queries need at least this depth confidence
+    # Constant-velocity prior of the bundle adjustment over consecutive solved frames: sigma
+    # of the angular acceleration (deg/s^2) and of the camera centre's acceleration (window
+    # median depths / s^2); 0 switches a part off. Moderate values for a mobile robot (at
+    # 10 keyframes/s: 0.5 deg and 1 % of the depth per frame^2); measured in docs/MODEL.md.
+    smooth_rot_deg_s2: float = 50.0
+    smooth_centre_s2: float = 1.0
 
     def validate(self) -> None:
         checks = [
@@ -92,6 +114,8 @@ class PoseSolverConfig:
             ("prior_rot_deg", self.prior_rot_deg > 0, "> 0"),
             ("prior_trans", self.prior_trans > 0, "> 0"),
             ("max_iterations", self.max_iterations >= 1, ">= 1"),
+            ("smooth_rot_deg_s2", self.smooth_rot_deg_s2 >= 0, ">= 0"),
+            ("smooth_centre_s2", self.smooth_centre_s2 >= 0, ">= 0"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -229,6 +253,31 @@ def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
     return pose, inliers
 
 
+def _median_motions(tracks: WindowTracks, anchor: int) -> np.ndarray:
+    """[S] median distance (model pixels) the anchor's visible queries moved to each frame
+    (0 on the anchor, nan where none is visible)."""
+    moved = np.linalg.norm(tracks.uv - tracks.query_uv[None], axis=2)  # [S,M]
+    mine = (tracks.anchor == anchor)[None] & tracks.visible
+    out = np.array([np.median(moved[s, mine[s]]) if mine[s].any() else np.nan
+                    for s in range(len(moved))])
+    out[anchor] = 0.0
+    return out
+
+
+def _tracks_snapped_back(motion: np.ndarray, frame: int, anchor: int,
+                         min_motion: float) -> bool:
+    """The track head's way of losing a frame (docs/MODEL.md): its tracks fall back towards
+    their queries, so the image motion from the anchor (``motion``, per frame) drops below half
+    of what the two frames before it extrapolate to, and PnP then fits a pose near the
+    anchor's. A camera would have to reverse sharply within one keyframe interval to do that."""
+    step = 1 if frame > anchor else -1
+    if abs(frame - anchor) < 2:
+        return False
+    expected = 2.0 * motion[frame - step] - motion[frame - 2 * step]
+    # nan (False) when a frame has no visible track
+    return bool(expected >= min_motion and motion[frame] < SNAP_BACK * expected)
+
+
 def _extrapolate(poses: np.ndarray, solved: np.ndarray,
                  untrusted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(poses, extrapolated mask): each untrusted frame, in order, moved on from its two nearest
@@ -275,7 +324,9 @@ class PoseSolver:
         health.inlier_ratio = inlier_ratio
         depth = tracks.depth
         if self.config.pose_source == "refined" and solved.sum() >= 2:
-            poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold)
+            times = (np.asarray(prediction.stamps_ns, dtype=np.int64)
+                     - int(prediction.stamps_ns[0])) * 1e-9
+            poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold, times)
             poses, _ = _extrapolate(poses, solved, extrapolated)  # from the refined neighbours
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
@@ -289,8 +340,8 @@ class PoseSolver:
                             f"(fewer than {self.config.min_inliers} track inliers)")
         if health.extrapolated_frames:
             warnings.append(f"{health.extrapolated_frames} of {num} frames moved on at their "
-                            f"neighbours' velocity (fewer than "
-                            f"{self.config.min_inlier_share:.0%} of their tracks agree)")
+                            f"neighbours' velocity (their tracks snapped back, or fewer than "
+                            f"{self.config.min_inlier_share:.0%} of them agree)")
         if health.disagreement_deg > DISAGREEMENT_WARN_DEG:
             warnings.append(f"tracks and camera head disagree by "
                             f"{health.disagreement_deg:.1f} deg")
@@ -314,9 +365,11 @@ class PoseSolver:
         solved = np.zeros(num, dtype=bool)
         solved[0] = True
         tried = solved.copy()
-        untrusted = np.zeros(num, dtype=bool)
+        untrusted = np.zeros(num, dtype=bool)  # tracks mostly disagree with their PnP pose
+        unplaced = np.zeros(num, dtype=bool)  # too few tracks for a PnP pose at all
         used = inliers = 0
         anchors = np.unique(tracks.anchor)
+        motion = {int(a): _median_motions(tracks, int(a)) for a in anchors}
         points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
         while True:
             ready = anchors[solved[anchors]]
@@ -326,9 +379,14 @@ class PoseSolver:
             _, s = min(candidates)
             tried[s] = True
             nearest = ready[np.abs(ready - s) == np.abs(ready - s).min()]
+            if s not in anchors and _tracks_snapped_back(motion[int(nearest[0])], s,
+                                                         int(nearest[0]), 2.0 * threshold):
+                untrusted[s] = True
+                continue
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
             pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
             if pose is None or inl.sum() < self.config.min_inliers:
+                unplaced[s] = s not in anchors
                 continue
             used += int(obs.sum())
             inliers += int(inl.sum())
@@ -338,12 +396,14 @@ class PoseSolver:
             poses[s], solved[s] = pose, True
             if s in anchors:
                 points = _lift(tracks, k, poses)
+        if unplaced.any() and not _head_explains_tracks(head, k, tracks):
+            untrusted |= unplaced  # a camera head that misses the motion is no fallback
         poses, extrapolated = _extrapolate(poses, solved, untrusted)
         return poses, solved, extrapolated, (inliers / used if used else float("nan"))
 
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
-                       tracks: WindowTracks, solved: np.ndarray,
-                       threshold: float) -> tuple[np.ndarray, np.ndarray]:
+                       tracks: WindowTracks, solved: np.ndarray, threshold: float,
+                       times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Jointly refine the solved poses (frame 0 fixed) and the queries' depths over the PnP
         inliers, then once more with every observation the refined geometry explains within
         the threshold (a track PnP rejected for one frame can still fit the joint solution)."""
@@ -356,10 +416,17 @@ class PoseSolver:
         if mask.sum() < 6:
             return poses, depth
         start = float(np.median(before[mask]))
+        # The tracks' noise, measured on the inliers (the median of a 2D Gaussian error is
+        # 1.18 sigma), whitens the reprojection residuals, so the priors weigh in only as far
+        # as the tracks are uncertain: exact tracks give exact poses. Inflated (the track
+        # head's errors are correlated within a frame, docs/MODEL.md) and capped at the
+        # RANSAC threshold's nominal sigma.
+        sigma_px = float(np.clip(TRACK_NOISE_INFLATION * start / 1.18, MIN_TRACK_SIGMA_PX,
+                                 threshold / 2.0))
         adjusted, new_depth = poses, depth
         for _ in range(2):
             adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
-                                               threshold)
+                                               sigma_px, times)
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
@@ -374,12 +441,11 @@ class PoseSolver:
         return adjusted, new_depth
 
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
-                tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray,
-                threshold: float) -> tuple[np.ndarray, np.ndarray]:
+                tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray, sigma_px: float,
+                times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One Levenberg-Marquardt solve over the observations in ``mask``
-        (vggt_ros.pipeline.bundle_adjustment)."""
+        (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``."""
         cfg = self.config
-        sigma_px = threshold / 2.0
         rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
                          np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
         problem = AdjustmentProblem(
@@ -389,7 +455,12 @@ class PoseSolver:
             free=np.flatnonzero(solved[1:]) + 1,  # frame 0 stays: it defines the window frame
             prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
             prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
-            depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE)
+            depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE,
+            smooth_rot=(1.0 / math.radians(cfg.smooth_rot_deg_s2)
+                        if cfg.smooth_rot_deg_s2 else 0.0),
+            smooth_centre=(1.0 / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
+                           if cfg.smooth_centre_s2 else 0.0),
+            smooth_frames=solved, times=times)
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
             return poses, depth
@@ -399,15 +470,29 @@ class PoseSolver:
                        tracks: WindowTracks, depth: np.ndarray) -> None:
         """How far the tracked pixels moved from their anchors, and how much of that the
         poses reproduce (median reprojection error of every visible observation)."""
-        observed = tracks.visible & (np.arange(len(poses))[:, None] != tracks.anchor[None])
-        if not observed.any():
-            return
-        errors = _reprojection_errors(poses, k, tracks, depth)[observed]
-        moved = np.linalg.norm(tracks.uv - tracks.query_uv[None], axis=2)[observed]
-        health.reprojection_px = float(np.median(errors))
-        health.track_motion_px = float(np.median(moved))
+        health.reprojection_px, health.track_motion_px = _motion_fit(poses, k, tracks, depth)
         if health.track_motion_px > 0:
             health.unexplained_motion = health.reprojection_px / health.track_motion_px
+
+
+def _motion_fit(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
+                depth: np.ndarray) -> tuple[float, float]:
+    """(median reprojection error, median tracked motion) in pixels over every visible
+    observation away from its anchor (nan, nan without one)."""
+    observed = tracks.visible & (np.arange(len(poses))[:, None] != tracks.anchor[None])
+    if not observed.any():
+        return float("nan"), float("nan")
+    errors = _reprojection_errors(poses, k, tracks, depth)[observed]
+    moved = np.linalg.norm(tracks.uv - tracks.query_uv[None], axis=2)[observed]
+    return float(np.median(errors)), float(np.median(moved))
+
+
+def _head_explains_tracks(head: np.ndarray, k: np.ndarray, tracks: WindowTracks) -> bool:
+    """Whether the camera head's poses reproduce the window's tracked motion (the same test
+    that flags a degenerate window): only then is the head a fallback for a frame the tracks
+    cannot place. The demo model's head, which never learned motion, is not (docs/MODEL.md)."""
+    reprojection, moved = _motion_fit(head, k, tracks, tracks.depth)
+    return not (moved >= MIN_TRACK_MOTION_PX and reprojection > UNEXPLAINED_MOTION_WARN * moved)
 
 
 def _reprojection_errors(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
