@@ -167,11 +167,32 @@ def test_track_request_reuses_the_last_window(reference, inputs):
         torch.testing.assert_close(out["track"][:, 0], queries)  # the query frame is frame 0
 
 
+def test_tracker_switches_change_only_the_trackers_arithmetic(reference, inputs, reference_out):
+    images, queries = inputs
+    want = reference_out["track"]
+    before = torch.get_float32_matmul_precision()
+    runs = {}
+    with torch.inference_mode():
+        for name, options in {"full": dict(tracker_local_correlation=False), "local": {},
+                              "bf16": dict(tracker_precision="bf16")}.items():
+            fast = FastVGGT(copy.deepcopy(reference), FastOptions(**options))
+            runs[name] = fast(images, queries, heads=("track",))
+    assert torch.get_float32_matmul_precision() == before  # no process-wide switch left behind
+    torch.testing.assert_close(runs["full"]["track"], want, rtol=1e-4, atol=2e-3)
+    torch.testing.assert_close(runs["local"]["track"], want, rtol=1e-4, atol=2e-3)
+    bf16 = runs["bf16"]
+    assert bf16["track"].dtype == torch.float32
+    torch.testing.assert_close(bf16["track"][:, 0], queries)  # frame 0 stays at the query
+    assert 0 < (bf16["track"] - want).abs().max() < 2.0  # pixels: rounded, not broken
+    assert (bf16["vis"] - reference_out["vis"]).abs().max() < 0.05
+
+
 @pytest.mark.parametrize("options, match", [
     (dict(dpt_chunk=0), "dpt_chunk"),
     (dict(sdpa_priority=("fastest",)), "sdpa_priority"),
     (dict(cache_frames=-1), "cache_frames"),
     (dict(dtype=torch.float64), "dtype"),
+    (dict(tracker_precision="fp16"), "tracker_precision"),
 ])
 def test_bad_options_are_rejected(options, match):
     with pytest.raises(ValueError, match=match):

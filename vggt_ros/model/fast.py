@@ -20,8 +20,9 @@ and supplies only the kernels, the dtype policy, the caches and the graphs:
   shape never compiled before is compiled in the caller, or, once a live node has warmed up,
   run eagerly while it compiles in the background (``compiled_call``, ``unseen_shapes``);
 * only the requested heads run (default: camera + depth, no point head); DPT convs run in the
-  compute dtype (channels-last on CUDA); the camera head and the tracker stay fp32 (tiny
-  compute, accuracy-critical iterative refinement);
+  compute dtype (channels-last on CUDA); the camera head stays fp32 (tiny compute), the
+  tracker correlates only around each track (``tracker_local_correlation``) in the precision
+  ``tracker_precision`` picks;
 * DINO patch tokens are cached per frame key, so a sliding window re-encodes only new frames;
 * a track request over the last window's frames re-uses that window's aggregated tokens instead
   of re-running the backbone (exact when the query frame is the window's first; see
@@ -59,6 +60,31 @@ SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_
                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 
 
+TRACKER_PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def tracker_precision_context(precision: str, device: torch.device):
+    """The arithmetic of the tracker's matrix products (``FastOptions.tracker_precision``).
+
+    TF32 is a process-wide switch in torch: it is set for the call and restored after it (the
+    predictor runs one model call at a time). Inside a CUDA graph capture the choice is baked
+    into the captured kernels, so a replay needs no switch.
+    """
+    if precision == "bf16":
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
+            yield
+    elif precision == "tf32" and device.type == "cuda":
+        before = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(before)
+    else:
+        yield
+
+
 def default_compute_dtype(device: torch.device) -> torch.dtype:
     """bf16 on Ampere+ CUDA, fp16 on older CUDA, fp32 elsewhere (CPU bf16 GEMMs are slow)."""
     if device.type == "cuda":
@@ -94,6 +120,15 @@ class FastOptions:
     compile_backend: Union[str, Callable] = "inductor"
     cuda_graph_camera: bool = True  # replay the launch-bound camera head as a CUDA graph
     cuda_graph_tracker: bool = True  # same for the iterative tracker (per S, N, feature size)
+    # The tracker's correlation computed only on each track's sampling window instead of the
+    # whole feature map (model/tracker.py CorrelationPyramid: same values, other float order).
+    # None: on the CPU only, where it halves the demo model's tracker time; on an H200 it
+    # saved nothing (docs/PERFORMANCE.md).
+    tracker_local_correlation: Optional[bool] = None
+    # The tracker's matrix products: "fp32" (the reference's arithmetic), "tf32" (CUDA's
+    # TensorFloat-32 GEMMs, fp32 elsewhere) or "bf16" (autocast). Their speed and their
+    # distance from fp32 tracks: `python -m vggt_ros.bench.tracker`, docs/PERFORMANCE.md.
+    tracker_precision: str = "fp32"
     # Attention kernels to try first, e.g. ("cudnn",); the rest stay as fallbacks. None keeps
     # torch's own order.
     sdpa_priority: Optional[tuple[str, ...]] = None
@@ -123,6 +158,9 @@ class FastOptions:
             raise ValueError(f"cache_frames must be >= 0, got {self.cache_frames}")
         if self.dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype}")
+        if self.tracker_precision not in TRACKER_PRECISIONS:
+            raise ValueError(f"tracker_precision must be one of {TRACKER_PRECISIONS}, got "
+                             f"{self.tracker_precision!r}")
 
 
 def _block_in_dtype(block: Block, x: Tensor, pos: Optional[Positions],
@@ -471,17 +509,24 @@ class FastVGGT(nn.Module):
     def track(self, tokens: Sequence[Optional[Tensor]], images: Tensor,
               query_points: Tensor, order: Optional[Sequence[int]] = None
               ) -> tuple[Tensor, Tensor, Tensor]:
-        """Track head: DPT features in the compute dtype, tracker in fp32. ``order`` reorders
-        the frames' feature maps (query frame first) before tracking."""
+        """Track head: DPT features in the compute dtype, the tracker in
+        ``options.tracker_precision``. ``order`` reorders the frames' feature maps (query
+        frame first) before tracking."""
         head = self.model.track_head
         fmaps = self.dpt(head.feature_extractor, tokens, images).float()
         if order is not None:
             fmaps = fmaps[:, list(order)]
+        precision, local = self.options.tracker_precision, self.options.tracker_local_correlation
+        if local is None:
+            local = not fmaps.is_cuda
 
         def run(queries: Tensor, maps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            return head.tracker(queries, maps, head.iters)
+            with tracker_precision_context(precision, maps.device):
+                outputs = head.tracker(queries, maps, head.iters, local_correlation=local)
+            return tuple(x.float() for x in outputs)
 
-        tracks, vis, conf = self._maybe_graphed("tracker", run, self.options.cuda_graph_tracker,
+        tracks, vis, conf = self._maybe_graphed(f"tracker.{precision}.{int(local)}", run,
+                                                self.options.cuda_graph_tracker,
                                                 query_points.float(), fmaps.contiguous())
         return tracks, vis, conf
 
