@@ -187,6 +187,35 @@ def test_tracker_switches_change_only_the_trackers_arithmetic(reference, inputs,
     assert (bf16["vis"] - reference_out["vis"]).abs().max() < 0.05
 
 
+def _nan_graphs(graph_module, example_inputs):
+    """A torch.compile backend whose compiled code returns NaN (a miscompiled kernel)."""
+    def run(*args):
+        return [t * float("nan") if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+                for t in graph_module(*args)]
+    return run
+
+
+def test_a_compiled_network_that_returns_nan_is_rerun_eagerly_and_stays_eager(reference, inputs):
+    torch._dynamo.reset()
+    images = inputs[0]
+    lines = []
+    eager = FastVGGT(copy.deepcopy(reference))
+    broken = FastVGGT(copy.deepcopy(reference), FastOptions(
+        compile_blocks=True, compile_heads=True, compile_backend=_nan_graphs), log=lines.append)
+    keys = ["a", "b", "c"]
+    with torch.inference_mode():
+        want = eager(images)
+        got = broken(images, frame_keys=keys)
+        again = broken(images, frame_keys=keys)  # from the cache the eager run refilled
+    torch._dynamo.reset()
+    for out in (got, again):
+        for key in ("pose_enc", "depth", "depth_conf"):
+            torch.testing.assert_close(out[key], want[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert not broken.compiles
+    assert broken.compile_stats()["nonfinite_fallbacks"] == 1
+    assert any("non-finite" in line for line in lines)
+
+
 @pytest.mark.parametrize("options, match", [
     (dict(dpt_chunk=0), "dpt_chunk"),
     (dict(sdpa_priority=("fastest",)), "sdpa_priority"),

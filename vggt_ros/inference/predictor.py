@@ -283,7 +283,8 @@ class VGGTPredictor:
         (all zero for a network that is not compiled)."""
         if isinstance(self.model, FastVGGT):
             return self.model.compile_stats()
-        return {"compiled_shapes": 0, "compiling": 0, "eager_calls": 0, "compile_s": 0.0}
+        return {"compiled_shapes": 0, "compiling": 0, "eager_calls": 0, "compile_s": 0.0,
+                "nonfinite_fallbacks": 0}
 
     def close(self) -> None:
         """Free the model: stop background compiles, drop it and return the GPU memory its

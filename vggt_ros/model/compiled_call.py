@@ -139,6 +139,12 @@ class CompiledPerShape:
                 return False
             time.sleep(0.01)
 
+    def disable(self, why: str) -> None:
+        """Run ``fn`` eagerly from now on (no-op when already eager); logs ``why``."""
+        if self.compiled is not None:
+            self.compiled = None
+            self.log(f"{self.what}: compiled code disabled, running eagerly from now on: {why}")
+
     def close(self) -> None:
         """Stop the background compiler (waits for the compile in progress, drops the queue)."""
         if self._background is not None:

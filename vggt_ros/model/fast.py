@@ -178,6 +178,12 @@ def _block_with_attention(block: Block, x: Tensor, pos: Optional[Positions], dty
     return block(x, pos, compute_dtype=dtype, attend=attend)
 
 
+def _all_finite(out: dict[str, Tensor | list[Tensor]]) -> bool:
+    """Whether every output tensor is finite (one host synchronisation)."""
+    tensors = [t for key, t in out.items() if isinstance(t, Tensor) and key != "images"]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()) if tensors else True
+
+
 class _GraphedCall:
     """A CUDA graph of ``fn(*static_inputs)``: one replay instead of hundreds of small launches.
 
@@ -284,6 +290,7 @@ class FastVGGT(nn.Module):
                                               "VGGT global block (block-sparse attention)",
                                               self._block.enabled, backend, log)
         self._graphs: dict[tuple, Optional[_GraphedCall]] = {}
+        self.nonfinite_fallbacks = 0  # windows re-run eagerly after non-finite compiled outputs
         self.eval()
 
     # ---------------------------------------------------------------- compiled graphs
@@ -311,7 +318,8 @@ class FastVGGT(nn.Module):
         """Compiled shapes, compiles in progress, eager calls and compile seconds, summed over
         the compiled parts."""
         parts = [part.stats() for part in self._compiled_parts]
-        return {key: sum(part[key] for part in parts) for key in parts[0]}
+        return {**{key: sum(part[key] for part in parts) for key in parts[0]},
+                "nonfinite_fallbacks": self.nonfinite_fallbacks}
 
     def wait_for_background_compiles(self, timeout: Optional[float] = None) -> bool:
         return all(part.wait_for_background(timeout) for part in self._compiled_parts)
@@ -554,8 +562,29 @@ class FastVGGT(nn.Module):
         """
         images, query_points = batched_inputs(images, query_points)
         selected = self.model.select_heads(heads, query_points is not None, FAST_DEFAULT_HEADS)
-        grid = self.model.aggregator.patch_embed.patch_grid(*images.shape[-2:])
+        out = self._forward(images, query_points, selected, frame_keys)
+        if self.compiles and not _all_finite(out):
+            self._stop_compiling()
+            out = self._forward(images, query_points, selected, frame_keys)
+        return out
 
+    def _stop_compiling(self) -> None:
+        """Compiled code gave non-finite outputs: run eagerly from now on (correct first).
+
+        Seen on an H200 (torch 2.11) with the embedded demo model: its compiled blocks return
+        NaN for whole windows where the same blocks run eagerly give finite values, while
+        VGGT-1B's compiled blocks match eager ones exactly (docs/PERFORMANCE.md). Tokens made
+        by the compiled code (the DINO cache, the last window's) are dropped with it.
+        """
+        self.nonfinite_fallbacks += 1
+        for part in self._compiled_parts:
+            part.disable("it returned non-finite outputs where eager code runs")
+        self.cache.clear()
+        self._last = None
+
+    def _forward(self, images: Tensor, query_points: Optional[Tensor], selected: set[str],
+                 frame_keys: Optional[Sequence[Hashable]]) -> dict[str, Tensor | list[Tensor]]:
+        grid = self.model.aggregator.patch_embed.patch_grid(*images.shape[-2:])
         order = (self._reusable_order(frame_keys, tuple(images.shape))
                  if selected == {"track"} else None)
         if order is not None:
