@@ -100,6 +100,29 @@ def test_track_maps_back_to_original_pixels(model, frames, mode):
     np.testing.assert_array_equal(tracks.visibility, raw["vis"][0].numpy())
 
 
+def test_a_track_request_after_its_windows_predict_reuses_the_preprocessed_frames(
+        model, frames, monkeypatch):
+    import vggt_ros.inference.predictor as predictor_module
+    calls = []
+    preprocess = predictor_module.preprocess_for_model
+    monkeypatch.setattr(predictor_module, "preprocess_for_model",
+                        lambda *args: calls.append(len(args[0])) or preprocess(*args))
+    query = np.array([[5.0, 7.0], [20.0, 15.0]])
+    predictor = _predictor(model)
+    predictor.predict(frames)
+    reused = predictor.track(frames, query)
+    assert calls == [3]  # the track request preprocessed nothing
+    fresh = _predictor(model).track(frames, query)
+    np.testing.assert_array_equal(reused.tracks_uv, fresh.tracks_uv)
+    np.testing.assert_array_equal(reused.visibility, fresh.visibility)
+    # The same stamps with another image, or another frame order, are preprocessed again.
+    changed = [frames[0], frames[1], Frame(stamp_ns=frames[2].stamp_ns,
+                                           image=frames[0].image.copy(), frame_id="cam")]
+    predictor.track(changed, query)
+    predictor.track(frames[::-1], query)
+    assert calls == [3, 3, 3, 3]
+
+
 def test_run_vggt_with_tracks_and_geometry(model, frames):
     result = run_vggt(model, [f.image for f in frames], np.array([[10.0, 10.0]]),
                       precision="fp32", image_size=SIZE)

@@ -33,7 +33,30 @@ from vggt_ros.model.sparse_attention import SparseGlobalAttention
 from vggt_ros.model.vggt import VGGT
 from vggt_ros.pipeline.types import Frame, PreprocessMapping, TrackPrediction, WindowPrediction
 
-__all__ = ["InferenceResult", "run_vggt", "VGGTPredictor"]
+__all__ = ["InferenceResult", "ModelInputs", "run_vggt", "VGGTPredictor"]
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Frames as the network sees them: the float batch [S,3,h,w] on the model's device, the
+    uint8 images (host array, or a device tensor with device preprocessing) and each frame's
+    crop/pad mapping. Kept by ``VGGTPredictor`` so that the pose solver's track request over
+    the window it just predicted does not preprocess the same frames again."""
+
+    tensor: torch.Tensor
+    seen: Union[np.ndarray, torch.Tensor]
+    mappings: list[PreprocessMapping]
+
+
+def preprocess_for_model(images: Sequence[np.ndarray], preprocess_mode: str, image_size: int,
+                         device: torch.device, device_preprocessing: bool) -> ModelInputs:
+    """``run_vggt``'s preprocessing: on the device (one upload per frame) or with Pillow."""
+    if device_preprocessing:
+        tensor, seen, mappings = preprocess_on_device(images, preprocess_mode, image_size, device)
+    else:
+        seen, mappings = preprocess_images_uint8(images, preprocess_mode, image_size)
+        tensor = torch.from_numpy(to_float_images(seen)).to(device)
+    return ModelInputs(tensor, seen, mappings)
 
 
 @dataclass
@@ -51,6 +74,7 @@ class InferenceResult:
     track_visibility: Optional[np.ndarray] = None  # [S,N]
     track_confidence: Optional[np.ndarray] = None  # [S,N]
     timings: dict[str, float] = field(default_factory=dict)
+    inputs: Optional[ModelInputs] = None  # what the network was given (for re-use)
 
     @functools.cached_property
     def world_points(self) -> np.ndarray:
@@ -112,7 +136,8 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
              preprocess_mode: str = "crop", image_size: int = 518,
              geometry: bool = True,
              frame_keys: Optional[Sequence[Hashable]] = None,
-             device_preprocessing: bool = False) -> InferenceResult:
+             device_preprocessing: bool = False,
+             inputs: Optional[ModelInputs] = None) -> InferenceResult:
     """Preprocess ``images`` (same-size HxWx3/4 uint8), run ``model`` on its current device and
     convert the outputs to NumPy, with intrinsics and tracks also in original pixels.
 
@@ -126,6 +151,8 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     upload per frame, torch's antialiased bicubic) instead of with Pillow on the CPU (upstream's
     numerics, the default). Only what the caller uses comes back to the host: the images the
     network saw (uint8) and the cameras and depth with ``geometry``, the tracks with queries.
+    ``inputs``: ``images`` already preprocessed with these settings (``result.inputs`` of an
+    earlier call on the same images), so they are not preprocessed again.
     """
     if model.training:
         raise ValueError("the model is in training mode; call model.eval() before inference")
@@ -137,11 +164,12 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    if device_preprocessing:
-        tensor, seen, mappings = preprocess_on_device(images, preprocess_mode, image_size, device)
-    else:
-        seen, mappings = preprocess_images_uint8(images, preprocess_mode, image_size)
-        tensor = torch.from_numpy(to_float_images(seen)).to(device)
+    if inputs is None:
+        inputs = preprocess_for_model(images, preprocess_mode, image_size, device,
+                                      device_preprocessing)
+    elif len(inputs.mappings) != len(images):
+        raise ValueError(f"inputs hold {len(inputs.mappings)} frames, images {len(images)}")
+    tensor, seen, mappings = inputs.tensor, inputs.seen, inputs.mappings
     heads = ("camera", "depth") if geometry else ()
     queries = None
     if query_uv is not None:
@@ -161,7 +189,7 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
     timings["inference"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = InferenceResult(mappings=mappings, timings=timings)
+    result = InferenceResult(mappings=mappings, timings=timings, inputs=inputs)
     if geometry:
         height, width = tensor.shape[-2:]
         extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(),
@@ -235,18 +263,26 @@ class VGGTPredictor:
         # The pipeline may call track() from a service thread while predict() runs in the
         # worker: one model, one device, so calls take turns.
         self._lock = threading.Lock()
+        self._last_inputs: Optional[tuple[list[Hashable], ModelInputs]] = None
 
     def _run(self, frames: Sequence[Frame], query_uv: Optional[np.ndarray],
              geometry: bool) -> InferenceResult:
         if len(frames) == 0:
             raise ValueError("a window needs at least one frame")
-        # Keys let the fast path reuse DINO tokens of frames seen in the previous window.
-        keys = [frame_key(f) for f in frames] if self.fast else None
+        # Keys let the fast path reuse DINO tokens of frames seen in the previous window, and
+        # a call over the last call's frames in the same order (the pose solver's track
+        # request after its window's predict) reuse their preprocessing.
+        keys = [frame_key(f) for f in frames]
         with self._lock:
-            return run_vggt(self.model, [f.image for f in frames], query_uv,
-                            precision=self.precision, preprocess_mode=self.preprocess_mode,
-                            image_size=self.image_size, geometry=geometry, frame_keys=keys,
-                            device_preprocessing=self.device_preprocessing)
+            last = self._last_inputs
+            result = run_vggt(self.model, [f.image for f in frames], query_uv,
+                              precision=self.precision, preprocess_mode=self.preprocess_mode,
+                              image_size=self.image_size, geometry=geometry,
+                              frame_keys=keys if self.fast else None,
+                              device_preprocessing=self.device_preprocessing,
+                              inputs=last[1] if last is not None and last[0] == keys else None)
+            self._last_inputs = (keys, result.inputs)
+            return result
 
     def predict(self, frames: Sequence[Frame]) -> WindowPrediction:
         result = self._run(frames, None, geometry=True)
@@ -273,6 +309,7 @@ class VGGTPredictor:
         From then on a shape the plan did not cover runs eagerly while it compiles in the
         background, instead of stalling a window (``FastVGGT.unseen_shapes``)."""
         report = run_warmup(self, plan, log)
+        self._last_inputs = None  # the dummy frames would only hold memory
         if isinstance(self.model, FastVGGT):
             self.model.forget_frames()  # the dummy frames' tokens would only hold memory
             self.model.unseen_shapes = "background"
@@ -293,6 +330,7 @@ class VGGTPredictor:
             if isinstance(self.model, FastVGGT):
                 self.model.close()
             self.model = None
+            self._last_inputs = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
