@@ -107,3 +107,19 @@ def test_bench_cli_compares_sparse_global_attention_with_exact(tmp_path, capsys)
 def test_bench_cli_rejects_bad_arguments(argv):
     with pytest.raises(SystemExit):
         cli.main(argv)
+
+
+@pytest.mark.slow
+def test_tracker_bench_times_every_switch_and_measures_its_distance_from_fp32(tmp_path, capsys):
+    from vggt_ros.bench import tracker
+    out = tmp_path / "tracker.json"
+    assert tracker.main(["--device", "cpu", "--config", "tiny", "--frames", "2", "--width", "70",
+                         "--height", "42", "--queries", "4", "--repeats", "1",
+                         "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["random"]
+    names = [f"q4.{tracker.variant_name(v)}" for v in tracker.VARIANTS]
+    assert all(result["times_ms"][name][0] > 0 for name in names + ["dpt_features"])
+    assert result["distance"]["q4.fp32/full"]["max_px"] == 0  # the reference itself
+    assert result["distance"]["q4.fp32/local"]["max_px"] < 1e-2  # same values, other order
+    assert result["distance"]["q4.bf16/full"]["max_px"] > 0  # bf16 really ran
+    assert "q4.tf32/local" in capsys.readouterr().out
