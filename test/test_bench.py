@@ -53,7 +53,8 @@ def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
     code = cli.main(["--device", "cpu", "--config", "tiny", "--height", "42", "--width", "70",
                      "--frames", "2", "--extra-frames", "3", "--warmup", "0", "--reps", "1",
                      "--queries", "4", "--window", "3", "--stride", "1",
-                     "--accuracy-frames", "2", "--variants", "fp8", "--json", str(out)])
+                     "--accuracy-frames", "2", "--variants", "fp8", "--pose-queries", "16",
+                     "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"reference", "fast"}
@@ -65,7 +66,10 @@ def test_bench_cli_runs_end_to_end_on_cpu(tmp_path, capsys):
     assert "error" not in fp8[2] and fp8[2]["ms"] > 0 and fp8[2]["pose_enc_max_abs"] > 0
     # both kinds of track request are timed: from the window's tokens and with a re-run
     assert report["window"]["track_cached_ms"] > 0 and report["window"]["track_newest_ms"] > 0
+    pose = report["pose_solver"]  # what the pose solver adds: its own stage
+    assert pose["track_ms"] > 0 and pose["solve_ms"] > 0 and pose["queries"] == 16
     printed = capsys.readouterr().out
+    assert "pose solver, S=3, 16 queries" in printed
     assert printed.rstrip().splitlines()[-1].startswith("target")  # the table comes last
 
 

@@ -24,6 +24,7 @@ import torch
 from vggt_ros.bench.accuracy import check_accuracy
 from vggt_ros.bench.approx import bench_approx, parse_settings
 from vggt_ros.bench.models import build_config, random_inputs, random_model
+from vggt_ros.bench.pose_solver import bench_stage as bench_pose_solver_stage
 from vggt_ros.bench.probes import probe_attention, probe_matmul
 from vggt_ros.bench.profile import profile_fast
 from vggt_ros.bench.report import environment, markdown_tables, summary_lines
@@ -61,6 +62,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--ref-max-frames", type=int, default=32, help="largest S for the reference")
     p.add_argument("--track-max-frames", type=int, default=16, help="largest S with the track head")
     p.add_argument("--queries", type=int, default=64, help="track queries (0: no tracking)")
+    p.add_argument("--pose-queries", type=int, default=256,
+                   help="queries of the pose-solver stage (what the solver adds to a window: "
+                        "track request + refined solve on the CPU; 0 skips it)")
     p.add_argument("--reuse-permuted-tokens", action="store_true",
                    help="track requests re-use the window's tokens even with the query frame "
                         "moved first (FastOptions.reuse_permuted_tokens; an approximation)")
@@ -176,6 +180,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     if "fast" in args.paths:
         report["window"] = bench_window(args, paths, clock)
         log(f"window: {json.dumps(report['window'])}")
+        if args.pose_queries and fast.model.track_head is not None:
+            report["pose_solver"] = bench_pose_solver_stage(fast, args, clock)
+            log(f"pose solver: {json.dumps(report['pose_solver'])}")
     save()
 
     fast_res = report["results"].get("fast", {})

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from vggt_ros.bench.models import build_config, random_model
+from vggt_ros.bench.models import build_config, random_inputs, random_model
 from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import PoseSolver, PoseSolverConfig, gather_tracks
@@ -92,6 +92,24 @@ def bench_solve(case, queries: int, source: str, repeats: int) -> list[float]:
                            lambda f, a, uv: track_window(double, f, a, uv), config)
     solver.solve(prediction, tracks)  # warm-up
     return _median_ms(lambda: solver.solve(prediction, tracks), repeats, lambda: None)
+
+
+def bench_stage(fast, args, clock) -> dict:
+    """``vggt_bench``'s pose-solver stage: what the solver adds to a window of ``args.window``
+    frames at ``args.pose_queries`` queries: the track request from the window's tokens on the
+    model's device (``fast``, a ``FastVGGT``), and the ``refined`` solve on the host CPU on the
+    ground-truth double's window of the same size (see the module docstring for why)."""
+    frames, width, height = args.window, args.width, args.height
+    images, queries = random_inputs(frames, height, width, args.pose_queries, clock.device,
+                                    args.seed + 2000)
+    keys = [("pose-stage", i) for i in range(frames)]
+    with torch.inference_mode():
+        fast(images, heads=("camera", "depth"), frame_keys=keys)
+        track_ms = clock.median(lambda: fast(images, queries, heads=("track",), frame_keys=keys))
+    solve_ms = statistics.median(bench_solve(solve_case(frames, width, height),
+                                             args.pose_queries, "refined", max(args.reps, 5)))
+    return {"frames": frames, "queries": args.pose_queries, "track_ms": track_ms,
+            "solve_ms": solve_ms, "total_ms": track_ms + solve_ms}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
