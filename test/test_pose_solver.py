@@ -296,3 +296,35 @@ def test_the_constant_velocity_prior_cuts_the_pose_jitter_of_tracks_whose_errors
                            prediction)
         errors[prior] = np.degrees(angle[1:]).mean()
     assert errors[50.0] < 0.85 * errors[0.0]
+
+
+def test_the_previous_window_carries_its_motion_across_the_seam_without_biasing_exact_data(
+        sequence):
+    """The seam prior: the previous window's frame before this window's anchor, moved into this
+    window's frame and scale (through the anchor's depth in both windows), joins the
+    constant-velocity prior. With exact tracks and depth it is the true pose there, and the
+    window's poses stay exact."""
+    predictor = GroundTruthPredictor(sequence, rot_noise_deg=8.0, trans_noise=0.1, seed=2)
+    solver = PoseSolver(PoseSolverConfig())
+
+    def window(indices):
+        frames = [sequence.frame(i) for i in indices]
+        prediction, _ = apply_intrinsics(predictor.predict(frames), frames, "camera_info")
+        tracks = gather_tracks(prediction, frames,
+                               lambda f, a, uv: track_window(predictor, f, a, uv), solver.config)
+        return prediction, tracks
+
+    prediction, tracks = window(range(0, 8))
+    solver.solve(prediction, tracks)
+    prediction, tracks = window(range(6, 12))
+    ghost = solver._seam_ghost(prediction, np.asarray(prediction.cam_from_world[0]))
+    gt = sequence.cam_from_world
+    truth = gt[5] @ se3_inverse(gt[6])
+    truth[:3, 3] *= predictor.window_scales[-1]
+    assert ghost is not None and np.abs(ghost[0] - truth).max() < 1e-6
+    assert ghost[1] == pytest.approx((sequence.stamps_ns[5] - sequence.stamps_ns[6]) * 1e-9)
+    solution = solver.solve(prediction, tracks)
+    window_truth = gt[6:12] @ se3_inverse(gt[6])
+    window_truth[:, :3, 3] *= predictor.window_scales[-1]
+    angle, trans = _errors(solution.cam_from_world, window_truth, prediction)
+    assert angle.max() < 1e-6 and trans.max() < 1e-6

@@ -28,7 +28,10 @@ adjustment on the tracks re-estimates the cameras. Per window:
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
    error of all observations, whitened by the tracks' measured noise, with a weak prior towards
    the camera head and a constant-velocity prior over consecutive frames (angular and linear
-   acceleration, from the frames' stamps): a Levenberg-Marquardt with an analytic Jacobian that
+   acceleration, from the frames' stamps). The prior reaches across the seam (``seam_prior``):
+   the previous window's frame before this window's anchor (the first overlap keyframe) joins
+   as a fixed pose without observations, moved into this window's frame and scale through the
+   anchor's pose and depth in both windows. A Levenberg-Marquardt with an analytic Jacobian that
    eliminates the depths (Schur complement), in ``vggt_ros.pipeline.bundle_adjustment``;
    measured in docs/MODEL.md.
 
@@ -101,6 +104,10 @@ class PoseSolverConfig:
     # 10 keyframes/s: 0.5 deg and 1 % of the depth per frame^2); measured in docs/MODEL.md.
     smooth_rot_deg_s2: float = 50.0
     smooth_centre_s2: float = 1.0
+    # Carry the constant-velocity prior across the seam: the previous window's frame before
+    # this window's anchor joins the bundle adjustment as a fixed pose without observations
+    # (measured in docs/MODEL.md).
+    seam_prior: bool = True
 
     def validate(self) -> None:
         checks = [
@@ -141,6 +148,17 @@ class WindowTracks:
     visible: np.ndarray  # [S,M] bool
     weight: np.ndarray  # [S,M] track confidence in [0.1, 1]
     anchors: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _SolvedWindow:
+    """What the next window's seam prior needs from the previous one."""
+
+    stamps_ns: list[int]
+    poses: np.ndarray  # [S,4,4] the solved poses, window frame
+    solved: np.ndarray  # [S] bool: from the tracks (not extrapolated, not the head's)
+    depth: np.ndarray  # [S,h,w] window units
+    depth_conf: np.ndarray  # [S,h,w]
 
 
 def anchor_indices(num_frames: int, anchors: int) -> list[int]:
@@ -307,6 +325,7 @@ class PoseSolver:
     def __init__(self, config: PoseSolverConfig) -> None:
         config.validate()
         self.config = config
+        self._previous: Optional[_SolvedWindow] = None
 
     def solve(self, prediction: WindowPrediction, tracks: WindowTracks) -> PoseSolution:
         head = np.array(prediction.cam_from_world, dtype=np.float64)
@@ -326,7 +345,9 @@ class PoseSolver:
         if self.config.pose_source == "refined" and solved.sum() >= 2:
             times = (np.asarray(prediction.stamps_ns, dtype=np.int64)
                      - int(prediction.stamps_ns[0])) * 1e-9
-            poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold, times)
+            ghost = self._seam_ghost(prediction, poses[0]) if self.config.seam_prior else None
+            poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold, times,
+                                               ghost)
             poses, _ = _extrapolate(poses, solved, extrapolated)  # from the refined neighbours
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
@@ -351,6 +372,9 @@ class PoseSolver:
             warnings.append(f"the poses leave {health.unexplained_motion:.0%} of the tracked "
                             f"image motion ({health.track_motion_px:.1f} px) unexplained")
         health.warning = "; ".join(warnings)
+        self._previous = _SolvedWindow(list(prediction.stamps_ns), poses.copy(), solved.copy(),
+                                       np.asarray(prediction.depth),
+                                       np.asarray(prediction.depth_conf))
         return PoseSolution(cam_from_world=chosen, solver_poses=poses, health=health)
 
     # ----------------------------------------------------------------------------- stages
@@ -401,9 +425,41 @@ class PoseSolver:
         poses, extrapolated = _extrapolate(poses, solved, untrusted)
         return poses, solved, extrapolated, (inliers / used if used else float("nan"))
 
+    def _seam_ghost(self, prediction: WindowPrediction,
+                    anchor_pose: np.ndarray) -> Optional[tuple[np.ndarray, float]]:
+        """The previous window's frame before this window's anchor, in this window's frame
+        and units (the anchor's depth in both windows gives the scale), and its time from
+        the anchor (negative); None where the previous window does not hold this anchor with
+        a solved frame before it. The constant-velocity prior over (that frame, anchor, next)
+        then carries the previous window's motion across the seam, where the chained
+        trajectory's translation directions were worst (docs/MODEL.md)."""
+        prev, anchor_stamp = self._previous, int(prediction.stamps_ns[0])
+        if prev is None or anchor_stamp not in prev.stamps_ns:
+            return None
+        j = prev.stamps_ns.index(anchor_stamp)
+        if j < 1 or not (prev.solved[j - 1] and prev.solved[j]):
+            return None
+        new_depth, old_depth = np.asarray(prediction.depth[0]), prev.depth[j]
+        if new_depth.shape != old_depth.shape:
+            return None
+        threshold = self.config.conf_threshold
+        valid = ((np.asarray(prediction.depth_conf[0]) >= threshold)
+                 & (prev.depth_conf[j] >= threshold) & (new_depth > 0) & (old_depth > 0)
+                 & np.isfinite(new_depth) & np.isfinite(old_depth))
+        if valid.sum() < 16:
+            return None
+        scale = float(np.median(new_depth[valid] / old_depth[valid]))
+        relative = prev.poses[j - 1] @ se3_inverse(prev.poses[j])  # ghost_from_anchor
+        relative[:3, 3] *= scale
+        seconds = (int(prev.stamps_ns[j - 1]) - anchor_stamp) * 1e-9
+        if not (np.isfinite(scale) and scale > 0 and seconds < 0):
+            return None
+        return relative @ anchor_pose, seconds
+
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray, threshold: float,
-                       times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Jointly refine the solved poses (frame 0 fixed) and the queries' depths over the PnP
         inliers, then once more with every observation the refined geometry explains within
         the threshold (a track PnP rejected for one frame can still fit the joint solution)."""
@@ -426,7 +482,7 @@ class PoseSolver:
         adjusted, new_depth = poses, depth
         for _ in range(2):
             adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
-                                               sigma_px, times)
+                                               sigma_px, times, ghost)
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
@@ -442,17 +498,28 @@ class PoseSolver:
 
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray, sigma_px: float,
-                times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
+                ) -> tuple[np.ndarray, np.ndarray]:
         """One Levenberg-Marquardt solve over the observations in ``mask``
-        (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``."""
+        (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``. A ``ghost``
+        (pose, seconds) is put before frame 0 as a fixed frame without observations: it only
+        takes part in the constant-velocity prior."""
         cfg = self.config
         rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
                          np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
+        target = np.nan_to_num(tracks.uv)
+        weight = np.where(mask, np.sqrt(tracks.weight) / sigma_px, 0.0)
+        g = 0 if ghost is None else 1
+        if g:
+            pad = lambda a, first: np.concatenate([first[None], a])  # noqa: E731
+            poses, head, k = pad(poses, ghost[0]), pad(head, ghost[0]), pad(k, k[0])
+            target, weight = pad(target, target[0] * 0.0), pad(weight, weight[0] * 0.0)
+            times, solved = pad(times, np.float64(ghost[1])), pad(solved, np.bool_(True))
         problem = AdjustmentProblem(
-            k=k, rays=rays, anchor=tracks.anchor, net_depth=tracks.depth,
-            target=np.nan_to_num(tracks.uv),
-            weight=np.where(mask, np.sqrt(tracks.weight) / sigma_px, 0.0), head=head,
-            free=np.flatnonzero(solved[1:]) + 1,  # frame 0 stays: it defines the window frame
+            k=k, rays=rays, anchor=tracks.anchor + g, net_depth=tracks.depth,
+            target=target, weight=weight, head=head,
+            # the window's frame 0 (and a ghost) stays: it defines the window frame
+            free=np.flatnonzero(solved[g + 1:]) + g + 1,
             prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
             prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
             depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE,
@@ -462,6 +529,7 @@ class PoseSolver:
                            if cfg.smooth_centre_s2 else 0.0),
             smooth_frames=solved, times=times)
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
+        adjusted, poses = adjusted[g:], poses[g:]
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
             return poses, depth
         return adjusted, new_depth
