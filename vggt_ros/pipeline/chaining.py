@@ -50,7 +50,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from vggt_ros.geometry.camera import (se3_inverse, to_homogeneous, unproject_depth,
-                                     unproject_to_camera)
+                                     unproject_flat_to_camera)
 from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_scale,
                                     robust_sim3, rotation_mean, sim3_matrix)
 from vggt_ros.pipeline.covariance import chaining_quality
@@ -209,19 +209,19 @@ class Chainer:
         keep = confidence_mask(prediction.depth_conf, self.conf_threshold, self.conf_percentile,
                                valid)
         rows = tuple(s for s, frame in enumerate(frames) if frame.stamp_ns not in self._keyframes)
-        mask = keep[list(rows)]
-        count = int(mask.sum())
-        if count > self.max_window_points:  # an even subsample of the confident pixels
-            pick = np.flatnonzero(mask)[np.linspace(0, count - 1,
-                                                    self.max_window_points).astype(int)]
-            mask = np.zeros_like(mask)
-            mask.flat[pick] = True
-        camera_points = unproject_to_camera(prediction.depth[list(rows)],
-                                            prediction.intrinsics[list(rows)], mask)
-        colors = np.asarray(prediction.images)[list(rows)][mask].astype(np.uint8)
+        picked = np.flatnonzero(keep[list(rows)])  # the new keyframes' confident pixels
+        if len(picked) > self.max_window_points:  # an even subsample of them
+            picked = picked[np.linspace(0, len(picked) - 1, self.max_window_points).astype(int)]
+        # their flat indices in the whole window: row i of the new keyframes is frame rows[i]
+        size = keep[0].size
+        row, pixel = np.divmod(picked, size)
+        flat = np.asarray(rows, dtype=np.int64)[row] * size + pixel
+        camera_points = unproject_flat_to_camera(prediction.depth, prediction.intrinsics, flat)
+        images = np.asarray(prediction.images)
+        colors = images.reshape(-1, images.shape[-1])[flat].astype(np.uint8)
         return WindowPixels(stamps_ns=tuple(f.stamp_ns for f in frames), keep=keep, rows=rows,
-                            counts=tuple(int(frame_mask.sum()) for frame_mask in mask),
-                            camera_points=camera_points, colors=colors.reshape(-1, 3))
+                            counts=tuple(int(c) for c in np.bincount(row, minlength=len(rows))),
+                            camera_points=camera_points, colors=colors)
 
     def place(self, prediction: WindowPrediction, frames: Sequence[Frame], index: int = 0,
               measurement: ScaleMeasurement = ScaleMeasurement(reason="not measured"),
