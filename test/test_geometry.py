@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 from vggt_ros.geometry import (pose_to_translation_quaternion, project_points, se3_inverse,
                                to_homogeneous, translation_quaternion_to_pose, unproject_depth,
                                unproject_to_camera)
+from vggt_ros.geometry.camera import unproject_flat_to_camera
 from vggt_ros.geometry.pose_encoding import (extri_intri_to_pose_encoding, matrix_to_quaternion,
                                              pose_encoding_to_extri_intri, quaternion_to_matrix)
 
@@ -114,6 +115,8 @@ def test_camera_points_are_the_unprojection_with_an_identity_pose(io_numpy):
                                   unproject_depth(depth, identity, intr, mask=mask))
     with pytest.raises(ValueError, match="mask"):
         unproject_to_camera(depth, intr, mask[0])
+    np.testing.assert_array_equal(unproject_flat_to_camera(depth, intr, np.flatnonzero(mask)),
+                                  unproject_to_camera(depth, intr, mask))
 
 
 def _random_pose(seed):

@@ -9,7 +9,7 @@ from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import (PoseSolver, PoseSolverConfig, anchor_indices,
-                                           gather_tracks, select_queries)
+                                           _cell_maxima, gather_tracks, select_queries)
 from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import (CameraIntrinsics, Frame, PreprocessMapping,
                                      WindowPrediction)
@@ -161,6 +161,24 @@ def test_queries_spread_over_the_image_on_confident_pixels_only():
     assert picks[:, 1].min() < 20 and picks[:, 1].max() > 76  # top to bottom
     assert anchor_indices(8, 1) == [0] and anchor_indices(8, 3) == [0, 4, 7]
     assert anchor_indices(2, 5) == [0, 1]
+
+
+def test_cell_maxima_pick_what_argmax_picks_per_cell_ties_and_empty_cells_included():
+    rng = np.random.default_rng(1)
+    for trial in range(50):
+        height, width = rng.integers(3, 40, size=2)
+        score = rng.integers(-2, 3, (height, width)).astype(np.float32)  # many ties
+        ys = np.linspace(0, height, rng.integers(2, 60)).astype(int)  # more rows than pixels
+        xs = np.linspace(0, width, rng.integers(2, 60)).astype(int)  # gives empty cells
+        expected = []
+        for r in range(len(ys) - 1):
+            for c in range(len(xs) - 1):
+                cell = score[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]
+                if cell.size and cell.max() >= 0:
+                    cy, cx = divmod(int(np.argmax(cell)), cell.shape[1])
+                    expected.append((xs[c] + cx, ys[r] + cy))
+        np.testing.assert_array_equal(_cell_maxima(score, ys, xs),
+                                      np.asarray(expected, dtype=float).reshape(-1, 2))
 
 
 def test_more_anchors_reach_frames_the_first_anchor_cannot_see(sequence, frames):

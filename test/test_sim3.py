@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_sim3, rotation_mean,
-                                    umeyama_sim3)
+from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_scale, robust_sim3,
+                                    rotation_mean, umeyama_sim3)
 
 
 def _random_sim3(rng):
@@ -60,6 +60,24 @@ def test_huber_irls_rejects_gross_outliers_that_bias_least_squares():
     assert 0.75 <= fit.inlier_ratio <= 0.85
     assert fit.residual < 0.02
     assert fit.num_points == 1000 and 1 <= fit.iterations <= 20
+
+
+def test_robust_scale_alone_rejects_the_outliers_that_bias_its_least_squares():
+    rng = np.random.default_rng(6)
+    src = rng.normal(size=(1000, 3)) + [0.0, 0.0, 3.0]
+    dst = 0.7 * src + rng.normal(scale=0.005, size=src.shape)
+    plain = robust_scale(src, dst, huber_delta=1e6)  # every point an inlier: least squares
+    assert plain.scale == pytest.approx(float(np.sum(dst * src) / np.sum(src * src)), rel=1e-12)
+    dst[rng.choice(len(src), 200, replace=False)] *= 1.5
+    biased = robust_scale(src, dst, huber_delta=1e6)
+    fit = robust_scale(src, dst, huber_delta=0.05, max_iters=20)
+    assert abs(biased.scale - 0.7) > 0.03 and fit.scale == pytest.approx(0.7, rel=5e-3)
+    assert 0.75 <= fit.inlier_ratio <= 0.85 and fit.residual < 0.02
+    assert fit.num_points == 1000 and 1 <= fit.iterations <= 20
+    with pytest.raises(Sim3Error, match="no spread"):
+        robust_scale(np.zeros((10, 3)), dst[:10])
+    with pytest.raises(Sim3Error, match="not positive"):
+        robust_scale(src, -src)
 
 
 def test_zero_weights_remove_outliers_exactly():

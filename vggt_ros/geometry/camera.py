@@ -16,6 +16,7 @@ __all__ = [
     "to_homogeneous",
     "unproject_depth",
     "unproject_to_camera",
+    "unproject_flat_to_camera",
     "project_points",
     "pose_to_translation_quaternion",
     "translation_quaternion_to_pose",
@@ -118,10 +119,29 @@ def unproject_to_camera(depth: np.ndarray, intrinsics: np.ndarray,
     return np.concatenate(parts)
 
 
+def unproject_flat_to_camera(depth: np.ndarray, intrinsics: np.ndarray,
+                             flat: np.ndarray) -> np.ndarray:
+    """The pixels at increasing flat indices ``flat`` of ``depth`` [S,H,W] -> [N,3] float64
+    points in their own cameras: the same values, in the same order, as ``unproject_to_camera``
+    with the mask of those pixels, without a pass over every pixel of every frame to find
+    them again (the caller already has their indices)."""
+    depth = np.asarray(depth)
+    if depth.ndim != 3:
+        raise ValueError(f"depth must be [S,H,W], got {depth.shape}")
+    intrinsics = np.asarray(intrinsics)
+    if intrinsics.shape != (len(depth), 3, 3):
+        raise ValueError(f"intrinsics must be [{len(depth)},3,3], got {intrinsics.shape}")
+    frame, pixel = np.divmod(np.asarray(flat, dtype=np.int64), depth.shape[1] * depth.shape[2])
+    v, u = np.divmod(pixel, depth.shape[2])
+    return _camera_points(u.astype(np.float64), v.astype(np.float64),
+                          depth.reshape(-1)[flat], intrinsics[frame])
+
+
 def _camera_points(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Pixels (u, v) with depth d -> camera points [..., 3], rounded to float32 (as VGGT's
-    reference unprojection does) and returned as float64."""
-    return np.stack(((u - k[0, 2]) * d / k[0, 0], (v - k[1, 2]) * d / k[1, 1],
+    reference unprojection does) and returned as float64; ``k`` is one [3,3] or one per
+    pixel [...,3,3]."""
+    return np.stack(((u - k[..., 0, 2]) * d / k[..., 0, 0], (v - k[..., 1, 2]) * d / k[..., 1, 1],
                      np.broadcast_to(d, u.shape)), axis=-1).astype(np.float32).astype(np.float64)
 
 

@@ -1,6 +1,6 @@
 """Similarity transforms (Sim(3)) fitted between two point sets: the core of window chaining.
 
-Two estimators:
+Three estimators:
 
 * ``umeyama_sim3``: the closed-form weighted least-squares fit (Umeyama 1991) with the
   reflection fix, so a mirrored point set never yields det(R) = -1.
@@ -8,6 +8,9 @@ Two estimators:
   the closed form, as VGGT-Long aligns chunks (weights ``w0 * huber``, delta 0.1, a few
   iterations). Dense point maps of two VGGT windows always contain some outliers (sky,
   object edges, flying pixels); the plain least-squares fit lets them bias the scale.
+* ``robust_scale``: the same IRLS-Huber for the scale alone, when the rotation and translation
+  are known from elsewhere (the chaining's pose seams): one closed-form parameter per
+  iteration, no SVD, and far fewer points for the same precision.
 
 Degenerate input (too few weighted points, all points at one place, collinear points that leave
 the rotation undetermined, non-finite values) raises ``Sim3Error`` rather than returning NaNs,
@@ -140,6 +143,62 @@ def robust_sim3(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = N
                 else float(np.sqrt((w0 @ r**2) / total)))
     return Sim3Fit(scale, rotation, translation, residual, inlier_ratio, int((w0 > 0).sum()),
                    iterations)
+
+
+@dataclass(frozen=True)
+class ScaleFit:
+    """dst ≈ scale * src, with the same robust fit diagnostics as ``Sim3Fit``."""
+
+    scale: float
+    residual: float  # weighted RMS of ||dst - scale * src|| over the final inliers, dst units
+    inlier_ratio: float  # weighted share of points with residual <= huber_delta
+    num_points: int
+    iterations: int
+
+
+def robust_scale(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None,
+                 huber_delta: float = 0.1, max_iters: int = 5, tol: float = 1e-9) -> ScaleFit:
+    """IRLS-Huber scale ``s`` minimising sum w huber(||dst - s src||): points already rotated
+    and centred by a known motion, so ``s`` is the only unknown and each refit is the closed
+    form ``sum w dst.src / sum w src.src``. Stops when ``s`` changes by less than ``tol``
+    (relative) or after ``max_iters`` refits. Raises ``Sim3Error`` when ``src`` has no spread
+    about the known centre or the fitted scale is not positive."""
+    if huber_delta <= 0 or max_iters < 1:
+        raise ValueError(f"huber_delta must be > 0 and max_iters >= 1, got {huber_delta}, "
+                         f"{max_iters}")
+    src, dst, w0 = _check_inputs(src, dst, weights)
+    if (w0 > 0).sum() < 1:
+        raise Sim3Error("need at least one point with positive weight")
+    cross = np.einsum("ij,ij->i", dst, src)
+    norm = np.einsum("ij,ij->i", src, src)
+    # Relative test, as in umeyama_sim3: a spread 1e-12 of dst's is numerically no spread.
+    floor = max(1e-24 * float(w0 @ np.einsum("ij,ij->i", dst, dst)), 1e-300)
+
+    def fit(w: np.ndarray) -> float:
+        denominator = float(w @ norm)
+        if not denominator > floor:
+            raise Sim3Error("src points have no spread about the known centre")
+        scale = float(w @ cross) / denominator
+        if not np.isfinite(scale) or scale <= 0:
+            raise Sim3Error(f"fitted scale is not positive ({scale})")
+        return scale
+
+    scale = fit(w0)
+    iterations = 0
+    for iterations in range(1, max_iters + 1):
+        r = np.linalg.norm(dst - scale * src, axis=1)
+        new = fit(w0 * np.where(r <= huber_delta, 1.0, huber_delta / np.maximum(r, 1e-300)))
+        done = abs(new - scale) < tol * scale
+        scale = new
+        if done:
+            break
+    r = np.linalg.norm(dst - scale * src, axis=1)
+    inlier = r <= huber_delta
+    total = w0.sum()
+    w_in = w0 * inlier
+    residual = (float(np.sqrt((w_in @ r**2) / w_in.sum())) if w_in.sum() > 0
+                else float(np.sqrt((w0 @ r**2) / total)))
+    return ScaleFit(scale, residual, float(w_in.sum() / total), int((w0 > 0).sum()), iterations)
 
 
 def _residuals(src: np.ndarray, dst: np.ndarray, scale: float, rotation: np.ndarray,

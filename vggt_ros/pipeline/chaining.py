@@ -13,8 +13,10 @@ new-window coordinates into previous-window coordinates, and placed by compositi
    which VGGT normalises to about unit scene size; here ``huber_delta`` is taken relative to the
    overlap's median depth so that it means the same in every window, whatever its scale.
    With ``pose_seams`` (the pipeline's choice whenever the pose solver's poses are used) the
-   fit gives only the scale; the rotation and translation are those of the overlap keyframes'
-   own poses (as in ``centres``, at that scale): two windows' depth of the same keyframe differ
+   points give only the scale; the rotation and translation are those of the overlap keyframes'
+   own poses (as in ``centres``, at that scale), and the scale is fitted under that very motion
+   (``robust_scale``: the same weights and IRLS-Huber, one closed-form parameter, on a grid of
+   about ``SCALE_FIT_SAMPLES`` pixels). Two windows' depth of the same keyframe differ
    in shape as well as scale, and a point fit turns that into a rotation of the next window
    (demo model, window 5 / overlap 2: an RMSE of 1.7-4.8 deg per seam against 1.3-4.0 deg from
    the solved poses, docs/MODEL.md). The camera head's poses keep VGGT-Long's full point fit.
@@ -48,9 +50,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from vggt_ros.geometry.camera import (se3_inverse, to_homogeneous, unproject_depth,
-                                     unproject_to_camera)
-from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_sim3,
-                                    rotation_mean, sim3_matrix)
+                                     unproject_flat_to_camera)
+from vggt_ros.geometry.sim3 import (Sim3Error, confidence_weights, robust_scale,
+                                    robust_sim3, rotation_mean, sim3_matrix)
 from vggt_ros.pipeline.covariance import chaining_quality
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.scale_filter import ScaleFilter, unfiltered_status
@@ -63,6 +65,10 @@ LOW_INLIER_RATIO = 0.5  # a points fit with fewer inliers than this is accepted 
 # shared keyframe). 7 parameters from ~20k weighted points: the fit's error is bound by the
 # predictions' own errors long before this many points (docs/PERFORMANCE.md, issue 17).
 FIT_SAMPLES = 20_000
+# With pose seams the points give one parameter, the scale (a ratio of depths): its standard
+# error from n weighted points falls as 1/sqrt(n), so a few thousand pin it far below the
+# depth's own bias between windows (measured with the ground-truth double, docs/PERFORMANCE.md).
+SCALE_FIT_SAMPLES = 4_000
 RELATIVE_CONF = 0.1  # VGGT-Long: mask below 0.1 * min(median confidence)
 
 
@@ -203,19 +209,19 @@ class Chainer:
         keep = confidence_mask(prediction.depth_conf, self.conf_threshold, self.conf_percentile,
                                valid)
         rows = tuple(s for s, frame in enumerate(frames) if frame.stamp_ns not in self._keyframes)
-        mask = keep[list(rows)]
-        count = int(mask.sum())
-        if count > self.max_window_points:  # an even subsample of the confident pixels
-            pick = np.flatnonzero(mask)[np.linspace(0, count - 1,
-                                                    self.max_window_points).astype(int)]
-            mask = np.zeros_like(mask)
-            mask.flat[pick] = True
-        camera_points = unproject_to_camera(prediction.depth[list(rows)],
-                                            prediction.intrinsics[list(rows)], mask)
-        colors = np.asarray(prediction.images)[list(rows)][mask].astype(np.uint8)
+        picked = np.flatnonzero(keep[list(rows)])  # the new keyframes' confident pixels
+        if len(picked) > self.max_window_points:  # an even subsample of them
+            picked = picked[np.linspace(0, len(picked) - 1, self.max_window_points).astype(int)]
+        # their flat indices in the whole window: row i of the new keyframes is frame rows[i]
+        size = keep[0].size
+        row, pixel = np.divmod(picked, size)
+        flat = np.asarray(rows, dtype=np.int64)[row] * size + pixel
+        camera_points = unproject_flat_to_camera(prediction.depth, prediction.intrinsics, flat)
+        images = np.asarray(prediction.images)
+        colors = images.reshape(-1, images.shape[-1])[flat].astype(np.uint8)
         return WindowPixels(stamps_ns=tuple(f.stamp_ns for f in frames), keep=keep, rows=rows,
-                            counts=tuple(int(frame_mask.sum()) for frame_mask in mask),
-                            camera_points=camera_points, colors=colors.reshape(-1, 3))
+                            counts=tuple(int(c) for c in np.bincount(row, minlength=len(rows))),
+                            camera_points=camera_points, colors=colors)
 
     def place(self, prediction: WindowPrediction, frames: Sequence[Frame], index: int = 0,
               measurement: ScaleMeasurement = ScaleMeasurement(reason="not measured"),
@@ -316,8 +322,10 @@ class Chainer:
         if prev.depth.shape[1:] != new.depth.shape[1:]:
             raise Sim3Error(f"depth sizes differ ({prev.depth.shape[1:]} vs "
                             f"{new.depth.shape[1:]}): no pixel correspondence")
-        # Every test runs on a regular pixel grid of about FIT_SAMPLES overlap pixels only.
-        step = _grid_stride(len(ia) * prev.depth[0].size, FIT_SAMPLES)
+        # Every test runs on a regular pixel grid of about FIT_SAMPLES overlap pixels only
+        # (SCALE_FIT_SAMPLES when the points give only the scale).
+        samples = SCALE_FIT_SAMPLES if self.pose_seams else FIT_SAMPLES
+        step = _grid_stride(len(ia) * prev.depth[0].size, samples)
         grid = (slice(None), slice(None, None, step), slice(None, None, step))
         conf_a = prev.depth_conf[ia][grid].astype(np.float64)
         conf_b = new.depth_conf[ib][grid].astype(np.float64)
@@ -334,11 +342,17 @@ class Chainer:
         src = unproject_depth(new.depth[ib], new.cam_from_world[ib], new.intrinsics[ib], pixels)
         # Huber delta relative to the overlap's median depth: window units are arbitrary.
         delta = self.huber_delta * float(np.median(prev.depth[ia][pixels]))
-        fit = robust_sim3(src, dst, weights[mask], delta, self.irls_iters)
-        transform = fit.matrix()
         if self.pose_seams:
-            rotation, translation, _ = _overlap_motion(prev, ia, new, ib, fit.scale)
-            transform = sim3_matrix(fit.scale, rotation, translation)
+            # The seam's motion is the overlap keyframes' own (``_overlap_motion``): dst ≈
+            # centre_a + s R (src - centre_b), so only s is fitted, on those very residuals.
+            rotation, centre_a, centre_b = _overlap_rotation(prev, ia, new, ib)
+            fit = robust_scale((src - centre_b) @ rotation.T, dst - centre_a, weights[mask],
+                               delta, self.irls_iters)
+            transform = sim3_matrix(fit.scale, rotation, centre_a - fit.scale * rotation
+                                    @ centre_b)
+        else:
+            fit = robust_sim3(src, dst, weights[mask], delta, self.irls_iters)
+            transform = fit.matrix()
         return _Estimate("points", transform, fit.scale, fit.residual, fit.inlier_ratio,
                          fit.num_points)
 
@@ -388,16 +402,25 @@ def _odom_points(pixels: WindowPixels, odom_from_window: np.ndarray,
     return out
 
 
+def _overlap_rotation(prev: WindowPrediction, ia: list[int], new: WindowPrediction,
+                      ib: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rotation, centroid in ``prev``, centroid in ``new``) of the shared keyframes' cameras:
+    the rotation is the chordal mean of their relative orientations."""
+    pose_a = se3_inverse(prev.cam_from_world[ia])
+    pose_b = se3_inverse(new.cam_from_world[ib])
+    rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
+    return rotation, pose_a[:, :3, 3].mean(0), pose_b[:, :3, 3].mean(0)
+
+
 def _overlap_motion(prev: WindowPrediction, ia: list[int], new: WindowPrediction, ib: list[int],
                     scale: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(rotation, translation, centre residual) of the Sim(3) with ``scale`` that best maps the
     shared keyframes' cameras in ``new`` onto theirs in ``prev``: rotation the chordal mean of
     their relative orientations, translation matching the centroids of their centres."""
-    pose_a = se3_inverse(prev.cam_from_world[ia])
-    pose_b = se3_inverse(new.cam_from_world[ib])
-    centre_a, centre_b = pose_a[:, :3, 3], pose_b[:, :3, 3]
-    rotation = rotation_mean(pose_a[:, :3, :3] @ np.swapaxes(pose_b[:, :3, :3], 1, 2))
-    translation = centre_a.mean(0) - scale * rotation @ centre_b.mean(0)
+    rotation, mean_a, mean_b = _overlap_rotation(prev, ia, new, ib)
+    translation = mean_a - scale * rotation @ mean_b
+    centre_a = se3_inverse(prev.cam_from_world[ia])[:, :3, 3]
+    centre_b = se3_inverse(new.cam_from_world[ib])[:, :3, 3]
     residual = float(np.sqrt(np.mean(np.sum(
         (centre_a - (scale * centre_b @ rotation.T + translation)) ** 2, axis=1))))
     return rotation, translation, residual
