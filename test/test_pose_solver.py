@@ -195,16 +195,23 @@ def test_more_anchors_reach_frames_the_first_anchor_cannot_see(sequence, frames)
 
 
 @pytest.mark.slow
-def test_a_200_frame_trajectory_from_noisy_tracks_stays_within_1pc_of_path_and_1deg_per_frame():
+@pytest.mark.parametrize("width, height, max_mean_orientation_deg", [
+    (128, 96, 2.5),  # f = 91 px, so 1 px is 0.6 deg: measured 0.75 deg
+    (518, 392, 0.5),  # the model's input width, 1 px about 0.14 deg: measured 0.47 deg
+], ids=["128x96", "518x392"])
+def test_a_200_frame_trajectory_from_noisy_tracks_stays_within_1pc_of_path_and_1deg_per_frame(
+        width, height, max_mean_orientation_deg):
     """The issue's acceptance run: 1 px track noise, 20 % outlier tracks, 2 % depth noise and a
     camera head off by 10 deg, through the whole pipeline (windows, chaining) over 200 frames.
-    At 128x96 (f = 91 px, so 1 px is 0.6 deg) the issue's 0.5 deg orientation error is not
-    reached; the measured numbers, and the code version they belong to, are in docs/MODEL.md."""
+    Track noise is in the tracks' pixels, so its angle depends on the image size: at the
+    model's input size the mean orientation error after alignment meets the issue's 0.5 deg; at
+    128x96 it does not (docs/MODEL.md has the numbers and the code version they belong to)."""
     from vggt_ros.evaluation.health import orientation_errors_deg
     from vggt_ros.evaluation.metrics import evaluate_trajectory
     from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig
 
-    seq = make_sequence(200, 128, 96, seed=1_000_003, trajectory="loop")
+    seq = make_sequence(200, width, height, seed=1_000_003, trajectory="loop")
+    seq.render = functools.lru_cache(maxsize=None)(seq.render)  # the double re-renders frames
     predictor = GroundTruthPredictor(seq, depth_noise=0.02, rot_noise_deg=10.0,
                                      track_noise_px=1.0, track_outliers=0.2, seed=9)
     pipeline = Pipeline(predictor, PipelineConfig(pose_source="refined"))
@@ -219,7 +226,7 @@ def test_a_200_frame_trajectory_from_noisy_tracks_stays_within_1pc_of_path_and_1
     metrics = evaluate_trajectory(stamps, poses, seq.stamps_ns, seq.world_from_cam)
     assert metrics["ate"]["rmse_percent_of_path"] <= 1.0
     assert metrics["rpe"]["rot_rmse_deg"] <= 1.0
-    assert orientation_errors_deg(poses, seq.world_from_cam).mean() <= 2.5
+    assert orientation_errors_deg(poses, seq.world_from_cam).mean() <= max_mean_orientation_deg
     assert not any(r.pose.degenerate for r in results)
 
 
