@@ -77,6 +77,23 @@ def test_noisy_tracks_with_outliers_and_noisy_depth_stay_within_half_a_degree(se
     assert 0.6 < solution.health.inlier_ratio < 0.9  # the 20 % outliers are found
 
 
+def test_a_windows_pnps_started_side_by_side_give_the_poses_of_one_after_another(
+        sequence, frames, monkeypatch):
+    def solve():
+        predictor = GroundTruthPredictor(sequence, depth_noise=0.02, rot_noise_deg=8.0,
+                                         track_noise_px=1.0, track_outliers=0.2, seed=3)
+        return _solve(predictor, frames, pose_source="refined")[1].cam_from_world
+
+    side_by_side = solve()
+    started = []
+    ahead = PoseSolver._pnp_ahead
+    monkeypatch.setattr(PoseSolver, "_pnp_ahead",
+                        staticmethod(lambda *args: started.append(1) or ahead(*args)))
+    assert np.array_equal(solve(), side_by_side) and started  # the threads really ran
+    monkeypatch.setattr(PoseSolver, "_pnp_ahead", staticmethod(lambda *args: {}))
+    assert np.array_equal(solve(), side_by_side)  # one after another: the same poses
+
+
 def test_refinement_beats_pnp_alone_on_noisy_tracks(sequence, frames):
     errors = {}
     for source in ("tracks", "refined"):

@@ -42,6 +42,8 @@ do not explain what the tracks show is flagged even when the camera head's poses
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -52,6 +54,11 @@ from vggt_ros.geometry.camera import project_points, se3_inverse
 from vggt_ros.pipeline.bundle_adjustment import AdjustmentProblem, adjust
 from vggt_ros.pipeline.map_fusion import confidence_mask
 from vggt_ros.pipeline.types import Frame, PoseHealth, TrackPrediction, WindowPrediction
+
+# The per-frame PnPs of a one-anchor window (PoseSolver._pnp_ahead): one worker per frame at
+# most, no more than the host has cores.
+_PNP_THREADS = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1),
+                                  thread_name_prefix="pnp")
 
 POSE_SOURCES = ("camera_head", "tracks", "refined")
 VISIBLE = 0.5  # track-head visibility from which a tracked pixel counts as an observation
@@ -392,6 +399,17 @@ class PoseSolver:
         return PoseSolution(cam_from_world=chosen, solver_poses=poses, health=health)
 
     # ----------------------------------------------------------------------------- stages
+    @staticmethod
+    def _pnp_ahead(points: np.ndarray, k: np.ndarray, tracks: WindowTracks,
+                   threshold: float) -> dict[int, Future]:
+        """With one anchor every frame's PnP uses the same lifted points, so all of them can
+        start at once: OpenCV releases the GIL, and on a many-core host the 7 RANSACs of a
+        window run side by side instead of one after another. Same calls, same results (each
+        RANSAC seeds its own generator)."""
+        return {s: _PNP_THREADS.submit(_pnp, points[tracks.visible[s]],
+                                       tracks.uv[s, tracks.visible[s]], k[s], threshold)
+                for s in range(1, len(k))}
+
     def _initial_poses(self, head: np.ndarray, k: np.ndarray, tracks: WindowTracks,
                        threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         """PnP per frame from the points of its NEAREST solved anchor, frames taken in order of
@@ -409,6 +427,8 @@ class PoseSolver:
         anchors = np.unique(tracks.anchor)
         motion = {int(a): _median_motions(tracks, int(a)) for a in anchors}
         points = _lift(tracks, k, poses)  # re-lifted whenever another anchor gets its pose
+        ahead = (self._pnp_ahead(points, k, tracks, threshold)
+                 if anchors.tolist() == [0] else {})
         while True:
             ready = anchors[solved[anchors]]
             candidates = [(int(np.abs(ready - s).min()), s) for s in range(num) if not tried[s]]
@@ -422,7 +442,8 @@ class PoseSolver:
                 untrusted[s] = True
                 continue
             obs = np.isin(tracks.anchor, nearest) & tracks.visible[s]
-            pose, inl = _pnp(points[obs], tracks.uv[s, obs], k[s], threshold)
+            pose, inl = (ahead[s].result() if s in ahead
+                         else _pnp(points[obs], tracks.uv[s, obs], k[s], threshold))
             if pose is None or inl.sum() < self.config.min_inliers:
                 unplaced[s] = s not in anchors
                 continue
