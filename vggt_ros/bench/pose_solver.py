@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
 
 from vggt_ros.bench.models import build_config, random_inputs, random_model
+from vggt_ros.bench.timing import wall_samples_ms
 from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import PoseSolver, PoseSolverConfig, gather_tracks
@@ -34,17 +34,6 @@ from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import Frame
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> list[float]:
-    samples = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append(1e3 * (time.perf_counter() - start))
-    return samples
 
 
 def track_case(device: str, config: str, frames: int, width: int, height: int):
@@ -68,9 +57,8 @@ def bench_track(case, queries: int, repeats: int) -> list[float]:
     rng = np.random.default_rng(queries)
     query = np.column_stack([rng.uniform(8, width - 8, queries),
                              rng.uniform(8, height - 8, queries)])
-    for _ in range(3):  # warm-up (graphs, compile)
-        track_window(predictor, window, 0, query)
-    return _median_ms(lambda: track_window(predictor, window, 0, query), repeats, sync)
+    return wall_samples_ms(lambda: track_window(predictor, window, 0, query), repeats, sync,
+                           warmup=3)  # graphs, compile
 
 
 def solve_case(frames: int, width: int, height: int):
@@ -91,7 +79,7 @@ def bench_solve(case, queries: int, source: str, repeats: int) -> list[float]:
     tracks = gather_tracks(prediction, window,
                            lambda f, a, uv: track_window(double, f, a, uv), config)
     solver.solve(prediction, tracks)  # warm-up
-    return _median_ms(lambda: solver.solve(prediction, tracks), repeats, lambda: None)
+    return wall_samples_ms(lambda: solver.solve(prediction, tracks), repeats, lambda: None)
 
 
 def bench_stage(fast, args, clock) -> dict:

@@ -49,6 +49,24 @@ class Clock:
         return (resident_bytes + torch.cuda.max_memory_allocated(self.device) - base) / 1e9
 
 
+def wall_samples_ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None],
+                    warmup: int = 0) -> list[float]:
+    """Wall-clock milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones,
+    ``sync`` (the device's synchronisation, or a no-op) around each: host work included, unlike
+    ``Clock``'s device events, for stages that are partly CPU (a track request through the
+    predictor, a pose solve)."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        samples.append(1e3 * (time.perf_counter() - start))
+    return samples
+
+
 def tensor_bytes(module: torch.nn.Module) -> int:
     seen = {}
     for t in list(module.parameters()) + list(module.buffers()):

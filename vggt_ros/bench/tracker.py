@@ -21,37 +21,26 @@ import dataclasses
 import itertools
 import json
 import statistics
-import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from vggt_ros.bench.models import build_config, random_inputs, random_model
+from vggt_ros.bench.timing import wall_samples_ms
 from vggt_ros.model.fast import TRACKER_PRECISIONS, FastOptions, FastVGGT
 
 VARIANTS = [dict(tracker_precision=p, tracker_local_correlation=local)
             for p, local in itertools.product(TRACKER_PRECISIONS, (False, True))]
 REFERENCE = VARIANTS[0]  # fp32, full correlation volume: the official tracker's arithmetic
 
+WARMUP_CALLS = 3  # compiles, CUDA graph capture
+
 
 def variant_name(variant: dict[str, Any]) -> str:
     local = "local" if variant["tracker_local_correlation"] else "full"
     return f"{variant['tracker_precision']}/{local}"
-
-
-def _samples_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> list[float]:
-    for _ in range(3):  # warm-up: compiles, CUDA graph capture
-        fn()
-    samples = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append(1e3 * (time.perf_counter() - start))
-    return samples
 
 
 def _distance(tracks: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:
@@ -70,8 +59,9 @@ def bench_random(args, device: torch.device, sync) -> dict[str, Any]:
     out: dict[str, Any] = {"times_ms": {}, "distance": {}}
     with torch.inference_mode():
         tokens = fast.aggregate(fast.patch_tokens(images, None), *grid)
-        out["times_ms"]["dpt_features"] = _samples_ms(
-            lambda: fast.dpt(head.feature_extractor, tokens, images), args.repeats, sync)
+        out["times_ms"]["dpt_features"] = wall_samples_ms(
+            lambda: fast.dpt(head.feature_extractor, tokens, images), args.repeats, sync,
+            WARMUP_CALLS)
         for queries in args.queries:
             gen = torch.Generator().manual_seed(queries)
             points = (torch.rand(1, queries, 2, generator=gen)
@@ -80,8 +70,8 @@ def bench_random(args, device: torch.device, sync) -> dict[str, Any]:
             for variant in VARIANTS:
                 fast.options = dataclasses.replace(fast.options, **variant)
                 name = f"q{queries}.{variant_name(variant)}"
-                out["times_ms"][name] = _samples_ms(lambda: fast.track(tokens, images, points),
-                                                    args.repeats, sync)
+                out["times_ms"][name] = wall_samples_ms(
+                    lambda: fast.track(tokens, images, points), args.repeats, sync, WARMUP_CALLS)
                 tracks = fast.track(tokens, images, points)[0]
                 if variant == REFERENCE:
                     reference = tracks
