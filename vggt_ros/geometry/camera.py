@@ -108,33 +108,32 @@ def unproject_to_camera(depth: np.ndarray, intrinsics: np.ndarray,
     if depth.ndim != 3 or mask.shape != depth.shape:
         raise ValueError(f"depth and mask must both be [S,H,W], got {depth.shape} and "
                          f"{mask.shape}")
-    intrinsics = np.asarray(intrinsics)
-    if intrinsics.shape != (len(depth), 3, 3):
-        raise ValueError(f"intrinsics must be [{len(depth)},3,3], got {intrinsics.shape}")
-    parts = [np.zeros((0, 3))]
-    for s in range(len(depth)):
-        v, u = np.nonzero(mask[s])
-        parts.append(_camera_points(u.astype(np.float64), v.astype(np.float64),
-                                    depth[s][mask[s]], intrinsics[s]))
-    return np.concatenate(parts)
+    return unproject_flat_to_camera(depth, intrinsics, np.flatnonzero(mask))
 
 
 def unproject_flat_to_camera(depth: np.ndarray, intrinsics: np.ndarray,
                              flat: np.ndarray) -> np.ndarray:
     """The pixels at increasing flat indices ``flat`` of ``depth`` [S,H,W] -> [N,3] float64
-    points in their own cameras: the same values, in the same order, as ``unproject_to_camera``
-    with the mask of those pixels, without a pass over every pixel of every frame to find
-    them again (the caller already has their indices)."""
+    points in their own cameras, frame by frame: ``unproject_to_camera`` for a caller that
+    already has the pixels' indices (no pass over every pixel of every frame to find them)."""
     depth = np.asarray(depth)
     if depth.ndim != 3:
         raise ValueError(f"depth must be [S,H,W], got {depth.shape}")
     intrinsics = np.asarray(intrinsics)
     if intrinsics.shape != (len(depth), 3, 3):
         raise ValueError(f"intrinsics must be [{len(depth)},3,3], got {intrinsics.shape}")
-    frame, pixel = np.divmod(np.asarray(flat, dtype=np.int64), depth.shape[1] * depth.shape[2])
-    v, u = np.divmod(pixel, depth.shape[2])
-    return _camera_points(u.astype(np.float64), v.astype(np.float64),
-                          depth.reshape(-1)[flat], intrinsics[frame])
+    flat = np.asarray(flat, dtype=np.int64)
+    size = depth.shape[1] * depth.shape[2]
+    # Increasing indices: each frame's pixels are one slice, unprojected with that frame's K as
+    # scalars (a K gathered per pixel made this 3x slower).
+    bounds = np.searchsorted(flat, np.arange(len(depth) + 1) * size)
+    parts = [np.zeros((0, 3))]
+    for s in range(len(depth)):
+        pixel = flat[bounds[s]:bounds[s + 1]] - s * size
+        v, u = np.divmod(pixel, depth.shape[2])
+        parts.append(_camera_points(u.astype(np.float64), v.astype(np.float64),
+                                    depth[s].reshape(-1)[pixel], intrinsics[s]))
+    return np.concatenate(parts)
 
 
 def _camera_points(u: np.ndarray, v: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
