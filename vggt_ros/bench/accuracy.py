@@ -9,6 +9,11 @@ import torch
 from vggt_ros.bench.models import random_inputs
 from vggt_ros.bench.stages import Paths
 
+# Issue 17's accuracy bounds for the fast path against fp32 (camera + depth, S=8): what bf16
+# weights and activations leave of the pose encoding, and of the depth.
+POSE_ENC_MAX_ABS = 1.3e-2
+DEPTH_MEDIAN_REL = 1e-3
+
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Element-wise |a - b| / |b| in float64, flattened."""
@@ -47,8 +52,8 @@ def check_accuracy(args, paths: Paths, device: torch.device) -> dict[str, Any]:
     report["fp32_depth_range"] = [ref32["depth"].min().item(), ref32["depth"].max().item()]
     report["fp32_pose_enc_abs_max"] = ref32["pose_enc"].abs().max().item()
     fast_r = report["fast"]
-    report["pass"] = bool(fast_r["finite"] and fast_r["depth_median_rel"] <= 0.01
-                          and fast_r["pose_enc_max_abs"] <= 1e-2)
+    report["pass"] = bool(fast_r["finite"] and fast_r["depth_median_rel"] <= DEPTH_MEDIAN_REL
+                          and fast_r["pose_enc_max_abs"] <= POSE_ENC_MAX_ABS)
     # Random weights can make the pose sensitive to any bf16 rounding: say whether the fast
     # path is at least as close to fp32 as the official bf16-autocast recipe.
     report["fast_pose_within_official"] = bool(

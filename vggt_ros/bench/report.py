@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from vggt_ros.bench.accuracy import DEPTH_MEDIAN_REL, POSE_ENC_MAX_ABS
 from vggt_ros.bench.approx import approx_lines, approx_markdown
 
 # Targets of the speed issues (392x518, H200): name -> (result key, limit, unit). The first
@@ -88,7 +89,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             lines.append(f"accuracy {name} vs fp32 (S={acc['frames']}): pose max abs "
                          f"{a['pose_enc_max_abs']:.2e}, depth median rel {a['depth_median_rel']:.2e}, "
                          f"conf median rel {a['conf_median_rel']:.2e}, finite {a['finite']}")
-        lines.append(f"accuracy check (depth median rel <= 1e-2, pose max abs <= 1e-2): "
+        lines.append(f"accuracy check (depth median rel <= {DEPTH_MEDIAN_REL:g}, pose max abs <= "
+                     f"{POSE_ENC_MAX_ABS:g}): "
                      f"{'PASS' if acc['pass'] else 'FAIL'}; fast pose error <= official "
                      f"autocast's: {acc['fast_pose_within_official']}")
     for row in report.get("probes", {}).get("attention", []):
