@@ -2,6 +2,7 @@
 tests use as their random models (no checkpoint needed)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +26,17 @@ def build_config(name: str) -> VGGTConfig:
     if not path.is_file():
         raise SystemExit(f"--config must be 1b, tiny or a JSON file, got {name!r}")
     return VGGTConfig.from_json(path.read_text())
+
+
+def add_window_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --config, --frames, --width, --height of the benchmarks that time one window
+    of VGGT-1B at the model's input size (the pose solver's, the tracker's): their defaults are
+    the window issue 12's and issue 17's targets are stated for (S=8, 518x392, a GPU)."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--config", default="1b", help="1b, tiny or a VGGTConfig JSON file")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--width", type=int, default=518)
+    parser.add_argument("--height", type=int, default=392)
 
 
 def random_model(cfg: VGGTConfig, seed: int, device: torch.device) -> VGGT:

@@ -27,7 +27,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from vggt_ros.bench.models import build_config, random_inputs, random_model
+from vggt_ros.bench.models import (add_window_arguments, build_config, random_inputs,
+                                    random_model)
 from vggt_ros.bench.timing import wall_samples_ms
 from vggt_ros.model.fast import TRACKER_PRECISIONS, FastOptions, FastVGGT
 
@@ -120,11 +121,7 @@ def bench_demo(args, device: torch.device) -> dict[str, Any]:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggt_ros.bench.tracker",
                                 description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--config", default="1b", help="1b, tiny or a VGGTConfig JSON file")
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--width", type=int, default=518)
-    p.add_argument("--height", type=int, default=392)
+    add_window_arguments(p)
     p.add_argument("--queries", type=int, nargs="+", default=[64, 256])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--models", nargs="+", choices=("random", "demo"), default=["random"],
