@@ -309,3 +309,23 @@ def test_the_seam_rotation_comes_from_the_shared_keyframes_poses_not_their_depth
     for kf, row in zip(keyframes(results), rows):
         truth = (odom_from_world @ seq.world_from_cam[row])[:3, :3]
         np.testing.assert_allclose(kf.odom_from_cam[:3, :3], truth, atol=1e-6)
+
+
+def test_the_validity_mask_on_a_grid_is_the_full_mask_taken_on_that_grid(loop):
+    """The scale fit asks for its grid's validity alone; it must be exactly the full-frame mask
+    sampled there, whatever the padding box and wherever the depth is missing."""
+    from vggt_ros.pipeline.chaining import window_valid_mask
+
+    seq, frames = loop
+    prediction = GroundTruthPredictor(seq).predict(frames[:4])
+    depth = np.array(prediction.depth)
+    depth[0, 3:9, 5:20] = np.nan
+    depth[2, 10:12, :] = 0.0
+    boxes = [(0, 0, W, H), (-3, 5, W - 7, H + 4), (7, 6, 33, 29), (13, -2, 14, 47)]
+    mappings = [replace(m, valid=box) for m, box in zip(prediction.mappings, boxes)]
+    prediction = replace(prediction, depth=depth, mappings=mappings)
+    for rows in (None, [2, 0], [3]):
+        full = window_valid_mask(prediction, rows)
+        for step in (1, 2, 3, 4, 7):
+            np.testing.assert_array_equal(window_valid_mask(prediction, rows, step),
+                                          full[:, ::step, ::step])

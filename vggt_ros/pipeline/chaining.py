@@ -137,16 +137,18 @@ def check_prediction(prediction: WindowPrediction, frames: Sequence[Frame]) -> N
 
 
 def window_valid_mask(prediction: WindowPrediction,
-                      rows: Optional[Sequence[int]] = None) -> np.ndarray:
+                      rows: Optional[Sequence[int]] = None, step: int = 1) -> np.ndarray:
     """[S,h,w] pixels with finite positive depth inside the real (unpadded) image content
-    (only the frames ``rows``, in that order, when given)."""
+    (only the frames ``rows``, in that order, when given; only every ``step``-th row and column,
+    i.e. ``[:, ::step, ::step]`` of the full mask, computed on those pixels alone)."""
     rows = range(len(prediction.mappings)) if rows is None else rows
-    depth = np.asarray(prediction.depth)[list(rows)]
+    depth = np.asarray(prediction.depth)[list(rows), ::step, ::step]
     valid = np.isfinite(depth) & (depth > 0)
     inside = np.zeros_like(valid)
+    first = lambda start: -(-max(start, 0) // step)  # noqa: E731 - first grid index >= start
     for i, s in enumerate(rows):  # per frame, a box slice (no pixel loop)
         x0, y0, x1, y1 = prediction.mappings[s].valid
-        inside[i, max(y0, 0):y1, max(x0, 0):x1] = True
+        inside[i, first(y0):first(y1), first(x0):first(x1)] = True
     return valid & inside
 
 
@@ -327,11 +329,11 @@ class Chainer:
         samples = SCALE_FIT_SAMPLES if self.pose_seams else FIT_SAMPLES
         step = _grid_stride(len(ia) * prev.depth[0].size, samples)
         grid = (slice(None), slice(None, None, step), slice(None, None, step))
-        conf_a = prev.depth_conf[ia][grid].astype(np.float64)
-        conf_b = new.depth_conf[ib][grid].astype(np.float64)
+        conf_a = np.asarray(prev.depth_conf)[ia, ::step, ::step].astype(np.float64)
+        conf_b = np.asarray(new.depth_conf)[ib, ::step, ::step].astype(np.float64)
         weights, mask = confidence_weights(conf_a, conf_b, RELATIVE_CONF)
         mask &= (conf_a >= self.conf_threshold) & (conf_b >= self.conf_threshold)
-        mask &= window_valid_mask(prev, ia)[grid] & window_valid_mask(new, ib)[grid]
+        mask &= window_valid_mask(prev, ia, step) & window_valid_mask(new, ib, step)
         count = int(mask.sum())
         if count < self.min_fit_points:
             raise Sim3Error(f"only {count} confident overlap pixels (need {self.min_fit_points})")
