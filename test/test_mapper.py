@@ -79,6 +79,21 @@ def test_ground_truth_double_reproduces_ground_truth(synth_dir, tmp_path):
     assert PlyData.read(str(out / "map.ply"))["vertex"].count == summary["map_points"] > 0
 
 
+@pytest.mark.slow
+def test_a_pipelined_run_writes_the_same_trajectory_and_map(synth_dir, tmp_path):
+    summaries = {}
+    for pipelined in (False, True):
+        out = tmp_path / f"pipelined_{pipelined}"
+        summaries[pipelined] = run_offline_mapping(
+            synth_dir / "bag", IMAGE_TOPIC, out, _gt_predictor(), _config(pipelined=pipelined),
+            camera_info_topic=CAMERA_INFO_TOPIC, progress=False)
+    plain, piped = tmp_path / "pipelined_False", tmp_path / "pipelined_True"
+    assert (piped / "trajectory_tum.txt").read_text() == (plain / "trajectory_tum.txt").read_text()
+    assert summaries[True]["windows"] == summaries[False]["windows"] >= 6
+    assert summaries[True]["map_points"] == summaries[False]["map_points"] > 0
+    assert summaries[True]["keyframes"] == FRAMES
+
+
 def test_undecodable_images_are_skipped_and_counted(tmp_path):
     seq = make_sequence(12, 32, 24, 3)
     bag = tmp_path / "bag"

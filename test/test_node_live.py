@@ -105,6 +105,24 @@ def test_idle_flush_publishes_the_last_keyframes_when_the_camera_stops(context, 
         assert process.stop() == 0, process.log()
 
 
+def test_a_pipelined_node_publishes_each_window_as_soon_as_no_frame_waits(context, tmp_path):
+    frames = 10  # two windows of 6 / overlap 2; no third window would return the second
+    seq = sequence(frames, W, H, SEED, "forward")
+    tester = CameraPlayer(context)
+    process = NodeProcess(tmp_path, gt_node(frames, W, H, SEED, "forward"),
+                          params=PARAMS | {"pipelined": True, "idle_flush_timeout": 0.0})
+    body = f"{FRAME_ID}_body"
+    try:
+        tester.connect(process)
+        _play(tester, process, seq, range(frames))
+        tester.wait(lambda: len(tester.poses(body)) == frames, 30,
+                    "both windows' poses without a frame after them", process)
+        assert [s for s, _ in tester.poses(body)] == [int(s) for s in seq.stamps_ns]
+    finally:
+        tester.close()
+        assert process.stop() == 0, process.log()
+
+
 def test_two_namespaced_cameras_have_their_own_frames_and_diagnostics(context, tmp_path):
     frames = 8
     seq = sequence(frames, W, H, SEED, "forward")

@@ -172,6 +172,12 @@ SETTINGS: tuple[Setting, ...] = (
             min=1, max=100),
     Setting("max_track_points", 256, "Most query points one track_points request may carry.",
             "pipeline", min=1, max=4096),
+    Setting("pipelined", False, "Place each window (pose solve, chaining: host CPU work) on a "
+            "second thread while the next window is predicted: when frames wait (a bag, a node "
+            "falling behind) windows are processed at the pace of the slower of the two stages "
+            "instead of their sum; the same results. A window is then returned with the next "
+            "window's frames, or as soon as no frame is waiting (the node). Pays on a GPU; "
+            "docs/PERFORMANCE.md has the measurement.", "pipeline"),
     # ROS frames and outputs.
     Setting("odom_frame", "odom", "Fixed frame of the chained trajectory (REP-105: z up, "
             "odom -> body starts at identity).", "ros"),

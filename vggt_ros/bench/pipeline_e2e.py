@@ -146,6 +146,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="where frames are resized: auto (the predictor's default: the device "
                         "for the fast path on CUDA), device (torch) or host (Pillow); one run "
                         "per choice and pose_source")
+    p.add_argument("--pipelined", nargs="+", default=["off"], choices=("off", "on"),
+                   help="PipelineConfig.pipelined, one run per choice: on, a window's host "
+                        "stage runs beside the next window's prediction, so end_to_end is the "
+                        "time per window of a stream whose frames wait (throughput), not one "
+                        "window's latency, and its stages overlap ('other' is then negative)")
     p.add_argument("--json", type=Path, help="write the summaries here")
     args = p.parse_args(argv)
 
@@ -158,21 +163,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "window": args.window_size, "overlap": args.overlap, "runs": {}}
     print(json.dumps(report["predictor"]), flush=True)
     default = predictor.device_preprocessing
-    for source in args.pose_source:
-        for where in args.preprocess:
-            predictor.device_preprocessing = default if where == "auto" else where == "device"
-            config = PipelineConfig(window_size=args.window_size, overlap=args.overlap,
-                                    keyframe_min_interval=0.0, pose_source=source)
-            rows = window_rows(Pipeline(predictor, config), frames)[args.warmup_windows:]
-            if not rows:
-                raise SystemExit("no timed window: raise --windows")
-            summary = summarise(rows)
-            name = f"{source}, preprocess on {predictor.describe()['preprocess_on']}"
-            report["runs"][name] = {"windows": len(rows), "median_ms": summary}
-            print(f"\npose_source {name}, {args.width}x{args.height}, window "
-                  f"{args.window_size} / overlap {args.overlap}, {len(rows)} windows after "
-                  f"{args.warmup_windows} warm-up", flush=True)
-            print(table(summary), flush=True)
+    runs = [(s, w, p) for s in args.pose_source for w in args.preprocess for p in args.pipelined]
+    for source, where, pipelined in runs:
+        predictor.device_preprocessing = default if where == "auto" else where == "device"
+        config = PipelineConfig(window_size=args.window_size, overlap=args.overlap,
+                                keyframe_min_interval=0.0, pose_source=source,
+                                pipelined=pipelined == "on")
+        rows = window_rows(Pipeline(predictor, config), frames)[args.warmup_windows:]
+        if not rows:
+            raise SystemExit("no timed window: raise --windows")
+        summary = summarise(rows)
+        name = (f"{source}, preprocess on {predictor.describe()['preprocess_on']}"
+                + (", pipelined" if pipelined == "on" else ""))
+        report["runs"][name] = {"windows": len(rows), "median_ms": summary}
+        print(f"\npose_source {name}, {args.width}x{args.height}, window "
+              f"{args.window_size} / overlap {args.overlap}, {len(rows)} windows after "
+              f"{args.warmup_windows} warm-up", flush=True)
+        print(table(summary), flush=True)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

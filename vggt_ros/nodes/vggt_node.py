@@ -600,6 +600,9 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
                 else:
                     self._idle.frame_arrived(time.monotonic())
                     self._process(self._with_sensors(frame))
+                    if self.pipeline.config.pipelined and not len(self._queue):
+                        # no frame waits: take the window placed beside now
+                        self._process_placed()
             except Exception:  # noqa: BLE001 - a bug must not stop the camera processing
                 self._output_error("internal_error", traceback.format_exc())
 
@@ -635,9 +638,24 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             return
         except WindowFailed as err:  # e.g. out of GPU memory: counted, trajectory restarts
             self._output_error("failed_window", err.reason)
-            return
+            results = err.results  # windows that finished before it (pipelined)
         finally:
             self._note_resets()
+        self._publish_windows(results, started)
+
+    def _process_placed(self) -> None:
+        """Publish the windows the pipeline placed beside the worker (``pipelined``)."""
+        started = time.monotonic()
+        try:
+            results = self.pipeline.collect()
+        except WindowFailed as err:
+            self._output_error("failed_window", err.reason)
+            results = err.results
+        finally:
+            self._note_resets()
+        self._publish_windows(results, started)
+
+    def _publish_windows(self, results: list[WindowResult], started: float) -> None:
         if results:
             self._window_latency_s = time.monotonic() - started
         for result in results:

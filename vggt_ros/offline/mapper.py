@@ -289,7 +289,7 @@ class OfflineMapper:
                     results = []
                 except WindowFailed as exc:
                     self._skip("failed_window", exc.reason)
-                    results = []
+                    results = exc.results  # windows that finished before it (pipelined)
                 self.timings["pipeline"] += time.perf_counter() - start
                 self._consume(results, outputs, gt_depth)
                 bar.update(1)
@@ -297,14 +297,12 @@ class OfflineMapper:
                 if not self._stop_reason:  # else stop without reading another frame
                     frame = next(frames, None)
         frames.close()
-        if self.stopped_by:  # the keyframes of an unfinished window are left out
-            return
         start = time.perf_counter()
-        try:
-            results = self.pipeline.flush()
+        try:  # stopped: the keyframes of an unfinished window are left out, placed ones kept
+            results = self.pipeline.collect() if self.stopped_by else self.pipeline.flush()
         except WindowFailed as exc:
             self._skip("failed_window", exc.reason)
-            results = []
+            results = exc.results
         self.timings["pipeline"] += time.perf_counter() - start
         self._consume(results, outputs, gt_depth)
 

@@ -11,6 +11,15 @@ the next window is predicted. At most one fusion is in flight; ``map`` waits for
 reader of ``map`` sees every returned window fused, and ``map_cloud`` returns the map as fused
 so far without waiting.
 
+Pipelined (``PipelineConfig.pipelined``, off by default): a window has a device stage (the
+network's prediction and the pose solver's track request) and a host stage (the pose solve,
+the chaining: CPU work while the device idles). With frames waiting, the host stage of window k
+runs on a second thread while the caller already runs window k+1's device stage; each stage
+keeps its windows in order, so the results are the same, returned one window later (or by
+``collect`` as soon as the caller has no frame waiting: the node does that, so a node keeping up
+loses no latency). A failure on either side is counted and recovered from as without it, and a
+window that finished meanwhile is still returned (``WindowFailed.results``).
+
 Threading: the node calls ``add_frame``/``flush``/``reset`` from ONE worker thread and ``track``
 from a service thread. The worker holds ``_lock`` while it processes; after each window it swaps
 in an immutable snapshot (the window's frames and its keyframes' first placements) under a short
@@ -49,7 +58,7 @@ from vggt_ros.pipeline.intrinsics import (FOCAL_DISAGREEMENT_WARN, INTRINSICS_SO
 from vggt_ros.pipeline.map_fusion import VoxelMap
 from vggt_ros.pipeline.pose_depth import POSE_DEPTHS, with_sensor_depth
 from vggt_ros.pipeline.pose_solver import (DISAGREEMENT_WARN_DEG, POSE_SOURCES, PoseSolver,
-                                           PoseSolverConfig, gather_tracks)
+                                           PoseSolverConfig, WindowTracks, gather_tracks)
 from vggt_ros.pipeline.scale_filter import (MEASURED_SOURCES, SCALE_SOURCES, ScaleFilter,
                                             ScaleFilterConfig)
 from vggt_ros.pipeline.scale_measure import depth_scale, odometry_scale
@@ -106,6 +115,7 @@ class PipelineConfig:
     pose_anchors: int = _default("pose_anchors")
     pose_depth: str = _default("pose_depth")
     track_history_windows: int = _default("track_history_windows")
+    pipelined: bool = _default("pipelined")
 
     @classmethod
     def from_settings(cls, values: dict) -> "PipelineConfig":
@@ -123,6 +133,11 @@ class PipelineConfig:
                 if value not in choices[f.name]:
                     raise ValueError(f"PipelineConfig.{f.name} must be one of "
                                      f"{list(choices[f.name])}, got {value!r}")
+                continue
+            if isinstance(f.default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"PipelineConfig.{f.name} must be true or false, got "
+                                     f"{value!r}")
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
                     value):
@@ -182,12 +197,24 @@ class WindowFailed(Exception):
     The pipeline has already recovered when this is raised: the failure is counted and, because
     the next window's overlap keyframes were never placed, the trajectory is reset (odom, map and
     buffered keyframes; counted as a reset with this reason) and restarts with the next window.
-    The caller only logs it and keeps going.
+    The caller only logs it and keeps going. ``results`` holds the windows that finished in
+    the same call (pipelined, an earlier window can finish while a later one fails): the caller
+    uses them as if the call had returned them.
     """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.results: list[WindowResult] = []
+
+
+class _PlacementFailed(Exception):
+    """A window whose host stage raised on the placing thread (pipelined)."""
+
+    def __init__(self, window: list[Frame], error: Exception) -> None:
+        super().__init__(str(error))
+        self.window = window
+        self.error = error
 
 
 class TrackRequestError(Exception):
@@ -219,6 +246,20 @@ class _Snapshot:
     @property
     def stamps(self) -> list[int]:
         return [f.stamp_ns for f in self.frames]
+
+
+@dataclass
+class _Predicted:
+    """A window after its device stage (``Pipeline._predict``): what its host stage
+    (``Pipeline._place``) needs to finish it."""
+
+    window: list[Frame]
+    prediction: WindowPrediction  # with the intrinsics of record
+    intrinsics: IntrinsicsStatus
+    tracks: WindowTracks  # the pose solver's
+    pixels: Optional[Future]  # the window's map points, when started beside the track request
+    started: float  # perf_counter() when the window's prediction began
+    timings: dict[str, float]  # predict, track, track.*
 
 
 class Pipeline:
@@ -268,6 +309,10 @@ class Pipeline:
         self._last_chaining: Optional[ChainingStatus] = None
         self._last_scale: Optional[ScaleStatus] = None
         self._uncertainty = UncertaintyTracker()
+        # pipelined: the window being placed beside the caller, and placed windows not yet
+        # returned (they are returned, in order, by the next add_frame / flush / collect)
+        self._placing: Optional[Future[WindowResult]] = None
+        self._ready: list[WindowResult] = []
         self._timings: dict[str, float] = {}
         self._stamps = StampGuard(config.stamp_restart_frames)
         self._clear_stream()
@@ -290,18 +335,46 @@ class Pipeline:
                 self._rejected[rejection.kind] += 1
                 raise
             window = self._windows.add(frame)
-            return [self._process(window)] if window is not None else []
+            if window is None:
+                return self._finished()
+            return self._run(window)
 
     def flush(self) -> list[WindowResult]:
-        """End of stream: process the remaining keyframes as a final, shorter window."""
+        """End of stream: process the remaining keyframes as a final, shorter window (and,
+        pipelined, wait for every window still being placed)."""
         with self._lock:
             window = self._windows.flush()
-            return [self._process(window)] if window is not None else []
+            done = self._run(window) if window is not None else []
+            try:
+                return done + self.collect()
+            except WindowFailed as failed:
+                failed.results = done + failed.results
+                raise
+
+    def collect(self) -> list[WindowResult]:
+        """Pipelined: the windows placed so far and not yet returned, waiting for the one being
+        placed (the caller has no frame waiting: take the window now rather than with the next
+        frame). Raises WindowFailed if that window failed. Not pipelined: always []."""
+        with self._lock:
+            failure = self._settle()
+            if failure is not None:
+                failure.results = self._finished()
+                raise failure
+            return self._finished()
 
     def reset(self, reason: str) -> None:
-        """Start a new trajectory: buffered keyframes, odom, map and track snapshot are dropped."""
+        """Start a new trajectory: buffered keyframes, odom, map and track snapshot are dropped
+        (pipelined: a window being placed is finished first and still returned)."""
         with self._lock:
-            self._windows.reset()
+            self._settle()
+            self._reset(reason)
+
+    def _reset(self, reason: str, keep_buffered: bool = False) -> None:
+        """``reset`` without waiting for a window being placed (see ``_window_failed`` for
+        ``keep_buffered``)."""
+        with self._lock:
+            if not keep_buffered:
+                self._windows.reset()
             self._chainer.reset(reason)
             self._uncertainty.restart()
             self._wait_for_fusion()
@@ -318,8 +391,10 @@ class Pipeline:
         """The voxel map with every window returned so far fused into it (waits for the fusion
         still running beside the worker). For the thread that adds frames; other threads
         read ``map_cloud``."""
-        self._wait_for_fusion()
-        return self._map
+        with self._lock:
+            self._settle()  # a window being placed (pipelined) is fused first
+            self._wait_for_fusion()
+            return self._map
 
     def map_cloud(self) -> tuple[np.ndarray, np.ndarray]:
         """(points [M,3] float32, colours [M,3] uint8) of the map as fused so far, consistent
@@ -386,44 +461,113 @@ class Pipeline:
         self._frame_id = frame.frame_id
         self._stamps.accept(stamp)
 
-    def _process(self, window: list[Frame]) -> WindowResult:
-        t0 = time.perf_counter()
+    # ----------------------------------------------------------------------------- windows
+    def _run(self, window: list[Frame]) -> list[WindowResult]:
+        """Process a completed window; the windows finished with it, in order.
+
+        Pipelined (``config.pipelined``), a window's host stage (pose solve, chaining: CPU
+        work) runs on a second thread while the caller goes on to the next window's device
+        stage (the network and the track request), so a stream whose frames wait (a bag, a
+        node falling behind) is processed at the pace of the slower stage instead of the sum
+        of both. Each stage still runs its windows in order, so the results are those of the
+        unpipelined pipeline; a window is returned by the call after the one that completed
+        it (or by ``collect``)."""
+        if not self.config.pipelined:
+            return [self._process(window)]
         try:
-            prediction = self.predictor.predict(window)
-            t1 = time.perf_counter()
-            check_prediction(prediction, window)
-            prediction, intrinsics = apply_intrinsics(prediction, window,
-                                                      self.config.intrinsics_source)
-            pixels = run_beside("vggt-window-pixels", self._window_pixels, prediction, window)
-            # The depth scale needs only the network's depth, and the poses rest on the
-            # sensor's depth in the window's units (pose_depth sensor); the odometry scale
-            # compares the solved poses with the robot's.
-            measurement = (self._measure_scale(prediction, window)
-                           if self.config.scale_source == "depth" else None)
-            prediction, pose, pose_timings = self._solve_poses(prediction, window, intrinsics,
-                                                               measurement)
-            t2 = time.perf_counter()
-            if measurement is None:
-                measurement = self._measure_scale(prediction, window)
-            window_pixels, pixels_seconds = pixels.result()
-            result = self._chainer.place(prediction, window, index=self._windows_done,
-                                         measurement=measurement, pixels=window_pixels)
+            predicted = self._predict(window, pixels_beside=False)
         except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
-            reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
-                      f"failed: {type(err).__name__}: {err}")
-            self._failed_windows += 1
-            self._last_error = reason
-            self.reset(reason)
-            raise WindowFailed(reason) from err
+            self._settle()  # the window being placed is still returned
+            failed = self._window_failed(window, err)
+            failed.results = self._finished()
+            raise failed from err
+        failure = self._settle()
+        self._placing = run_beside("vggt-window-place", self._place_or_raise, predicted)
+        if failure is not None:
+            failure.results = self._finished()
+            raise failure
+        return self._finished()
+
+    def _place_or_raise(self, predicted: _Predicted) -> WindowResult:
+        """``_place`` on the placing thread; a failure keeps its window for ``_settle``."""
+        try:
+            return self._place(predicted)
+        except Exception as err:  # noqa: BLE001 - reported by _settle on the caller's thread
+            raise _PlacementFailed(predicted.window, err) from err
+
+    def _settle(self) -> Optional[WindowFailed]:
+        """Wait for the window being placed (pipelined): its result is kept for the next
+        return; its failure is counted and the trajectory restarts (keeping the keyframes
+        buffered for the next window: that window is already predicted and is placed as the
+        new trajectory's first); the WindowFailed is returned for the caller to raise."""
+        placing, self._placing = self._placing, None
+        if placing is None:
+            return None
+        try:
+            self._ready.append(placing.result())
+        except _PlacementFailed as failed:
+            return self._window_failed(failed.window, failed.error, keep_buffered=True)
+        return None
+
+    def _finished(self) -> list[WindowResult]:
+        """The placed windows not yet returned, oldest first (pipelined; else empty)."""
+        ready, self._ready = self._ready, []
+        return ready
+
+    def _process(self, window: list[Frame]) -> WindowResult:
+        """One window from start to finish on the calling thread."""
+        try:
+            return self._place(self._predict(window, pixels_beside=True))
+        except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
+            raise self._window_failed(window, err) from err
+
+    def _predict(self, window: list[Frame], pixels_beside: bool) -> _Predicted:
+        """The window's device stage: the network's prediction with the intrinsics of record,
+        and the pose solver's tracks. With ``pixels_beside`` the window's map points start on a
+        second thread first, so they overlap the track request; only valid when the previous
+        window is already placed (``Chainer.pixels`` needs to know which keyframes are new)."""
+        start = time.perf_counter()
+        prediction = self.predictor.predict(window)
+        predicted = time.perf_counter()
+        check_prediction(prediction, window)
+        prediction, intrinsics = apply_intrinsics(prediction, window,
+                                                  self.config.intrinsics_source)
+        pixels = (run_beside("vggt-window-pixels", self._window_pixels, prediction, window)
+                  if pixels_beside else None)
+        tracks, track_timings = self._gather_tracks(prediction, window)
+        return _Predicted(window=window, prediction=prediction, intrinsics=intrinsics,
+                          tracks=tracks, pixels=pixels, started=start,
+                          timings={"predict": predicted - start, **track_timings})
+
+    def _place(self, predicted: _Predicted) -> WindowResult:
+        """The window's host stage: poses solved from its tracks, the window chained into odom,
+        its fusion started beside; then the pipeline's state moves on to it."""
+        window, prediction = predicted.window, predicted.prediction
+        pixels = predicted.pixels or run_beside("vggt-window-pixels", self._window_pixels,
+                                                prediction, window)
+        # The depth scale needs only the network's depth, and the poses rest on the sensor's
+        # depth in the window's units (pose_depth sensor); the odometry scale compares the
+        # solved poses with the robot's.
+        measurement = (self._measure_scale(prediction, window)
+                       if self.config.scale_source == "depth" else None)
+        solving = time.perf_counter()
+        prediction, pose = self._solve_poses(prediction, window, predicted.intrinsics,
+                                             predicted.tracks, measurement)
+        t2 = time.perf_counter()
+        if measurement is None:
+            measurement = self._measure_scale(prediction, window)
+        window_pixels, pixels_seconds = pixels.result()
+        result = self._chainer.place(prediction, window, index=self._windows_done,
+                                     measurement=measurement, pixels=window_pixels)
         t3 = time.perf_counter()
         previous_fusion = self._wait_for_fusion()  # at most one window's fusion in flight
         self._fusion = run_beside("vggt-map-fusion", self._fuse, result.points, result.colors)
         t4 = time.perf_counter()
         # "fuse" is what this window waited for the map; the fusions themselves run beside the
         # worker: "fuse.background" is the previous window's, "chain.pixels" ran beside "track".
-        timings = {"predict": t1 - t0, **pose_timings, "chain": t3 - t2, "fuse": t4 - t3,
-                   "window": t4 - t0, "chain.pixels": pixels_seconds,
-                   "fuse.background": previous_fusion}
+        timings = {**predicted.timings, "solve": t2 - solving, "chain": t3 - t2,
+                   "fuse": t4 - t3, "window": t4 - predicted.started,
+                   "chain.pixels": pixels_seconds, "fuse.background": previous_fusion}
         timings.update({f"predict.{k}": v for k, v in prediction.timings.items()})
         result.timings = timings
         result.pose = pose
@@ -439,6 +583,18 @@ class Pipeline:
             self._timings = timings
         return result
 
+    def _window_failed(self, window: list[Frame], err: Exception,
+                       keep_buffered: bool = False) -> WindowFailed:
+        """Count a window that could not be processed and start a new trajectory (see
+        ``WindowFailed``); ``keep_buffered`` keeps the keyframes waiting for the next window
+        (pipelined: they belong to a window that is already predicted and will be placed)."""
+        reason = (f"window of {len(window)} keyframes ending at {window[-1].stamp_ns} ns "
+                  f"failed: {type(err).__name__}: {err}")
+        self._failed_windows += 1
+        self._last_error = reason
+        self._reset(reason, keep_buffered)
+        return WindowFailed(reason)
+
     def _window_pixels(self, prediction: WindowPrediction, window: list[Frame]
                        ) -> tuple[WindowPixels, float]:
         """``Chainer.pixels`` of the window and its seconds (runs beside the pose solver)."""
@@ -446,16 +602,13 @@ class Pipeline:
         pixels = self._chainer.pixels(prediction, window)
         return pixels, time.perf_counter() - start
 
-    def _solve_poses(self, prediction: WindowPrediction, window: list[Frame],
-                     intrinsics: IntrinsicsStatus, depth_measurement: Optional[ScaleMeasurement]
-                     ) -> tuple[WindowPrediction, PoseHealth, dict[str, float]]:
-        """The window's poses from its tracks and depth (the pose solver runs in every
-        pose_source: its health numbers check the camera head too). With pose_depth sensor and
-        the window's depth scale measured, the tracks are lifted with the sensor's depth where
-        it has a reading (pose_depth.py) and the solved poses aligned to the depth images
-        (depth_alignment.py), both in the window's units through the measured scale."""
+    def _gather_tracks(self, prediction: WindowPrediction, window: list[Frame]
+                       ) -> tuple[WindowTracks, dict[str, float]]:
+        """The pose solver's queries tracked through the window (it runs in every pose_source:
+        its health numbers check the camera head too), and the seconds of the track requests
+        ("track", and their own stages summed as "track.*")."""
         start = time.perf_counter()
-        track_stages: Counter[str] = Counter()  # the track requests' own stages, summed
+        track_stages: Counter[str] = Counter()
 
         def track(frames: list[Frame], anchor: int, uv: np.ndarray):
             answer = track_window(self.predictor, frames, anchor, uv)
@@ -463,7 +616,17 @@ class Pipeline:
             return answer
 
         tracks = gather_tracks(prediction, window, track, self._pose_solver.config)
-        tracked = time.perf_counter()
+        return tracks, {"track": time.perf_counter() - start,
+                        **{f"track.{k}": v for k, v in track_stages.items()}}
+
+    def _solve_poses(self, prediction: WindowPrediction, window: list[Frame],
+                     intrinsics: IntrinsicsStatus, tracks: WindowTracks,
+                     depth_measurement: Optional[ScaleMeasurement]
+                     ) -> tuple[WindowPrediction, PoseHealth]:
+        """The window's poses from its tracks and depth. With pose_depth sensor and the window's
+        depth scale measured, the tracks are lifted with the sensor's depth where it has a
+        reading (pose_depth.py) and the solved poses aligned to the depth images
+        (depth_alignment.py), both in the window's units through the measured scale."""
         sensor = (self.config.pose_depth == "sensor" and depth_measurement is not None
                   and depth_measurement.valid)
         ranges = (self.config.depth_min_range, self.config.depth_max_range)
@@ -476,15 +639,12 @@ class Pipeline:
         if sensor and self.config.pose_source != "camera_head":
             poses, aligned = align_to_depth(poses, prediction, window, depth_measurement.scale,
                                             *ranges)
-        solved = time.perf_counter()
         pose = replace(solution.health, intrinsics_source=intrinsics.source,
                        sensor_depth_queries=sensor_queries, depth_aligned_frames=aligned,
                        focal_disagreement=intrinsics.focal_disagreement,
                        warning="; ".join(w for w in (intrinsics.warning, solution.health.warning)
                                          if w))
-        return (replace(prediction, cam_from_world=poses), pose,
-                {"track": tracked - start, "solve": solved - tracked,
-                 **{f"track.{k}": v for k, v in track_stages.items()}})
+        return replace(prediction, cam_from_world=poses), pose
 
     def _measure_scale(self, prediction: WindowPrediction, window: list[Frame]
                        ) -> ScaleMeasurement:
