@@ -36,9 +36,9 @@ def bag(tmp_path_factory) -> Path:
     return render(tmp_path_factory.mktemp("synth"), FRAMES, WIDTH, HEIGHT, SEED) / "bag"
 
 
-def _map_args(bag: Path, out: Path) -> list[str]:
+def _map_args(bag: Path, out: Path, *extra: str) -> list[str]:
     return [str(bag), "--image-topic", IMAGE, "--camera-info-topic", INFO, "--out", str(out),
-            "--no-progress", *WINDOW]
+            "--no-progress", *WINDOW, *extra]
 
 
 def _earlier_run(bag: Path, out: Path) -> dict:
@@ -49,13 +49,14 @@ def _earlier_run(bag: Path, out: Path) -> dict:
 
 
 def _interrupt(bag: Path, out: Path, tmp_path: Path, pause: str,
-               signals: tuple[int, ...] = (signal.SIGINT,)) -> subprocess.CompletedProcess:
+               signals: tuple[int, ...] = (signal.SIGINT,), extra: tuple[str, ...] = ()
+               ) -> subprocess.CompletedProcess:
     """Run the helper until it pauses at ``pause``, send ``signals`` there, wait for it."""
     marker = tmp_path / "paused"
     env = dict(os.environ, VGGT_TEST_PAUSE=pause, VGGT_TEST_MARKER=str(marker),
                VGGT_TEST_PAUSE_S="4")
     child = subprocess.Popen([sys.executable, str(HELPER), str(FRAMES), str(WIDTH),
-                              str(HEIGHT), str(SEED), *_map_args(bag, out)],
+                              str(HEIGHT), str(SEED), *_map_args(bag, out, *extra)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while not marker.exists():
@@ -70,17 +71,19 @@ def _interrupt(bag: Path, out: Path, tmp_path: Path, pause: str,
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extra", [(), ("--pipelined", "true")], ids=["plain", "pipelined"])
 def test_sigint_while_reading_writes_a_complete_partial_set_of_the_windows_mapped(
-        bag, tmp_path):
+        bag, tmp_path, extra):
     out = tmp_path / "map"
-    proc = _interrupt(bag, out, tmp_path, "read:12")
+    proc = _interrupt(bag, out, tmp_path, "read:12", extra=extra)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and "SIGINT: stopping" in proc.stderr
     summary = assert_one_complete_set(out)
     assert summary["partial"] is True
     assert "interrupted by SIGINT" in summary["partial_reasons"][0]
     # Reading stopped right after frame 12: the windows completed by then are mapped (4 + 3 +
-    # 3 keyframes), the keyframes of the unfinished window are not, and no window is forced.
+    # 3 keyframes; pipelined, the last of them was still being placed), the keyframes of the
+    # unfinished window are not, and no window is forced.
     assert summary["frames_read"] == 12 and summary["keyframes"] == 10
     assert "PARTIAL" in proc.stdout
 
