@@ -309,3 +309,27 @@ def test_cuda_graph_replays_give_the_eager_results():
             got = graphed(images, queries, heads=("camera", "track"))
     for key in ("pose_enc", "track", "vis", "conf"):
         torch.testing.assert_close(got[key], want[key], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compiled_blocks_with_head_dim_32_give_the_eager_tokens():
+    # The demo model's shape (4 heads of 32): torch 2.11's inductor once compiled the RoPE swap
+    # of its per-frame blocks into NaN and 20 % wrong tokens (docs/PERFORMANCE.md).
+    import dataclasses
+
+    from vggt_ros.model.embedded import embedded_config
+
+    device = torch.device("cuda")
+    config = dataclasses.replace(embedded_config())
+    images = torch.rand(1, 4, 3, 392, 518, generator=torch.Generator().manual_seed(0)).to(device)
+    tokens = {}
+    for name, options in (("eager", FastOptions(compile_blocks=False, compile_heads=False)),
+                          ("compiled", FastOptions(compile_blocks=True))):
+        fast = FastVGGT(random_model(config, 0, device), options)
+        grid = fast.model.aggregator.patch_embed.patch_grid(392, 518)
+        with torch.inference_mode(), fast.attention_context():
+            layers = fast.aggregate(fast.patch_tokens(images, None), *grid)
+        tokens[name] = torch.cat([t.flatten() for t in layers if t is not None])
+    assert torch.isfinite(tokens["compiled"]).all()
+    error = (tokens["compiled"] - tokens["eager"]).abs().max() / tokens["eager"].abs().max()
+    assert error < 1e-2

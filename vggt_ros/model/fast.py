@@ -571,10 +571,10 @@ class FastVGGT(nn.Module):
     def _stop_compiling(self) -> None:
         """Compiled code gave non-finite outputs: run eagerly from now on (correct first).
 
-        Seen on an H200 (torch 2.11) with the embedded demo model: its compiled blocks return
-        NaN for whole windows where the same blocks run eagerly give finite values, while
-        VGGT-1B's compiled blocks match eager ones exactly (docs/PERFORMANCE.md). Tokens made
-        by the compiled code (the DINO cache, the last window's) are dropped with it.
+        Seen on an H200 (torch 2.11) with the embedded demo model, until the RoPE swap that
+        inductor miscompiled was rewritten (``RopeTable.rotate``, docs/PERFORMANCE.md); kept as
+        the safety net against the next such compiler bug. Tokens made by the compiled code
+        (the DINO cache, the last window's) are dropped with it.
         """
         self.nonfinite_fallbacks += 1
         for part in self._compiled_parts:

@@ -73,9 +73,15 @@ class RopeTable(NamedTuple):
 
         ``rotate_half(t) * sin`` equals ``swap(t) * sin_signed`` where swap exchanges the two
         quarters of each half and sin_signed negates the first quarter.
+
+        The swap is a concatenation of the four quarters, not ``unflatten(...).flip(...)``: the
+        same permutation, but torch 2.11's inductor on an H200 compiled the flip wrongly for
+        head dim 32 in the per-frame blocks (batch of frames against one table): NaN or 20 %
+        wrong tokens where eager code was right (docs/PERFORMANCE.md, the demo model's NaN).
         """
-        d = t.shape[-1]
-        swapped = t.unflatten(-1, (2, 2, d // 4)).flip(-2).flatten(-3)
+        q = t.shape[-1] // 4
+        swapped = torch.cat((t[..., q:2 * q], t[..., :q], t[..., 3 * q:], t[..., 2 * q:3 * q]),
+                            dim=-1)
         return torch.addcmul(t * self.cos, swapped, self.sin_signed)
 
 
