@@ -275,16 +275,18 @@ def test_config_validation_names_the_field(field, value):
     PipelineConfig().validate()
 
 
-class _FailingOnce:
-    """Wraps a predictor and makes its second predict() call fail like a CUDA OOM would."""
+class FailingOnce:
+    """Wraps a predictor and makes its ``fail_call``-th predict() call fail like a CUDA OOM
+    would."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, fail_call=2):
         self.inner = inner
+        self.fail_call = fail_call
         self.calls = 0
 
     def predict(self, frames):
         self.calls += 1
-        if self.calls == 2:
+        if self.calls == self.fail_call:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.inner.predict(frames)
 
@@ -297,7 +299,7 @@ class _FailingOnce:
 
 def test_failed_window_is_counted_and_the_pipeline_keeps_running():
     seq = make_sequence(num_frames=20, width=48, height=36, seed=3)
-    pipeline = Pipeline(_FailingOnce(GroundTruthPredictor(seq)),
+    pipeline = Pipeline(FailingOnce(GroundTruthPredictor(seq)),
                         PipelineConfig(window_size=4, overlap=1))
     results, failures = [], []
     for i in range(len(seq)):

@@ -9,6 +9,8 @@ from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.synth import make_sequence
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
+from test_pipeline import FailingOnce
+
 W, H = 64, 48
 
 
@@ -81,28 +83,9 @@ def test_the_map_waits_for_the_window_being_placed_and_keeps_it_for_the_caller(s
     assert [r.index for r in pipeline.collect()] == [0]  # and still returned
 
 
-class _FailingPredictOnce:
-    """The predictor's ``fail_call``-th predict() fails like a CUDA out-of-memory would."""
-
-    def __init__(self, inner, fail_call):
-        self.inner, self.fail_call, self.calls = inner, fail_call, 0
-
-    def predict(self, frames):
-        self.calls += 1
-        if self.calls == self.fail_call:
-            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return self.inner.predict(frames)
-
-    def track(self, frames, query_uv):
-        return self.inner.track(frames, query_uv)
-
-    def describe(self):
-        return self.inner.describe()
-
-
 def test_a_failed_prediction_keeps_the_window_being_placed_and_recovers_like_unpipelined(seq):
     def failing():
-        return _FailingPredictOnce(GroundTruthPredictor(seq, seed=0), fail_call=3)
+        return FailingOnce(GroundTruthPredictor(seq, seed=0), fail_call=3)
 
     plain_pipeline, piped_pipeline = make(seq, failing()), make(seq, failing(), pipelined=True)
     plain, _, plain_failures = run(plain_pipeline, seq)
