@@ -219,7 +219,7 @@ class _State:
             d_pix = np.concatenate([d_pix, d_log_z], axis=2)
         # the depth's direction in the observing camera: R_s R_a^T (ray x depth)
         depth_dir = self.world_dir[None] @ np.swapaxes(self.rot, 1, 2)
-        jac_depth = d_pix @ depth_dir[..., None]  # [S,M,2,1]
+        jac_depth = d_pix @ depth_dir[..., None]  # [S,M,R,1]
         anchors = [a for a in np.unique(p.anchor) if free_col[a] >= 0]
         blocks = [-d_pix @ _skew(self.rotated), d_pix]  # the observing frame's (w, t)
         if anchors:  # ... and the anchor frame's (w, t) when it is solved too
