@@ -1,4 +1,7 @@
-"""The window bundle adjustment's constant-velocity prior (vggt_ros.pipeline.bundle_adjustment)."""
+"""The window bundle adjustment (vggt_ros.pipeline.bundle_adjustment): its constant-velocity prior
+and the frames' depth term."""
+from dataclasses import replace
+
 import numpy as np
 from scipy.spatial.transform import Rotation
 
@@ -63,3 +66,30 @@ def test_the_normal_equations_hold_the_gradient_of_the_cost_prior_included():
                             / (4 * eps) for e in np.eye(6 * (FRAMES - 1))])  # d(cost/2)
         # the rotation rows are linearised about small steps between keyframes
         np.testing.assert_allclose(gradient, numeric, atol=1e-2 * np.abs(numeric).max())
+
+
+def test_the_normal_equations_hold_the_gradient_of_the_frames_depth_term():
+    """Each observation's log-depth in the observing camera against that frame's depth: a third
+    residual row sharing the reprojection rows' Jacobian blocks, for the poses and the depths."""
+    poses = _poses((0.0, 0.5, 0.1), (0.3, 0.0, 1.0))
+    rng = np.random.default_rng(3)
+    depth_weight = np.where(rng.random((FRAMES, POINTS)) < 0.8, 20.0, 0.0)
+    depth_weight[0] = 0.0  # the anchor observes its points through their own depth
+    problem = replace(_problem(poses), smooth_rot=0.0, smooth_centre=0.0, huber=3.0,
+                      frame_log_depth=np.log(rng.uniform(2, 4, (FRAMES, POINTS))),
+                      frame_depth_weight=depth_weight)
+    log_depth = np.log(problem.net_depth)
+    state = _State(problem, poses[:, :3, :3], poses[:, :3, 3], log_depth)
+    assert state.residual.shape == (FRAMES, POINTS, 3)
+    _, gradient, _, _, depth_gradient = state.normal_equations(problem)
+    eps = 1e-6
+    numeric = np.array([(_cost(problem, poses, e * eps) - _cost(problem, poses, -e * eps))
+                        / (4 * eps) for e in np.eye(6 * (FRAMES - 1))])
+    np.testing.assert_allclose(gradient, numeric, atol=1e-6 * np.abs(numeric).max())
+
+    def cost_at(step):
+        return _State(problem, poses[:, :3, :3], poses[:, :3, 3], log_depth + step).cost
+
+    numeric = np.array([(cost_at(e * eps) - cost_at(-e * eps)) / (4 * eps)
+                        for e in np.eye(POINTS)])
+    np.testing.assert_allclose(depth_gradient, numeric, atol=1e-6 * np.abs(numeric).max())

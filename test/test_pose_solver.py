@@ -1,5 +1,6 @@
 """The pose solver (tracks + depth -> window poses) against the ground-truth double."""
 import functools
+from types import SimpleNamespace
 from dataclasses import replace
 
 import numpy as np
@@ -9,7 +10,8 @@ from vggt_ros.geometry.camera import se3_inverse
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 from vggt_ros.pipeline.intrinsics import apply_intrinsics
 from vggt_ros.pipeline.pose_solver import (PoseSolver, PoseSolverConfig, anchor_indices,
-                                           _cell_maxima, gather_tracks, select_queries)
+                                           _cell_maxima, _frame_depths, gather_tracks,
+                                           select_queries)
 from vggt_ros.pipeline.tracking import track_window
 from vggt_ros.pipeline.types import (CameraIntrinsics, Frame, PreprocessMapping,
                                      WindowPrediction)
@@ -370,3 +372,42 @@ def test_the_previous_window_carries_its_motion_across_the_seam_without_biasing_
     window_truth[:, :3, 3] *= predictor.window_scales[-1]
     angle, trans = _errors(solution.cam_from_world, window_truth, prediction)
     assert angle.max() < 1e-6 and trans.max() < 1e-6
+
+
+def test_each_frames_depth_lends_the_bundle_adjustment_its_shape_not_its_scale(sequence, frames):
+    """The frames' depth term (``frame_depth_sigma``): the demo model's depth maps of one window
+    disagree in scale from frame to frame, so each frame's depth is put on the current
+    estimate's scale before it ties the points' depth in that camera. Rescaling the frames'
+    depth maps leaves the poses as they are, while the term itself does move them."""
+    predictor = GroundTruthPredictor(sequence, depth_noise=0.02, track_noise_px=1.0, seed=21)
+    config = PoseSolverConfig()
+    prediction, _ = apply_intrinsics(predictor.predict(frames), frames, "camera_info")
+    tracks = gather_tracks(prediction, frames,
+                           lambda f, a, uv: track_window(predictor, f, a, uv), config)
+    poses = PoseSolver(config).solve(prediction, tracks).cam_from_world
+    scales = np.array([1.0, 1.3, 0.8, 1.1, 0.7, 1.2, 0.9, 1.25])[:, None, None]
+    rescaled = replace(prediction, depth=(prediction.depth * scales).astype(np.float32))
+    assert np.abs(PoseSolver(config).solve(rescaled, tracks).cam_from_world - poses).max() < 1e-6
+    without = PoseSolver(replace(config, frame_depth_sigma=0.0)).solve(prediction, tracks)
+    assert np.abs(without.cam_from_world - poses).max() > 1e-4
+
+
+def test_a_frames_depth_at_a_tracked_pixel_is_exact_on_a_plane_and_unused_across_an_edge():
+    """Interpolated in inverse depth, which is affine in the pixel on a plane; where the four
+    neighbouring pixels straddle a depth edge the tracked pixel may lie on either surface."""
+    height, width = 30, 40
+    v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    inverse = 0.5 + 0.004 * u - 0.003 * v  # a tilted plane
+    depth = 1.0 / inverse
+    depth[:, 30:] *= 2.0  # a box edge between columns 29 and 30
+    rng = np.random.default_rng(0)
+    uv = np.column_stack([rng.uniform(0, 28.9, 50), rng.uniform(0, height - 1, 50)])
+    edge = np.array([[29.5, 10.0], [29.1, 3.3]])
+    uv = np.concatenate([uv, edge])[None]
+    prediction = SimpleNamespace(depth=depth[None].astype(np.float32),
+                                 depth_conf=np.full((1, height, width), 5.0, np.float32))
+    tracks = SimpleNamespace(uv=uv, visible=np.ones(uv.shape[:2], bool))
+    log_depth, usable = _frame_depths(prediction, tracks, conf_threshold=1.0)
+    assert usable[0, :50].all() and not usable[0, 50:].any()
+    exact = -np.log(0.5 + 0.004 * uv[0, :50, 0] - 0.003 * uv[0, :50, 1])
+    np.testing.assert_allclose(log_depth[0, :50], exact, atol=1e-6)

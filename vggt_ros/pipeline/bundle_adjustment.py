@@ -16,6 +16,10 @@ Cost (all residuals whitened):
   observation's 2D error (IRLS weights) with scale ``huber``;
 * each query's log-depth against the network's depth (sigma ``depth_sigma``), which also fixes
   the window's scale;
+* optionally, each observation's log-depth in the observing camera against that frame's network
+  depth at the tracked pixel (``frame_log_depth``, whitened by ``frame_depth_weight``; Huber
+  with the same scale, its own IRLS weight): a third residual row per observation, so it shares
+  every Jacobian block of the reprojection rows (d log z / d point = e_z / z);
 * each free pose against the camera head (a weak prior: it only steers frames the tracks leave
   unconstrained);
 * the constant-velocity prior: over every three consecutive solved frames, the change of the
@@ -63,6 +67,11 @@ class AdjustmentProblem:
     smooth_centre: float = 0.0
     smooth_frames: Optional[np.ndarray] = None
     times: Optional[np.ndarray] = None
+    # The network's depth of each OBSERVING frame at the tracked pixel ([S,M] log-depth) and
+    # the whitening weight of its residual against the point's depth in that camera ([S,M],
+    # 1 / sigma in log, 0 where not used); None leaves the term out.
+    frame_log_depth: Optional[np.ndarray] = None
+    frame_depth_weight: Optional[np.ndarray] = None
 
     def middles(self) -> np.ndarray:
         """Frames m whose triple (m-1, m, m+1) lies in ``smooth_frames``."""
@@ -88,6 +97,11 @@ def _skew(v: np.ndarray) -> np.ndarray:
     out[..., 1, 0], out[..., 1, 2] = v[..., 2], -v[..., 0]
     out[..., 2, 0], out[..., 2, 1] = -v[..., 1], v[..., 0]
     return out
+
+
+def _huber_cost(error: np.ndarray, scale: float) -> np.ndarray:
+    """Huber's cost of non-negative whitened errors (quadratic up to ``scale``)."""
+    return np.where(error <= scale, error ** 2, 2 * scale * error - scale ** 2)
 
 
 def _log_rotation(rot: np.ndarray) -> np.ndarray:
@@ -119,15 +133,26 @@ class _State:
         world = (self.rot_anchor_t @ self.offset[..., None])[..., 0]
         self.rotated = world[None] @ np.swapaxes(rot, 1, 2)  # [S,M,3] R_s X
         projected = (self.rotated + trans[:, None, :]) @ np.swapaxes(p.k, 1, 2)
-        used = p.weight > 0
+        used = (p.weight > 0) if p.frame_depth_weight is None else (
+            (p.weight > 0) | (p.frame_depth_weight > 0))
         self.depth_z = np.where(used, np.maximum(projected[..., 2], 1e-9), 1.0)
         self.pix = projected[..., :2] / self.depth_z[..., None]
-        self.residual = np.where(used[..., None], (self.pix - p.target) * p.weight[..., None],
-                                 0.0)  # [S,M,2]
-        # Huber on each observation's 2D error, as IRLS weights
-        error = np.linalg.norm(self.residual, axis=2)
-        self.robust = np.where(error <= p.huber, 1.0, p.huber / np.maximum(error, 1e-12))
-        robust_cost = np.where(error <= p.huber, error ** 2, 2 * p.huber * error - p.huber ** 2)
+        residual = np.where(used[..., None], (self.pix - p.target) * p.weight[..., None],
+                            0.0)  # [S,M,2]
+        # Huber on each observation's 2D error, as IRLS weights (one per residual row)
+        error = np.linalg.norm(residual, axis=2)
+        robust = np.where(error <= p.huber, 1.0, p.huber / np.maximum(error, 1e-12))
+        robust_cost = _huber_cost(error, p.huber).sum()
+        rows, weights = [residual], [robust[..., None], robust[..., None]]
+        if p.frame_depth_weight is not None:  # log-depth in the observing camera, own Huber
+            depth_error = np.where(used, (np.log(self.depth_z) - p.frame_log_depth)
+                                   * p.frame_depth_weight, 0.0)
+            rows.append(depth_error[..., None])
+            weights.append(np.where(np.abs(depth_error) <= p.huber, 1.0,
+                                    p.huber / np.maximum(np.abs(depth_error), 1e-12))[..., None])
+            robust_cost += _huber_cost(np.abs(depth_error), p.huber).sum()
+        self.residual = np.concatenate(rows, axis=2)  # [S,M,R], R = 2 or 3
+        self.robust = np.concatenate(weights, axis=2)  # [S,M,R] IRLS weight of each row
         self.rot_prior = _log_rotation(
             rot[p.free] @ np.swapaxes(p.head[p.free, :3, :3], 1, 2)) * p.prior_rot
         self.trans_prior = (trans[p.free] - p.head[p.free, :3, 3]) * p.prior_trans
@@ -143,7 +168,7 @@ class _State:
             span = (dt[m] + dt[m - 1])[:, None] / 2.0  # the accelerations' time base
             self.smooth[:, :3] = (rate[m] - rate[m - 1]) / span * p.smooth_rot
             self.smooth[:, 3:] = (velocity[m] - velocity[m - 1]) / span * p.smooth_centre
-        self.cost = float(robust_cost.sum() + (self.rot_prior ** 2).sum()
+        self.cost = float(robust_cost + (self.rot_prior ** 2).sum()
                           + (self.trans_prior ** 2).sum() + (self.depth_prior ** 2).sum()
                           + (self.smooth ** 2).sum())
 
@@ -184,19 +209,24 @@ class _State:
         free_col = np.full(num_frames, -1)
         free_col[p.free] = 6 * np.arange(len(p.free))
         n_cam = 6 * len(p.free)
-        # d pix / d point in the observing camera, whitened: [S,M,2,3]
+        # d pix / d point in the observing camera, whitened: [S,M,2,3]; with the frames'
+        # depth a third row, d log z / d point = e_z / z, whitened: [S,M,3,3]
         d_pix = (p.k[:, None, :2, :] - self.pix[..., None] * p.k[:, None, 2:3, :]) \
             / self.depth_z[..., None, None] * p.weight[..., None, None]
+        if p.frame_depth_weight is not None:
+            d_log_z = np.zeros(d_pix.shape[:2] + (1, 3))
+            d_log_z[..., 0, 2] = p.frame_depth_weight / self.depth_z
+            d_pix = np.concatenate([d_pix, d_log_z], axis=2)
         # the depth's direction in the observing camera: R_s R_a^T (ray x depth)
         depth_dir = self.world_dir[None] @ np.swapaxes(self.rot, 1, 2)
-        jac_depth = d_pix @ depth_dir[..., None]  # [S,M,2,1]
+        jac_depth = d_pix @ depth_dir[..., None]  # [S,M,R,1]
         anchors = [a for a in np.unique(p.anchor) if free_col[a] >= 0]
         blocks = [-d_pix @ _skew(self.rotated), d_pix]  # the observing frame's (w, t)
         if anchors:  # ... and the anchor frame's (w, t) when it is solved too
             through_anchor = d_pix @ (self.rot[:, None] @ self.rot_anchor_t[None])
             blocks += [through_anchor @ _skew(self.offset)[None], -through_anchor]
-        jac = np.concatenate(blocks, axis=3)  # [S,M,2,C], C = 6 or 12
-        weighted = jac * self.robust[..., None, None]
+        jac = np.concatenate(blocks, axis=3)  # [S,M,R,C], C = 6 or 12
+        weighted = jac * self.robust[..., None]
         cross = (weighted * jac_depth).sum(axis=2)  # [S,M,C]
         h_cc, g_c = np.zeros((n_cam, n_cam)), np.zeros(n_cam)
         h_cd = np.zeros((n_cam, num_points))
@@ -220,7 +250,7 @@ class _State:
                 h_cc[ca:ca + 6, ca:ca + 6] += block_outer[:, 6:, 6:].sum(axis=0)
                 g_c[ca:ca + 6] += block_grad[:, 6:].sum(axis=0)
                 h_cd[ca:ca + 6, of_a] += cross[:, of_a, 6:].sum(axis=0).T
-        w = self.robust[..., None]  # [S,M,1]
+        w = self.robust  # [S,M,R]
         jac_depth = jac_depth[..., 0]
         h_dd = (w * jac_depth ** 2).sum(axis=(0, 2)) + 1.0 / p.depth_sigma ** 2
         g_d = (w * jac_depth * self.residual).sum(axis=(0, 2)) + self.depth_prior / p.depth_sigma

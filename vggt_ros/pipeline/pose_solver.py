@@ -28,8 +28,12 @@ adjustment on the tracks re-estimates the cameras. Per window:
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
    error of all observations, whitened by the tracks' measured noise, with a weak prior towards
    the camera head and a constant-velocity prior over consecutive frames (angular and linear
-   acceleration, from the frames' stamps). The prior reaches across the seam (``seam_prior``):
-   the previous window's frame before this window's anchor (the first overlap keyframe) joins
+   acceleration, from the frames' stamps). Each observation also ties the point's depth in the
+   observing camera to that frame's own network depth at the tracked pixel
+   (``frame_depth_sigma``; each frame's depth map on the current estimate's scale): the
+   anchor's depth alone leaves every other camera's distance along its rays to the tracks.
+   The prior reaches across the seam (``seam_prior``): the previous window's frame before
+   this window's anchor (the first overlap keyframe) joins
    as a fixed pose without observations, moved into this window's frame and scale through the
    anchor's pose and depth in both windows. A Levenberg-Marquardt with an analytic Jacobian that
    eliminates the depths (Schur complement), in ``vggt_ros.pipeline.bundle_adjustment``;
@@ -79,6 +83,10 @@ MIN_TRACK_SIGMA_PX = 0.001
 # independent noise of the measured size gives (docs/MODEL.md). The whitening sigma is this
 # multiple of the measured one.
 TRACK_NOISE_INFLATION = 2.0
+# A frame's depth at a tracked pixel is used only where its four neighbouring pixels' depths
+# differ by at most this ratio: a larger step is an object edge, where the tracked pixel may sit
+# on either side (sub-pixel track errors then mean a different surface).
+MAX_NEIGHBOUR_DEPTH_STEP = 0.05
 
 # (frames in window order, anchor index, [N,2] original pixels of the anchor) -> tracks in window
 # order (TrackPrediction with [S,N,2] original pixels)
@@ -115,6 +123,12 @@ class PoseSolverConfig:
     # this window's anchor joins the bundle adjustment as a fixed pose without observations
     # (measured in docs/MODEL.md).
     seam_prior: bool = True
+    # Sigma (log) of the network's depth of each observing frame at the tracked pixel against
+    # the point's depth in that camera, in the bundle adjustment (each frame's depth map on the
+    # current estimate's scale: its shape counts, not its scale); 0 leaves the term out. The
+    # network predicts depth for every frame, but only the anchor's lifted the points, so
+    # nothing tied a point's distance along each observing ray (measured in docs/MODEL.md).
+    frame_depth_sigma: float = 0.05
 
     def validate(self) -> None:
         checks = [
@@ -130,6 +144,7 @@ class PoseSolverConfig:
             ("max_iterations", self.max_iterations >= 1, ">= 1"),
             ("smooth_rot_deg_s2", self.smooth_rot_deg_s2 >= 0, ">= 0"),
             ("smooth_centre_s2", self.smooth_centre_s2 >= 0, ">= 0"),
+            ("frame_depth_sigma", self.frame_depth_sigma >= 0, ">= 0"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -269,6 +284,55 @@ def _lift(tracks: WindowTracks, intrinsics: np.ndarray, poses: np.ndarray,
     return np.einsum("mij,mj->mi", world_from_anchor[:, :3, :3], cam) + world_from_anchor[:, :3, 3]
 
 
+def _frame_depths(prediction: WindowPrediction, tracks: WindowTracks,
+                  conf_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """([S,M] log of each frame's network depth at its tracked pixel; [S,M] usable: visible,
+    inside the image, the four neighbouring pixels' depths finite, positive and of confidence
+    >= ``conf_threshold``, and within ``MAX_NEIGHBOUR_DEPTH_STEP`` of each other: across a
+    depth edge no interpolation means anything). Interpolated bilinearly in INVERSE depth: on a
+    plane the inverse depth is affine in the pixel, so the interpolation is exact there. The
+    bundle adjustment ties each observed point's depth in the observing camera to it."""
+    depth = np.asarray(prediction.depth)  # gathered below, not converted whole (13 MB at 518)
+    conf = np.asarray(prediction.depth_conf)
+    num, height, width = depth.shape
+    uv = np.nan_to_num(tracks.uv, nan=-1.0)
+    x, y = uv[..., 0], uv[..., 1]
+    usable = tracks.visible & (x >= 0) & (y >= 0) & (x <= width - 1) & (y <= height - 1)
+    x0 = np.clip(np.floor(x), 0, width - 2).astype(int)
+    y0 = np.clip(np.floor(y), 0, height - 2).astype(int)
+    fx, fy = np.clip(x - x0, 0, 1), np.clip(y - y0, 0, 1)
+    frame = np.arange(num)[:, None]
+    inverse = np.zeros_like(x)
+    nearest = np.full_like(x, np.inf)
+    farthest = np.zeros_like(x)
+    for dy, dx, share in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                          (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):
+        corner = depth[frame, y0 + dy, x0 + dx].astype(np.float64)
+        usable &= ((conf[frame, y0 + dy, x0 + dx] >= conf_threshold) & np.isfinite(corner)
+                   & (corner > 0))
+        corner = np.where(usable, corner, 1.0)
+        inverse += share / corner
+        nearest, farthest = np.minimum(nearest, corner), np.maximum(farthest, corner)
+    usable &= farthest <= (1.0 + MAX_NEIGHBOUR_DEPTH_STEP) * nearest  # no depth edge inside
+    return -np.log(np.where(usable, inverse, 1.0)), usable
+
+
+def _on_current_scale(log_depth: np.ndarray, used: np.ndarray, poses: np.ndarray,
+                      k: np.ndarray, tracks: WindowTracks, depth: np.ndarray) -> np.ndarray:
+    """[S,M] the frames' log-depths, each frame's shifted by the median of (log z - log
+    depth) over its ``used`` observations, z being the points' depth in that camera under the
+    current ``poses`` and query ``depth``: each frame's depth map then lends the bundle
+    adjustment its shape, not its scale. The demo model's depth maps of one window disagree
+    in scale from frame to frame; tied to their own scales the term pulled the step lengths
+    with them (docs/MODEL.md). With exact data the shifts are zero."""
+    world = _lift(tracks, k, poses, depth)
+    z = np.einsum("sj,mj->sm", poses[:, 2, :3], world) + poses[:, 2, 3:4]
+    gap = np.where(used, np.log(np.maximum(z, 1e-12)) - log_depth, np.nan)
+    with np.errstate(all="ignore"):
+        shift = np.nanmedian(np.where(used.any(axis=1)[:, None], gap, 0.0), axis=1)
+    return log_depth + shift[:, None]
+
+
 def _pnp(points: np.ndarray, uv: np.ndarray, k: np.ndarray,
          threshold_px: float) -> tuple[Optional[np.ndarray], np.ndarray]:
     """(cam_from_world or None, inlier mask) from 3D-2D matches by RANSAC + LM refinement."""
@@ -367,8 +431,10 @@ class PoseSolver:
             times = (np.asarray(prediction.stamps_ns, dtype=np.int64)
                      - int(prediction.stamps_ns[0])) * 1e-9
             ghost = self._seam_ghost(prediction, poses[0]) if self.config.seam_prior else None
+            frame_depth = (_frame_depths(prediction, tracks, self.config.conf_threshold)
+                           if self.config.frame_depth_sigma else None)
             poses, depth = self._bundle_adjust(poses, head, k, tracks, solved, threshold, times,
-                                               ghost)
+                                               ghost, frame_depth)
             poses, _ = _extrapolate(poses, solved, extrapolated)  # from the refined neighbours
         relative = lambda p: p @ se3_inverse(p[0])  # noqa: E731 - poses relative to frame 0
         health.disagreement_deg = float(_rotation_angle_deg(
@@ -494,6 +560,7 @@ class PoseSolver:
     def _bundle_adjust(self, poses: np.ndarray, head: np.ndarray, k: np.ndarray,
                        tracks: WindowTracks, solved: np.ndarray, threshold: float,
                        times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
+                       frame_depth: Optional[tuple[np.ndarray, np.ndarray]] = None,
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Jointly refine the solved poses (frame 0 fixed) and the queries' depths over the PnP
         inliers, then once more with every observation the refined geometry explains within
@@ -514,10 +581,19 @@ class PoseSolver:
         # RANSAC threshold's nominal sigma.
         sigma_px = float(np.clip(TRACK_NOISE_INFLATION * start / 1.18, MIN_TRACK_SIGMA_PX,
                                  threshold / 2.0))
+        if frame_depth is not None:
+            # The frames' depth weighs as measured at the nominal sigma (the demo model's
+            # tracks), and by the square of the measured sigma's share of it below: better
+            # tracks leave it less to say, and exact tracks stay exact (to 1e-6 of the path
+            # across differently cut windows) although the interpolated depth is not exact
+            # everywhere (up to ~1 % where two planes meet in the ground-truth double).
+            trust = (sigma_px / (threshold / 2.0)) ** 2
+            frame_depth = (frame_depth[0],
+                           np.where(frame_depth[1], trust / self.config.frame_depth_sigma, 0.0))
         adjusted, new_depth = poses, depth
         for _ in range(2):
             adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
-                                               sigma_px, times, ghost)
+                                               sigma_px, times, ghost, frame_depth)
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
@@ -534,22 +610,32 @@ class PoseSolver:
     def _adjust(self, poses: np.ndarray, depth: np.ndarray, head: np.ndarray, k: np.ndarray,
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray, sigma_px: float,
                 times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
+                frame_depth: Optional[tuple[np.ndarray, np.ndarray]] = None,
                 ) -> tuple[np.ndarray, np.ndarray]:
         """One Levenberg-Marquardt solve over the observations in ``mask``
         (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``. A ``ghost``
         (pose, seconds) is put before frame 0 as a fixed frame without observations: it only
-        takes part in the constant-velocity prior."""
+        takes part in the constant-velocity prior. ``frame_depth`` ([S,M] frames' log-depth at
+        the tracks, [S,M] its whitening weight) adds the frames' depth term."""
         cfg = self.config
         rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
                          np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
         target = np.nan_to_num(tracks.uv)
         weight = np.where(mask, np.sqrt(tracks.weight) / sigma_px, 0.0)
+        depth_target = depth_weight = None
+        if frame_depth is not None:
+            depth_weight = np.where(mask, frame_depth[1], 0.0)
+            depth_target = _on_current_scale(frame_depth[0], depth_weight > 0, poses, k, tracks,
+                                             depth)
         g = 0 if ghost is None else 1
         if g:
             pad = lambda a, first: np.concatenate([first[None], a])  # noqa: E731
             poses, head, k = pad(poses, ghost[0]), pad(head, ghost[0]), pad(k, k[0])
             target, weight = pad(target, target[0] * 0.0), pad(weight, weight[0] * 0.0)
             times, solved = pad(times, np.float64(ghost[1])), pad(solved, np.bool_(True))
+            if frame_depth is not None:
+                depth_target = pad(depth_target, depth_target[0] * 0.0)
+                depth_weight = pad(depth_weight, depth_weight[0] * 0.0)
         problem = AdjustmentProblem(
             k=k, rays=rays, anchor=tracks.anchor + g, net_depth=tracks.depth,
             target=target, weight=weight, head=head,
@@ -562,7 +648,8 @@ class PoseSolver:
                         if cfg.smooth_rot_deg_s2 else 0.0),
             smooth_centre=(1.0 / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
                            if cfg.smooth_centre_s2 else 0.0),
-            smooth_frames=solved, times=times)
+            smooth_frames=solved, times=times, frame_log_depth=depth_target,
+            frame_depth_weight=depth_weight)
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
         adjusted, poses = adjusted[g:], poses[g:]
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
