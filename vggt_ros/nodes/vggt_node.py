@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import rclpy
@@ -630,9 +630,19 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
     def _process(self, frame: Optional[Frame]) -> None:
         """Offer ``frame`` to the pipeline (None: flush the waiting keyframes); publish what
         it completed."""
+        self._publish_from(lambda: self.pipeline.add_frame(frame) if frame
+                           else self.pipeline.flush())
+
+    def _process_placed(self) -> None:
+        """Publish the windows the pipeline placed beside the worker (``pipelined``)."""
+        self._publish_from(self.pipeline.collect)
+
+    def _publish_from(self, call: Callable[[], list[WindowResult]]) -> None:
+        """Run one pipeline call and publish the windows it returns; a rejected frame or a
+        failed window is counted (a failed window's finished neighbours are still published)."""
         started = time.monotonic()
         try:
-            results = self.pipeline.add_frame(frame) if frame else self.pipeline.flush()
+            results = call()
         except FrameRejected as err:
             self._reject(err.kind, err.reason)
             return
@@ -641,21 +651,6 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             results = err.results  # windows that finished before it (pipelined)
         finally:
             self._note_resets()
-        self._publish_windows(results, started)
-
-    def _process_placed(self) -> None:
-        """Publish the windows the pipeline placed beside the worker (``pipelined``)."""
-        started = time.monotonic()
-        try:
-            results = self.pipeline.collect()
-        except WindowFailed as err:
-            self._output_error("failed_window", err.reason)
-            results = err.results
-        finally:
-            self._note_resets()
-        self._publish_windows(results, started)
-
-    def _publish_windows(self, results: list[WindowResult], started: float) -> None:
         if results:
             self._window_latency_s = time.monotonic() - started
         for result in results:
