@@ -356,11 +356,7 @@ class Pipeline:
         placed (the caller has no frame waiting: take the window now rather than with the next
         frame). Raises WindowFailed if that window failed. Not pipelined: always []."""
         with self._lock:
-            failure = self._settle()
-            if failure is not None:
-                failure.results = self._finished()
-                raise failure
-            return self._finished()
+            return self._finished(failure=self._settle())
 
     def reset(self, reason: str) -> None:
         """Start a new trajectory: buffered keyframes, odom, map and track snapshot are dropped
@@ -479,14 +475,11 @@ class Pipeline:
         except Exception as err:  # noqa: BLE001 - any predictor failure (OOM included) is survivable
             self._settle()  # the window being placed is still returned
             failed = self._window_failed(window, err)
-            failed.results = self._finished()
-            raise failed from err
+            failed.__cause__ = err
+            return self._finished(failure=failed)
         failure = self._settle()
         self._placing = run_beside("vggt-window-place", self._place_or_raise, predicted)
-        if failure is not None:
-            failure.results = self._finished()
-            raise failure
-        return self._finished()
+        return self._finished(failure=failure)
 
     def _place_or_raise(self, predicted: _Predicted) -> WindowResult:
         """``_place`` on the placing thread; a failure keeps its window for ``_settle``."""
@@ -509,9 +502,13 @@ class Pipeline:
             return self._window_failed(failed.window, failed.error, keep_buffered=True)
         return None
 
-    def _finished(self) -> list[WindowResult]:
-        """The placed windows not yet returned, oldest first (pipelined; else empty)."""
+    def _finished(self, failure: Optional[WindowFailed] = None) -> list[WindowResult]:
+        """The placed windows not yet returned, oldest first (pipelined; else empty); with a
+        ``failure``, raised carrying them (``WindowFailed.results``)."""
         ready, self._ready = self._ready, []
+        if failure is not None:
+            failure.results = ready
+            raise failure
         return ready
 
     def _process(self, window: list[Frame]) -> WindowResult:
