@@ -104,6 +104,11 @@ def _huber_cost(error: np.ndarray, scale: float) -> np.ndarray:
     return np.where(error <= scale, error ** 2, 2 * scale * error - scale ** 2)
 
 
+def _huber_weight(error: np.ndarray, scale: float) -> np.ndarray:
+    """The IRLS weight of non-negative whitened errors under ``_huber_cost``."""
+    return np.where(error <= scale, 1.0, scale / np.maximum(error, 1e-12))
+
+
 def _log_rotation(rot: np.ndarray) -> np.ndarray:
     """[F,3,3] rotations -> [F,3] rotation vectors (scipy's Rotation costs ~0.5 ms a call here,
     a quarter of an iteration)."""
@@ -141,15 +146,14 @@ class _State:
                             0.0)  # [S,M,2]
         # Huber on each observation's 2D error, as IRLS weights (one per residual row)
         error = np.linalg.norm(residual, axis=2)
-        robust = np.where(error <= p.huber, 1.0, p.huber / np.maximum(error, 1e-12))
+        robust = _huber_weight(error, p.huber)
         robust_cost = _huber_cost(error, p.huber).sum()
         rows, weights = [residual], [robust[..., None], robust[..., None]]
         if p.frame_depth_weight is not None:  # log-depth in the observing camera, own Huber
             depth_error = np.where(used, (np.log(self.depth_z) - p.frame_log_depth)
                                    * p.frame_depth_weight, 0.0)
             rows.append(depth_error[..., None])
-            weights.append(np.where(np.abs(depth_error) <= p.huber, 1.0,
-                                    p.huber / np.maximum(np.abs(depth_error), 1e-12))[..., None])
+            weights.append(_huber_weight(np.abs(depth_error), p.huber)[..., None])
             robust_cost += _huber_cost(np.abs(depth_error), p.huber).sum()
         self.residual = np.concatenate(rows, axis=2)  # [S,M,R], R = 2 or 3
         self.robust = np.concatenate(weights, axis=2)  # [S,M,R] IRLS weight of each row
