@@ -283,7 +283,7 @@ def test_diagnostics_report_health(run):
     assert values["pose.degenerate"] == "False" and float(values["pose.reprojection_px"]) < 1e-3
     assert int(values["pose.degenerate_windows"]) == 0
     for key in ("input_rate_hz", "camera_rate_hz", "keyframe_rate_hz", "frames.waiting",
-                "resets"):
+                "frames.in_pauses", "frames.pauses", "frames.longest_pause_s", "resets"):
         assert key in values
     assert msg_level(run) == 0  # keeping up: OK
     # The test plays stamps from 1970 (synthetic), so stamp-to-TF is huge but must be there.

@@ -124,6 +124,21 @@ def test_gap_counter_takes_a_long_pause_for_a_pause_not_for_lost_frames():
         counter.add(stamp)
     assert counter.add(5_400_000_000) == 0  # the camera stopped for 5 s
     assert counter.add(5_700_000_000) == 2  # then two frames were lost
+    assert counter.missing == 2
+    # ...and the pause is counted apart, with the 49 frames the 10 Hz period says were due in it
+    assert (counter.pauses, counter.in_pauses, counter.longest_pause_ns) == (1, 49, 5e9)
+
+
+def test_gap_counter_needs_a_camera_period_for_a_pause_and_takes_a_huge_step_for_a_clock_jump():
+    from vggt_ros.pipeline.stream import GapCounter
+
+    counter = GapCounter(min_steps=3, pause_s=1.0, clock_jump_s=60.0)
+    counter.add(0)  # e.g. a probe frame long before the stream
+    for stamp in range(10**12, 10**12 + 500_000_000, 100_000_000):
+        counter.add(stamp)
+    assert counter.pauses == 0  # no camera period yet at that step
+    counter.add(10**12 + 3600 * 10**9)  # the stamps' clock jumped by an hour
+    assert (counter.pauses, counter.in_pauses, counter.missing) == (0, 0, 0)
 
 
 def test_latency_values_are_percentiles_of_the_samples():

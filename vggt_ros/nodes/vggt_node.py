@@ -565,7 +565,9 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         stamp = conv.time_to_ns(msg.header.stamp)
         with self._state_lock:
             self._frames_in += 1
+            pauses = self._gaps.pauses
             self._gaps.add(stamp)
+            paused = self._gaps.pauses > pauses
             info = self._camera_info
             candidate = interval_elapsed(stamp, self._last_candidate_stamp,
                                          self.values["keyframe_min_interval"])
@@ -573,6 +575,12 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
                 self._last_candidate_stamp = stamp
             else:
                 self._skipped_by_interval += 1
+        if paused:
+            self.get_logger().warning(
+                f"no image for over {self._gaps.pause_ns / 1e9:g} s before stamp {stamp} ns "
+                f"({self._gaps.pauses} such pauses, {self._gaps.in_pauses} frames due in them, "
+                f"frames.in_pauses): the camera paused, or no frame reached the node (CPU "
+                f"starved? network?)", throttle_duration_sec=LOG_PERIOD_S)
         if not candidate:
             return
         try:
@@ -747,10 +755,14 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
                 "input_rate_hz": (self._frames_in - frames0) / dt,
                 "camera_rate_hz": 1e9 / period if period else float("nan"),
                 "keyframe_rate_hz": (self._keyframes_out - kfs0) / dt,
-                # Every frame the camera sent: received + frames.transport_gaps; every frame
-                # received: skipped_by_policy + queue_drops + rejected + keyframes + waiting.
+                # Every frame the camera sent: received + transport_gaps + in_pauses; every
+                # frame received: skipped_by_policy + queue_drops + rejected + keyframes +
+                # waiting.
                 "frames.received": self._frames_in,
                 "frames.transport_gaps": self._gaps.missing,
+                "frames.in_pauses": self._gaps.in_pauses,
+                "frames.pauses": self._gaps.pauses,
+                "frames.longest_pause_s": self._gaps.longest_pause_ns / 1e9,
                 "frames.skipped_by_policy": (self._skipped_by_interval
                                              + stats["dropped_non_keyframes"]),
                 "frames.queue_drops": drops,

@@ -75,15 +75,25 @@ class GapCounter:
     by the frames it spans (robust to a late frame and to heavy loss); a step of about k
     periods means k - 1 frames were lost on the way (in DDS, or before the node's queue).
     Nothing is counted until ``min_steps`` steps give a period; steps that go backwards are
-    the stamp rules' business, and a step longer than ``pause_s`` is a paused camera (or bag),
-    not lost frames.
+    the stamp rules' business. A step longer than ``pause_s`` cannot be told apart from the
+    stamps alone: a camera (or bag) that paused sent nothing, a node that got no frames for
+    that long (CPU starved, a stalled network) lost them. Such steps are counted apart, as
+    ``pauses`` with the frames the period says were due in them (``in_pauses``), so that every
+    frame a steady camera sent is still accounted for, without calling a pause a loss. Only a
+    camera with a known period pauses (a first frame long before the stream is no pause), and
+    a step over ``clock_jump_s`` is a jump of the stamps' clock: no frames are estimated in it.
     """
 
-    def __init__(self, history: int = 31, min_steps: int = 10, pause_s: float = 1.0) -> None:
+    def __init__(self, history: int = 31, min_steps: int = 10, pause_s: float = 1.0,
+                 clock_jump_s: float = 60.0) -> None:
         self.history = history
         self.min_steps = min_steps
         self.pause_ns = int(pause_s * 1e9)
+        self.clock_jump_ns = int(clock_jump_s * 1e9)
         self.missing = 0
+        self.pauses = 0
+        self.in_pauses = 0
+        self.longest_pause_ns = 0
         self._steps: list[int] = []
         self._last: Optional[int] = None
 
@@ -97,10 +107,16 @@ class GapCounter:
     def add(self, stamp_ns: int) -> int:
         """Take the next received stamp; returns the frames found missing before it."""
         last, self._last = self._last, stamp_ns
-        if last is None or stamp_ns <= last or stamp_ns - last > self.pause_ns:
+        if last is None or stamp_ns <= last:
             return 0
         step = stamp_ns - last
         period = self.period_ns
+        if step > self.pause_ns:
+            if period is not None and step <= self.clock_jump_ns:
+                self.pauses += 1
+                self.longest_pause_ns = max(self.longest_pause_ns, step)
+                self.in_pauses += max(int(round(step / period)) - 1, 0)
+            return 0
         frames = 1 if period is None else max(int(round(step / period)), 1)
         # One frame's share of the step: the estimate stays right under heavy loss.
         self._steps = (self._steps + [step // frames])[-self.history:]
