@@ -113,6 +113,18 @@ def test_bench_cli_rejects_bad_arguments(argv):
         cli.main(argv)
 
 
+def test_tracker_bench_runs_the_selected_variants_and_always_its_reference():
+    import argparse
+
+    from vggt_ros.bench import tracker
+    chosen = tracker.selected_variants(argparse.Namespace(precisions=["tf32"],
+                                                          correlation=["full"]))
+    assert [tracker.variant_name(v) for v in chosen] == ["fp32/full", "tf32/full"]
+    every = tracker.selected_variants(argparse.Namespace(precisions=["fp32", "tf32", "bf16"],
+                                                         correlation=["full", "local"]))
+    assert every == tracker.VARIANTS
+
+
 @pytest.mark.slow
 def test_tracker_bench_times_every_switch_and_measures_its_distance_from_fp32(tmp_path, capsys):
     from vggt_ros.bench import tracker

@@ -39,6 +39,14 @@ REFERENCE = VARIANTS[0]  # fp32, full correlation volume: the official tracker's
 WARMUP_CALLS = 3  # compiles, CUDA graph capture
 
 
+def selected_variants(args) -> list[dict[str, Any]]:
+    """The variants of ``--precisions`` x ``--correlation``; fp32/full (the reference of the
+    distances) always."""
+    return [v for v in VARIANTS if v == REFERENCE or (
+        v["tracker_precision"] in args.precisions
+        and ("local" if v["tracker_local_correlation"] else "full") in args.correlation)]
+
+
 def variant_name(variant: dict[str, Any]) -> str:
     local = "local" if variant["tracker_local_correlation"] else "full"
     return f"{variant['tracker_precision']}/{local}"
@@ -68,7 +76,7 @@ def bench_random(args, device: torch.device, sync) -> dict[str, Any]:
             points = (torch.rand(1, queries, 2, generator=gen)
                       * torch.tensor([args.width - 1.0, args.height - 1.0])).to(device)
             reference = None
-            for variant in VARIANTS:
+            for variant in selected_variants(args):
                 fast.options = dataclasses.replace(fast.options, **variant)
                 name = f"q{queries}.{variant_name(variant)}"
                 out["times_ms"][name] = wall_samples_ms(
@@ -103,7 +111,7 @@ def bench_demo(args, device: torch.device) -> dict[str, Any]:
         seen = truth.visibility[1:] > 0.5
         predictor.predict(frames)
         reference = None
-        for variant in VARIANTS:
+        for variant in selected_variants(args):
             predictor.model.options = dataclasses.replace(predictor.model.options, **variant)
             tracks = track_window(predictor, frames, 0, query).tracks_uv
             if variant == REFERENCE:
@@ -129,6 +137,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "embedded demo model's tracks against the truth")
     p.add_argument("--demo-seeds", type=int, nargs="+",
                    default=[1_000_201, 1_000_202, 1_000_203, 1_000_204])
+    p.add_argument("--precisions", nargs="+", choices=TRACKER_PRECISIONS,
+                   default=list(TRACKER_PRECISIONS),
+                   help="tracker_precision values to time (fp32/full, the reference, always)")
+    p.add_argument("--correlation", nargs="+", choices=("full", "local"),
+                   default=["full", "local"], help="tracker_local_correlation off / on")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     device = torch.device(args.device)
