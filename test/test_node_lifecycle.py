@@ -197,3 +197,19 @@ def test_plain_mode_is_active_at_once(context):
         assert np.isfinite(float(values["startup.configure_s"]))
     finally:
         rig.close()
+
+
+def test_a_camera_pause_is_counted_apart_from_frames_lost_on_the_way(context):
+    seq = make_sequence(40, W, H, seed=1, trajectory="forward")  # 10 Hz
+    rig = Rig(context, GroundTruthPredictor(seq, seed=2), autostart=True)
+    try:
+        # 12 frames teach the camera period; then nothing for 1.6 s (15 frames due in the
+        # pause); then one frame lost on the way (29).
+        rig.play(seq, [*range(12), 27, 28, 30, 31])
+        _, values = rig.diagnostics()
+        assert int(values["frames.received"]) == 16
+        assert int(values["frames.transport_gaps"]) == 1
+        assert (int(values["frames.pauses"]), int(values["frames.in_pauses"])) == (1, 15)
+        assert float(values["frames.longest_pause_s"]) == pytest.approx(1.6)
+    finally:
+        rig.close()
