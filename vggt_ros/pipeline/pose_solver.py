@@ -116,9 +116,10 @@ class PoseSolverConfig:
     # Constant-velocity prior of the bundle adjustment over consecutive solved frames: sigma
     # of the angular acceleration (deg/s^2) and of the camera centre's acceleration (window
     # median depths / s^2); 0 switches a part off. Moderate values for a mobile robot (at
-    # 10 keyframes/s: 0.5 deg and 1 % of the depth per frame^2); measured in docs/MODEL.md.
+    # 10 keyframes/s: 0.5 deg and 0.5 % of the depth per frame^2), weighed in full at the
+    # nominal track noise and less for better tracks; measured in docs/MODEL.md.
     smooth_rot_deg_s2: float = 50.0
-    smooth_centre_s2: float = 1.0
+    smooth_centre_s2: float = 0.5
     # Carry the constant-velocity prior across the seam: the previous window's frame before
     # this window's anchor joins the bundle adjustment as a fixed pose without observations
     # (measured in docs/MODEL.md).
@@ -581,19 +582,20 @@ class PoseSolver:
         # RANSAC threshold's nominal sigma.
         sigma_px = float(np.clip(TRACK_NOISE_INFLATION * start / 1.18, MIN_TRACK_SIGMA_PX,
                                  threshold / 2.0))
+        # The frames' depth and the constant-velocity prior weigh as configured at the nominal
+        # sigma (the demo model's tracks), and by the square of the measured sigma's share of
+        # it below: better tracks leave them less to say, and exact tracks stay exact (to 1e-6
+        # of the path across differently cut windows) although the interpolated depth is not
+        # exact everywhere (up to ~1 % where two planes meet in the ground-truth double) and
+        # exact motion is not of constant velocity.
+        trust = (sigma_px / (threshold / 2.0)) ** 2
         if frame_depth is not None:
-            # The frames' depth weighs as measured at the nominal sigma (the demo model's
-            # tracks), and by the square of the measured sigma's share of it below: better
-            # tracks leave it less to say, and exact tracks stay exact (to 1e-6 of the path
-            # across differently cut windows) although the interpolated depth is not exact
-            # everywhere (up to ~1 % where two planes meet in the ground-truth double).
-            trust = (sigma_px / (threshold / 2.0)) ** 2
             frame_depth = (frame_depth[0],
                            np.where(frame_depth[1], trust / self.config.frame_depth_sigma, 0.0))
         adjusted, new_depth = poses, depth
         for _ in range(2):
             adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
-                                               sigma_px, times, ghost, frame_depth)
+                                               sigma_px, times, ghost, frame_depth, trust)
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
@@ -611,12 +613,13 @@ class PoseSolver:
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray, sigma_px: float,
                 times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
                 frame_depth: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
+                smooth_trust: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """One Levenberg-Marquardt solve over the observations in ``mask``
         (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``. A ``ghost``
         (pose, seconds) is put before frame 0 as a fixed frame without observations: it only
-        takes part in the constant-velocity prior. ``frame_depth`` ([S,M] frames' log-depth at
-        the tracks, [S,M] its whitening weight) adds the frames' depth term."""
+        takes part in the constant-velocity prior, whose whitening weights ``smooth_trust``
+        scales. ``frame_depth`` ([S,M] frames' log-depth at the tracks, [S,M] its whitening
+        weight) adds the frames' depth term."""
         cfg = self.config
         rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
                          np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
@@ -644,9 +647,9 @@ class PoseSolver:
             prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
             prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
             depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE,
-            smooth_rot=(1.0 / math.radians(cfg.smooth_rot_deg_s2)
+            smooth_rot=(smooth_trust / math.radians(cfg.smooth_rot_deg_s2)
                         if cfg.smooth_rot_deg_s2 else 0.0),
-            smooth_centre=(1.0 / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
+            smooth_centre=(smooth_trust / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
                            if cfg.smooth_centre_s2 else 0.0),
             smooth_frames=solved, times=times, frame_log_depth=depth_target,
             frame_depth_weight=depth_weight)
