@@ -28,7 +28,8 @@ adjustment on the tracks re-estimates the cameras. Per window:
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
    error of all observations, whitened by the tracks' measured noise, with a weak prior towards
    the camera head and a constant-velocity prior over consecutive frames (angular and linear
-   acceleration, from the frames' stamps). Each observation also ties the point's depth in the
+   acceleration, from the frames' stamps; a change of speed weighs more than a turn, and the
+   prior weighs less the better the tracks are). Each observation also ties the point's depth in the
    observing camera to that frame's own network depth at the tracked pixel
    (``frame_depth_sigma``; each frame's depth map on the current estimate's scale): the
    anchor's depth alone leaves every other camera's distance along its rays to the tracks.
@@ -48,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -120,6 +121,11 @@ class PoseSolverConfig:
     # nominal track noise and less for better tracks; measured in docs/MODEL.md.
     smooth_rot_deg_s2: float = 50.0
     smooth_centre_s2: float = 0.5
+    # ... and of the centre's acceleration ALONG its direction of motion, a change of speed
+    # (window median depths / s^2; 0: the same as across it): a vehicle's speed changes more
+    # slowly than its direction (at 10 keyframes/s 0.125 % of the depth per frame^2).
+    # The demo model's windows' step lengths scatter by 20-35 % (docs/MODEL.md).
+    smooth_speed_s2: float = 0.125
     # Carry the constant-velocity prior across the seam: the previous window's frame before
     # this window's anchor joins the bundle adjustment as a fixed pose without observations
     # (measured in docs/MODEL.md).
@@ -145,6 +151,7 @@ class PoseSolverConfig:
             ("max_iterations", self.max_iterations >= 1, ">= 1"),
             ("smooth_rot_deg_s2", self.smooth_rot_deg_s2 >= 0, ">= 0"),
             ("smooth_centre_s2", self.smooth_centre_s2 >= 0, ">= 0"),
+            ("smooth_speed_s2", self.smooth_speed_s2 >= 0, ">= 0"),
             ("frame_depth_sigma", self.frame_depth_sigma >= 0, ">= 0"),
         ]
         for name, ok, rule in checks:
@@ -653,6 +660,9 @@ class PoseSolver:
                            if cfg.smooth_centre_s2 else 0.0),
             smooth_frames=solved, times=times, frame_log_depth=depth_target,
             frame_depth_weight=depth_weight)
+        if cfg.smooth_centre_s2 and cfg.smooth_speed_s2:
+            problem = replace(problem, centre_whitening=_centre_whitening(
+                poses, problem.smooth_centre, cfg.smooth_centre_s2 / cfg.smooth_speed_s2))
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
         adjusted, poses = adjusted[g:], poses[g:]
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
@@ -666,6 +676,19 @@ class PoseSolver:
         health.reprojection_px, health.track_motion_px = _motion_fit(poses, k, tracks, depth)
         if health.track_motion_px > 0:
             health.unexplained_motion = health.reprojection_px / health.track_motion_px
+
+
+def _centre_whitening(poses: np.ndarray, across: float, ratio: float) -> np.ndarray:
+    """[S,3,3] whitening of each frame's centre acceleration: ``across`` times the identity,
+    ``ratio`` times that along the frame's direction of motion (its neighbours' centres in
+    ``poses``, the solve's start; a frame at either end or not moving gets the identity)."""
+    centres = se3_inverse(poses)[:, :3, 3]
+    along = np.zeros_like(centres)
+    along[1:-1] = centres[2:] - centres[:-2]
+    norm = np.linalg.norm(along, axis=1, keepdims=True)
+    along = np.divide(along, norm, out=np.zeros_like(along), where=norm > 0)
+    outer = along[:, :, None] * along[:, None, :]
+    return across * (np.eye(3)[None] + (ratio - 1.0) * outer)
 
 
 def _motion_fit(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
