@@ -3,9 +3,11 @@ and the frames' depth term."""
 from dataclasses import replace
 
 import numpy as np
+import pytest
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.pipeline.bundle_adjustment import AdjustmentProblem, _State
+from vggt_ros.pipeline.pose_solver import _centre_whitening
 
 FRAMES, POINTS = 5, 40
 TIMES = np.array([0.0, 0.1, 0.25, 0.3, 0.42])  # uneven keyframe spacing
@@ -66,6 +68,38 @@ def test_the_normal_equations_hold_the_gradient_of_the_cost_prior_included():
                             / (4 * eps) for e in np.eye(6 * (FRAMES - 1))])  # d(cost/2)
         # the rotation rows are linearised about small steps between keyframes
         np.testing.assert_allclose(gradient, numeric, atol=1e-2 * np.abs(numeric).max())
+
+
+def test_the_normal_equations_hold_the_gradient_of_a_prior_stiffer_along_the_motion():
+    """The centre's acceleration whitened by a matrix per frame (``centre_whitening``: the
+    pose solver's change of speed weighs more than a turn) keeps the gradient exact."""
+    poses = _poses((0.0, 0.5, 0.1), (0.3, 0.0, 1.0), angular_acceleration=(0.5, 3.0, 0.0))
+    poses[2:, :3, 3] *= 1.1  # the speed changes as well
+    problem = _problem(poses, reprojection_weight=0.0)
+    problem = replace(problem, smooth_rot=0.0, centre_whitening=_centre_whitening(
+        poses, problem.smooth_centre, 4.0))
+    state = _State(problem, poses[:, :3, :3], poses[:, :3, 3], np.log(problem.net_depth))
+    _, gradient, *_ = state.normal_equations(problem)
+    eps = 1e-6
+    numeric = np.array([(_cost(problem, poses, e * eps) - _cost(problem, poses, -e * eps))
+                        / (4 * eps) for e in np.eye(6 * (FRAMES - 1))])
+    np.testing.assert_allclose(gradient, numeric, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_a_change_of_speed_costs_more_than_a_turn_of_the_same_acceleration():
+    """The pose solver's whitening of the centre's acceleration: ``ratio`` times stiffer along
+    each frame's direction of motion than across it; a frame without motion gets the
+    identity."""
+    moving = _poses((0.0, 0.0, 0.0), (0.0, 0.0, 1.0))  # straight along +z at 1 unit/s
+    whitening = _centre_whitening(moving, 2.0, 4.0)
+    along, across = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+    for s in range(1, FRAMES - 1):
+        assert np.linalg.norm(whitening[s] @ along) == pytest.approx(8.0)
+        assert np.linalg.norm(whitening[s] @ across) == pytest.approx(2.0)
+    np.testing.assert_allclose(whitening[[0, -1]], np.tile(2.0 * np.eye(3), (2, 1, 1)))
+    still = np.tile(np.eye(4), (FRAMES, 1, 1))
+    np.testing.assert_allclose(_centre_whitening(still, 2.0, 4.0),
+                               np.tile(2.0 * np.eye(3), (FRAMES, 1, 1)))
 
 
 def test_the_normal_equations_hold_the_gradient_of_the_frames_depth_term():

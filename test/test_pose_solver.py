@@ -342,6 +342,25 @@ def test_the_constant_velocity_prior_cuts_the_pose_jitter_of_tracks_whose_errors
     assert errors[50.0] < 0.85 * errors[0.0]
 
 
+def test_the_constant_velocity_prior_fades_as_the_tracks_get_exact(sequence, frames):
+    """The prior's weight falls with the square of the tracks' measured noise below the
+    nominal sigma: near-exact tracks (0.01 px) leave a strong prior (5 deg/s^2, 0.05 depth/s^2)
+    nothing to move (weighed as configured, it moved these poses by 3e-4, 2026-12-01), while
+    at the nominal noise (1 px at 128 px wide) it weighs in full."""
+    def prior_shift(noise_px):
+        poses = []
+        for rot, centre in ((5.0, 0.05), (0.0, 0.0)):
+            predictor = GroundTruthPredictor(sequence, rot_noise_deg=8.0, trans_noise=0.1,
+                                             seed=2, track_noise_px=noise_px)
+            _, solution = _solve(predictor, frames, smooth_rot_deg_s2=rot,
+                                 smooth_centre_s2=centre)
+            poses.append(solution.cam_from_world)
+        return np.abs(poses[0] - poses[1]).max()
+
+    assert prior_shift(0.01) < 1e-8
+    assert prior_shift(1.0) > 1e-2
+
+
 def test_the_previous_window_carries_its_motion_across_the_seam_without_biasing_exact_data(
         sequence):
     """The seam prior: the previous window's frame before this window's anchor, moved into this

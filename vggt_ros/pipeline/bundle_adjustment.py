@@ -25,8 +25,10 @@ Cost (all residuals whitened):
 * the constant-velocity prior: over every three consecutive solved frames, the change of the
   angular velocity and of the camera centre's velocity per second (rates from the frames'
   stamps, so uneven keyframe spacing means the same), against sigmas of angular and linear
-  acceleration. The demo model's track errors are correlated within a frame, so each pose on its
-  own jitters by about a degree; a camera's motion does not (docs/MODEL.md).
+  acceleration (the linear one optionally a whitening matrix per frame, ``centre_whitening``,
+  stiffer along the motion than across it). The demo model's track errors are correlated within
+  a frame, so each pose on its own jitters by about a degree; a camera's motion does not
+  (docs/MODEL.md).
 
 Poses are updated on the left (R <- exp(w) R, t <- t + dt); the first frame stays fixed (it
 defines the window's frame), and each depth may move at most ``max_depth_change`` in log from
@@ -72,6 +74,16 @@ class AdjustmentProblem:
     # 1 / sigma in log, 0 where not used); None leaves the term out.
     frame_log_depth: Optional[np.ndarray] = None
     frame_depth_weight: Optional[np.ndarray] = None
+    # [S,3,3] per frame, the whitening matrix of the centre's acceleration at that frame, in
+    # place of ``smooth_centre`` times the identity (which still switches the part on): a
+    # change of speed can then cost more than a turn.
+    centre_whitening: Optional[np.ndarray] = None
+
+    def centre_matrices(self, middles: np.ndarray) -> np.ndarray:
+        """[T,3,3] whitening of the centre's acceleration at each middle frame."""
+        if self.centre_whitening is None:
+            return np.broadcast_to(self.smooth_centre * np.eye(3), (len(middles), 3, 3))
+        return self.centre_whitening[middles]
 
     def middles(self) -> np.ndarray:
         """Frames m whose triple (m-1, m, m+1) lies in ``smooth_frames``."""
@@ -171,7 +183,8 @@ class _State:
             velocity = np.diff(centres, axis=0) / dt[:, None]
             span = (dt[m] + dt[m - 1])[:, None] / 2.0  # the accelerations' time base
             self.smooth[:, :3] = (rate[m] - rate[m - 1]) / span * p.smooth_rot
-            self.smooth[:, 3:] = (velocity[m] - velocity[m - 1]) / span * p.smooth_centre
+            self.smooth[:, 3:] = np.einsum("tij,tj->ti", p.centre_matrices(m),
+                                           (velocity[m] - velocity[m - 1]) / span)
         self.cost = float(robust_cost + (self.rot_prior ** 2).sum()
                           + (self.trans_prior ** 2).sum() + (self.depth_prior ** 2).sum()
                           + (self.smooth ** 2).sum())
@@ -194,10 +207,10 @@ class _State:
                 (m + 1, eye / dt[m, None, None], 1.0 / dt[m])):
             block = np.zeros((count, 6, 6))
             block[:, :3, :3] = rot_coef * (scale * p.smooth_rot)[:, None, None]
-            weight = (-centre_coef * scale * p.smooth_centre)[:, None, None]
+            weight = (-centre_coef * scale)[:, None, None] * p.centre_matrices(m)
             r_t = np.swapaxes(self.rot[frames], 1, 2)
-            block[:, 3:, :3] = weight * (r_t @ _skew(self.trans[frames]))
-            block[:, 3:, 3:] = weight * r_t
+            block[:, 3:, :3] = weight @ (r_t @ _skew(self.trans[frames]))
+            block[:, 3:, 3:] = weight @ r_t
             jac[np.arange(count), :, frames, :] = block
         return jac.reshape(6 * count, 6 * num_frames)
 

@@ -28,7 +28,8 @@ adjustment on the tracks re-estimates the cameras. Per window:
    depth that also fixes the window's scale) jointly minimise the robust (Huber) reprojection
    error of all observations, whitened by the tracks' measured noise, with a weak prior towards
    the camera head and a constant-velocity prior over consecutive frames (angular and linear
-   acceleration, from the frames' stamps). Each observation also ties the point's depth in the
+   acceleration, from the frames' stamps; a change of speed weighs more than a turn, and the
+   prior weighs less the better the tracks are). Each observation also ties the point's depth in the
    observing camera to that frame's own network depth at the tracked pixel
    (``frame_depth_sigma``; each frame's depth map on the current estimate's scale): the
    anchor's depth alone leaves every other camera's distance along its rays to the tracks.
@@ -48,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -116,9 +117,15 @@ class PoseSolverConfig:
     # Constant-velocity prior of the bundle adjustment over consecutive solved frames: sigma
     # of the angular acceleration (deg/s^2) and of the camera centre's acceleration (window
     # median depths / s^2); 0 switches a part off. Moderate values for a mobile robot (at
-    # 10 keyframes/s: 0.5 deg and 1 % of the depth per frame^2); measured in docs/MODEL.md.
+    # 10 keyframes/s: 0.5 deg and 0.5 % of the depth per frame^2), weighed in full at the
+    # nominal track noise and less for better tracks; measured in docs/MODEL.md.
     smooth_rot_deg_s2: float = 50.0
-    smooth_centre_s2: float = 1.0
+    smooth_centre_s2: float = 0.5
+    # ... and of the centre's acceleration ALONG its direction of motion, a change of speed
+    # (window median depths / s^2; 0: the same as across it): a vehicle's speed changes more
+    # slowly than its direction (at 10 keyframes/s 0.125 % of the depth per frame^2).
+    # The demo model's windows' step lengths scatter by 20-35 % (docs/MODEL.md).
+    smooth_speed_s2: float = 0.125
     # Carry the constant-velocity prior across the seam: the previous window's frame before
     # this window's anchor joins the bundle adjustment as a fixed pose without observations
     # (measured in docs/MODEL.md).
@@ -144,6 +151,7 @@ class PoseSolverConfig:
             ("max_iterations", self.max_iterations >= 1, ">= 1"),
             ("smooth_rot_deg_s2", self.smooth_rot_deg_s2 >= 0, ">= 0"),
             ("smooth_centre_s2", self.smooth_centre_s2 >= 0, ">= 0"),
+            ("smooth_speed_s2", self.smooth_speed_s2 >= 0, ">= 0"),
             ("frame_depth_sigma", self.frame_depth_sigma >= 0, ">= 0"),
         ]
         for name, ok, rule in checks:
@@ -581,19 +589,20 @@ class PoseSolver:
         # RANSAC threshold's nominal sigma.
         sigma_px = float(np.clip(TRACK_NOISE_INFLATION * start / 1.18, MIN_TRACK_SIGMA_PX,
                                  threshold / 2.0))
+        # The frames' depth and the constant-velocity prior weigh as configured at the nominal
+        # sigma (the demo model's tracks), and by the square of the measured sigma's share of
+        # it below: better tracks leave them less to say, and exact tracks stay exact (to 1e-6
+        # of the path across differently cut windows) although the interpolated depth is not
+        # exact everywhere (up to ~1 % where two planes meet in the ground-truth double) and
+        # exact motion is not of constant velocity.
+        trust = (sigma_px / (threshold / 2.0)) ** 2
         if frame_depth is not None:
-            # The frames' depth weighs as measured at the nominal sigma (the demo model's
-            # tracks), and by the square of the measured sigma's share of it below: better
-            # tracks leave it less to say, and exact tracks stay exact (to 1e-6 of the path
-            # across differently cut windows) although the interpolated depth is not exact
-            # everywhere (up to ~1 % where two planes meet in the ground-truth double).
-            trust = (sigma_px / (threshold / 2.0)) ** 2
             frame_depth = (frame_depth[0],
                            np.where(frame_depth[1], trust / self.config.frame_depth_sigma, 0.0))
         adjusted, new_depth = poses, depth
         for _ in range(2):
             adjusted, new_depth = self._adjust(adjusted, new_depth, head, k, tracks, solved, mask,
-                                               sigma_px, times, ghost, frame_depth)
+                                               sigma_px, times, ghost, frame_depth, trust)
             errors = _reprojection_errors(adjusted, k, tracks, new_depth)
             grown = mask | (tracks.visible & (errors <= threshold) & (frame != tracks.anchor[None])
                             & solved[:, None] & solved[tracks.anchor][None])
@@ -611,12 +620,13 @@ class PoseSolver:
                 tracks: WindowTracks, solved: np.ndarray, mask: np.ndarray, sigma_px: float,
                 times: np.ndarray, ghost: Optional[tuple[np.ndarray, float]] = None,
                 frame_depth: Optional[tuple[np.ndarray, np.ndarray]] = None,
-                ) -> tuple[np.ndarray, np.ndarray]:
+                smooth_trust: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """One Levenberg-Marquardt solve over the observations in ``mask``
         (vggt_ros.pipeline.bundle_adjustment), residuals whitened by ``sigma_px``. A ``ghost``
         (pose, seconds) is put before frame 0 as a fixed frame without observations: it only
-        takes part in the constant-velocity prior. ``frame_depth`` ([S,M] frames' log-depth at
-        the tracks, [S,M] its whitening weight) adds the frames' depth term."""
+        takes part in the constant-velocity prior, whose whitening weights ``smooth_trust``
+        scales. ``frame_depth`` ([S,M] frames' log-depth at the tracks, [S,M] its whitening
+        weight) adds the frames' depth term."""
         cfg = self.config
         rays = np.einsum("mij,mj->mi", np.linalg.inv(k[tracks.anchor]),
                          np.column_stack([tracks.query_uv, np.ones(len(tracks.anchor))]))
@@ -644,12 +654,15 @@ class PoseSolver:
             prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
             prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
             depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE,
-            smooth_rot=(1.0 / math.radians(cfg.smooth_rot_deg_s2)
+            smooth_rot=(smooth_trust / math.radians(cfg.smooth_rot_deg_s2)
                         if cfg.smooth_rot_deg_s2 else 0.0),
-            smooth_centre=(1.0 / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
+            smooth_centre=(smooth_trust / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
                            if cfg.smooth_centre_s2 else 0.0),
             smooth_frames=solved, times=times, frame_log_depth=depth_target,
             frame_depth_weight=depth_weight)
+        if cfg.smooth_centre_s2 and cfg.smooth_speed_s2:
+            problem = replace(problem, centre_whitening=_centre_whitening(
+                poses, problem.smooth_centre, cfg.smooth_centre_s2 / cfg.smooth_speed_s2))
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
         adjusted, poses = adjusted[g:], poses[g:]
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
@@ -663,6 +676,19 @@ class PoseSolver:
         health.reprojection_px, health.track_motion_px = _motion_fit(poses, k, tracks, depth)
         if health.track_motion_px > 0:
             health.unexplained_motion = health.reprojection_px / health.track_motion_px
+
+
+def _centre_whitening(poses: np.ndarray, across: float, ratio: float) -> np.ndarray:
+    """[S,3,3] whitening of each frame's centre acceleration: ``across`` times the identity,
+    ``ratio`` times that along the frame's direction of motion (its neighbours' centres in
+    ``poses``, the solve's start; a frame at either end or not moving gets the identity)."""
+    centres = se3_inverse(poses)[:, :3, 3]
+    along = np.zeros_like(centres)
+    along[1:-1] = centres[2:] - centres[:-2]
+    norm = np.linalg.norm(along, axis=1, keepdims=True)
+    along = np.divide(along, norm, out=np.zeros_like(along), where=norm > 0)
+    outer = along[:, :, None] * along[:, None, :]
+    return across * (np.eye(3)[None] + (ratio - 1.0) * outer)
 
 
 def _motion_fit(poses: np.ndarray, k: np.ndarray, tracks: WindowTracks,
