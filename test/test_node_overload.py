@@ -4,7 +4,8 @@ The node cannot keep up (every frame is a keyframe candidate here: keyframe_min_
 and that must be visible rather than silent: every frame the camera published is accounted for
 in /diagnostics (received + transport gaps + frames due in pauses over 1 s; received =
 skipped by policy + queue drops + rejected + keyframes + waiting), the status goes WARN with a
-log line saying what to change, and the node's memory stays bounded. The numbers it measures go to docs/PERFORMANCE.md.
+log line saying what to change, and the node's memory stays bounded. The numbers it measures
+go to docs/PERFORMANCE.md.
 """
 import json
 import os

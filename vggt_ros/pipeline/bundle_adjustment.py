@@ -164,9 +164,10 @@ class _State:
         if p.frame_depth_weight is not None:  # log-depth in the observing camera, own Huber
             depth_error = np.where(used, (np.log(self.depth_z) - p.frame_log_depth)
                                    * p.frame_depth_weight, 0.0)
+            depth_size = np.abs(depth_error)
             rows.append(depth_error[..., None])
-            weights.append(_huber_weight(np.abs(depth_error), p.huber)[..., None])
-            robust_cost += _huber_cost(np.abs(depth_error), p.huber).sum()
+            weights.append(_huber_weight(depth_size, p.huber)[..., None])
+            robust_cost += _huber_cost(depth_size, p.huber).sum()
         self.residual = np.concatenate(rows, axis=2)  # [S,M,R], R = 2 or 3
         self.robust = np.concatenate(weights, axis=2)  # [S,M,R] IRLS weight of each row
         self.rot_prior = _log_rotation(

@@ -29,8 +29,8 @@ adjustment on the tracks re-estimates the cameras. Per window:
    error of all observations, whitened by the tracks' measured noise, with a weak prior towards
    the camera head and a constant-velocity prior over consecutive frames (angular and linear
    acceleration, from the frames' stamps; a change of speed weighs more than a turn, and the
-   prior weighs less the better the tracks are). Each observation also ties the point's depth in the
-   observing camera to that frame's own network depth at the tracked pixel
+   prior weighs less the better the tracks are). Each observation also ties the point's depth
+   in the observing camera to that frame's own network depth at the tracked pixel
    (``frame_depth_sigma``; each frame's depth map on the current estimate's scale): the
    anchor's depth alone leaves every other camera's distance along its rays to the tracks.
    The prior reaches across the seam (``seam_prior``): the previous window's frame before
