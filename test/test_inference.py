@@ -134,6 +134,7 @@ def test_describe(model):
     info = _predictor(model).describe()
     assert info["device"] == "cpu" and info["precision"] == "fp32" and info["name"] == "tiny"
     assert info["preprocess_mode"] == "crop" and info["image_size"] == str(SIZE)
+    assert info["tracker_precision"] == "fp32"  # the reference tracker runs the model's
 
 
 def test_bad_calls_are_rejected(model, frames):

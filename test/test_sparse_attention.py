@@ -241,3 +241,29 @@ def test_sparse_global_attention_setting_reaches_the_fast_path(random_small_vggt
                             preprocess_mode="crop", image_size=0, sparse_global_attention=0.25,
                             warn=warnings.append)
     assert not exact.fast and any("stays exact" in w for w in warnings)  # said, not silent
+
+
+def test_tracker_precision_setting_reaches_the_fast_path_and_is_said_where_it_cannot(
+        random_small_vggt):
+    from vggt_ros.inference.builder import build_predictor
+    from vggt_ros.inference.predictor import VGGTPredictor
+    from vggt_ros.model.fast import TRACKER_PRECISIONS
+    from vggt_ros.settings import SETTINGS
+
+    setting = next(s for s in SETTINGS if s.name == "tracker_precision")
+    assert setting.default == "fp32" and setting.group == "predictor"  # official unless asked
+    assert tuple(setting.choices) == TRACKER_PRECISIONS
+    assert setting.check("fp16") and setting.check("tf32") is None
+    predictor = VGGTPredictor(copy.deepcopy(random_small_vggt), device="cpu", fast=True,
+                              tracker_precision="tf32")
+    assert predictor.model.options.tracker_precision == "tf32"
+    assert predictor.describe()["tracker_precision"] == "tf32"  # diagnostics and summary
+    warnings = []
+    reference = build_predictor(checkpoint="", device="cpu", precision="auto",
+                                preprocess_mode="crop", image_size=0, tracker_precision="bf16",
+                                warn=warnings.append)
+    assert not reference.fast and any("tracker_precision bf16" in w for w in warnings)
+    quiet = []
+    build_predictor(checkpoint="", device="cpu", precision="auto", preprocess_mode="crop",
+                    image_size=0, warn=quiet.append)
+    assert not any("tracker_precision" in w for w in quiet)  # the default says nothing

@@ -75,6 +75,11 @@ SETTINGS: tuple[Setting, ...] = (
             "percent of its estimated attention mass, at most this share of them. Changes the "
             "results; speed and accuracy cost in docs/PERFORMANCE.md.", "predictor",
             min=0.0, max=1.0),
+    Setting("tracker_precision", "fp32", "Arithmetic of the track head's iterative tracker "
+            "on the fast path (CUDA), which the pose solver calls once per window: fp32 (the "
+            "official arithmetic), tf32 (TensorFloat-32 matrix products: on an H200 the request "
+            "at 256 queries takes 20 instead of 37 ms) or bf16. Changes the tracks slightly; "
+            "measured in docs/PERFORMANCE.md.", "predictor", choices=("fp32", "tf32", "bf16")),
     # Windowing and keyframes.
     Setting("window_size", 8, "Keyframes per VGGT window.", "pipeline", min=2, max=256),
     Setting("overlap", 2, "Keyframes shared by consecutive windows (used to chain them; "

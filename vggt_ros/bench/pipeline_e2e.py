@@ -28,6 +28,7 @@ import torch
 
 from vggt_ros.bench.models import build_config, random_model
 from vggt_ros.inference.builder import build_predictor
+from vggt_ros.model.fast import TRACKER_PRECISIONS
 from vggt_ros.inference.predictor import VGGTPredictor
 from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.timings import NETWORK_STAGES, network_seconds
@@ -58,12 +59,14 @@ def build(args: argparse.Namespace) -> VGGTPredictor:
     if args.config == "demo":
         return build_predictor(checkpoint=args.checkpoint, device=args.device,
                                precision="auto", preprocess_mode="crop", image_size=0,
-                               compile_model=not args.no_compile, log=lambda _: None)
+                               compile_model=not args.no_compile,
+                               tracker_precision=args.tracker_precision, log=lambda _: None)
     device = torch.device(args.device)
     cfg = build_config(args.config)
     return VGGTPredictor(random_model(cfg, 0, device), device=device, image_size=cfg.img_size,
                          name=f"{args.config} (random weights)",
-                         compile_model=not args.no_compile)
+                         compile_model=not args.no_compile,
+                         tracker_precision=args.tracker_precision)
 
 
 def window_rows(pipeline: Pipeline, frames: Sequence[Frame]) -> list[dict[str, float]]:
@@ -134,6 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--checkpoint", default="", help="weights for --config demo")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-compile", action="store_true", help="run the fast path uncompiled")
+    p.add_argument("--tracker-precision", default="fp32", choices=TRACKER_PRECISIONS,
+                   help="the fast path's tracker arithmetic (setting tracker_precision)")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--window-size", type=int, default=8)

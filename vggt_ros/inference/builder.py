@@ -35,7 +35,7 @@ def _load_model(checkpoint: str, dev: torch.device) -> tuple[torch.nn.Module, st
 
 def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_mode: str,
                     image_size: int, compile_model: bool = True, compile_cache_dir: str = "",
-                    sparse_global_attention: float = 0.0,
+                    sparse_global_attention: float = 0.0, tracker_precision: str = "fp32",
                     log: Optional[Callable[[str], None]] = None,
                     warn: Optional[Callable[[str], None]] = None) -> VGGTPredictor:
     """Load the model named by ``checkpoint`` (empty: the embedded demo) and wrap it for the
@@ -53,10 +53,14 @@ def build_predictor(*, checkpoint: str, device: str, precision: str, preprocess_
     predictor = VGGTPredictor(model, device=dev, precision=precision,
                               preprocess_mode=preprocess_mode, image_size=image_size, name=name,
                               compile_model=compile_model, sparse_global=sparse,
-                              log=warn or _LOG.warning)
+                              tracker_precision=tracker_precision, log=warn or _LOG.warning)
     if sparse is not None and not predictor.fast:
         (warn or _LOG.warning)("sparse_global_attention applies to the fast path (CUDA, "
                                "precision auto) only: attention stays exact here")
+    if tracker_precision != "fp32" and not predictor.fast:
+        (warn or _LOG.warning)(f"tracker_precision {tracker_precision} applies to the fast path "
+                               "(CUDA, precision auto) only: the tracker runs in the model's "
+                               "precision here")
     params = sum(p.numel() for p in model.parameters())
     log(f"loaded model '{name}' ({checkpoint or 'no checkpoint given'}): "
         f"{params / 1e6:.1f} M parameters on {dev}, precision "

@@ -226,6 +226,7 @@ class VGGTPredictor:
     True forces it (also on CPU, where it is fp32 with the cache), False keeps the reference.
     The fast path converts the model's weights in place (the predictor owns the model).
     ``sparse_global``: the fast path's opt-in block-sparse global attention (approximate).
+    ``tracker_precision``: the fast path's tracker arithmetic (``FastOptions.tracker_precision``).
     ``device_preprocessing``: None resizes on the device for the fast path on CUDA and keeps
     upstream's Pillow preprocessing otherwise (``run_vggt``).
     """
@@ -236,6 +237,7 @@ class VGGTPredictor:
                  fast_options: Optional[FastOptions] = None, compile_model: bool = True,
                  log: Optional[Callable[[str], None]] = None,
                  sparse_global: Optional[SparseGlobalAttention] = None,
+                 tracker_precision: str = "fp32",
                  device_preprocessing: Optional[bool] = None) -> None:
         if preprocess_mode not in MODES:
             raise ValueError(f"preprocess_mode must be one of {MODES}, got {preprocess_mode!r}")
@@ -254,7 +256,8 @@ class VGGTPredictor:
             dtype = {"fp32": torch.float32, **AUTOCAST_DTYPES}[self.precision]
             no_compile = {} if compile_model else {"compile_blocks": False, "compile_heads": False}
             model = FastVGGT(model, fast_options or FastOptions(
-                dtype=dtype, sparse_global=sparse_global, **no_compile), log=log)
+                dtype=dtype, sparse_global=sparse_global, tracker_precision=tracker_precision,
+                **no_compile), log=log)
         self.fast = bool(fast)
         self.model = model
         if device_preprocessing is None:
@@ -341,4 +344,7 @@ class VGGTPredictor:
                 "compiled": "yes" if self.compiles else "no",
                 "preprocess_mode": self.preprocess_mode, "image_size": str(self.image_size),
                 "preprocess_on": "device" if self.device_preprocessing else "host (Pillow)",
+                # the fast path's tracker has its own arithmetic; the reference runs the model's
+                "tracker_precision": (self.model.options.tracker_precision if self.fast
+                                      else self.precision),
                 "parameters": f"{params / 1e6:.1f}M"}
