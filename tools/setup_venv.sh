@@ -54,16 +54,20 @@ fi
 # is moved out of site-packages (where it would shadow the source tree's vggt_ros) into
 # $V/generated, which a .pth file puts on sys.path after the source tree;
 # vggt_ros/__init__.py merges both directories into one package (pkgutil.extend_path).
-if ! fresh interfaces "$ROOT"/msg/* "$ROOT"/srv/* "$ROOT/CMakeLists.txt"; then
+# The .pth files name absolute paths, so a venv whose checkout moved (or that another checkout
+# re-pointed) is rebuilt here even when its stamps are fresh.
+SITE=$("$V/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+if ! fresh interfaces "$ROOT"/msg/* "$ROOT"/srv/* "$ROOT/CMakeLists.txt" ||
+   [ "$(cat "$SITE/zz_vggt_ros_generated.pth" 2>/dev/null)" != "$V/generated" ]; then
   build_interfaces "$ROOT" vggt_ros -DVGGT_ROS_INTERFACES_ONLY=ON
-  SITE=$("$V/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   rm -rf "$V/generated/vggt_ros"; mkdir -p "$V/generated"
   mv "$SITE/vggt_ros" "$V/generated/vggt_ros"
   echo "$V/generated" > "$SITE/zz_vggt_ros_generated.pth"
   touch "$(stamp interfaces)"
 fi
 
-if ! fresh package "$ROOT/setup.py"; then
+if ! fresh package "$ROOT/setup.py" ||
+   ! cat "$SITE"/__editable__.vggt_ros-*.pth 2>/dev/null | grep -qxF "$ROOT"; then
   echo "[setup] installing vggt_ros in editable mode"
   "$V/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
     -e "$ROOT" --config-settings editable_mode=compat
