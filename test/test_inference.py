@@ -163,3 +163,29 @@ def test_query_in_cropped_rows_is_rejected(model):
     result = run_vggt(model, tall, np.array([[10.0, 1.0]]), preprocess_mode="pad",
                       image_size=SIZE, geometry=False)
     assert result.depth is None and result.tracks_uv.shape == (2, 1, 2)
+
+
+def test_outputs_come_to_the_host_as_numpy_with_their_values():
+    from vggt_ros.inference.predictor import _to_host
+    gen = torch.Generator().manual_seed(3)
+    depth = torch.rand(2, 4, 5, generator=gen)
+    images = (torch.rand(2, 3, 4, 5, generator=gen) * 255).to(torch.uint8)
+    host = _to_host({"depth": depth, "images": images.permute(0, 2, 3, 1)})
+    assert isinstance(host["depth"], np.ndarray) and host["images"].dtype == np.uint8
+    np.testing.assert_array_equal(host["depth"], depth.numpy())
+    np.testing.assert_array_equal(host["images"], images.permute(0, 2, 3, 1).numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_outputs_leave_the_gpu_whole_and_each_call_in_its_own_arrays():
+    from vggt_ros.inference.predictor import _to_host
+    gen = torch.Generator().manual_seed(4)
+    depth = torch.rand(8, 392, 518, generator=gen).cuda()
+    images = (torch.rand(8, 3, 392, 518, generator=gen) * 255).to(torch.uint8).cuda()
+    first = _to_host({"depth": depth * 2, "images": images.permute(0, 2, 3, 1)})
+    np.testing.assert_array_equal(first["depth"], (depth * 2).cpu().numpy())
+    np.testing.assert_array_equal(first["images"], images.permute(0, 2, 3, 1).cpu().numpy())
+    kept = first["depth"].copy()
+    second = _to_host({"depth": depth * 3, "images": images.permute(0, 2, 3, 1)})
+    np.testing.assert_array_equal(first["depth"], kept)  # not overwritten by the next call
+    np.testing.assert_array_equal(second["depth"], (depth * 3).cpu().numpy())

@@ -190,26 +190,52 @@ def run_vggt(model: torch.nn.Module, images: Sequence[np.ndarray],
 
     start = time.perf_counter()
     result = InferenceResult(mappings=mappings, timings=timings, inputs=inputs)
+    wanted: dict[str, torch.Tensor] = {}
     if geometry:
         height, width = tensor.shape[-2:]
         extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(),
                                                               (height, width))
-        result.cam_from_world = to_homogeneous(extrinsics.cpu().numpy().astype(np.float64))
-        result.intrinsics = intrinsics.cpu().numpy().astype(np.float64)
+        wanted.update(extrinsics=extrinsics, intrinsics=intrinsics,
+                      maps=torch.stack([out["depth"][0, ..., 0], out["depth_conf"][0]]).float())
+        if torch.is_tensor(seen):  # the images only when still on the device
+            wanted["images"] = seen.permute(0, 2, 3, 1)
+    if queries is not None:
+        wanted.update(tracks=out["track"][0].float(), visibility=out["vis"][0].float(),
+                      confidence=out["conf"][0].float())
+    host = _to_host(wanted)
+    if geometry:
+        result.cam_from_world = to_homogeneous(host["extrinsics"].astype(np.float64))
+        result.intrinsics = host["intrinsics"].astype(np.float64)
         result.intrinsics_original = np.stack(
             [m.intrinsics_to_original(k) for m, k in zip(mappings, result.intrinsics)])
-        # Depth and confidence in one float32 transfer; the images only when still on device.
-        maps = torch.stack([out["depth"][0, ..., 0], out["depth_conf"][0]]).float().cpu().numpy()
-        result.depth, result.depth_conf = maps[0], maps[1]
-        result.images = (seen.permute(0, 2, 3, 1).cpu().numpy() if torch.is_tensor(seen)
-                         else seen)
+        result.depth, result.depth_conf = host["maps"][0], host["maps"][1]
+        result.images = host.get("images", seen)
     if queries is not None:
-        tracks = out["track"][0].float().cpu().numpy().astype(np.float64)  # [S,N,2] model px
+        tracks = host["tracks"].astype(np.float64)  # [S,N,2] model px
         result.tracks_uv = np.stack([m.to_original(t) for m, t in zip(mappings, tracks)])
-        result.track_visibility = out["vis"][0].float().cpu().numpy()
-        result.track_confidence = out["conf"][0].float().cpu().numpy()
+        result.track_visibility = host["visibility"]
+        result.track_confidence = host["confidence"]
     timings["postprocess"] = time.perf_counter() - start
     return result
+
+
+def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The outputs the caller uses, as NumPy arrays. From a CUDA device every tensor is copied
+    into its own page-locked buffer without waiting, then the stream is waited for once: one
+    synchronisation instead of one per output, and DMA straight into the arrays instead of
+    through the driver's staging buffers (about 18 MB per 8-frame window at 518x392). The
+    buffers are fresh per call (torch's pinned-memory cache recycles them once the arrays are
+    dropped), since the arrays outlive the call."""
+    cuda = [t for t in tensors.values() if t.is_cuda]
+    if not cuda:
+        return {name: t.numpy() for name, t in tensors.items()}
+    host = {}
+    for name, t in tensors.items():
+        buffer = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buffer.copy_(t, non_blocking=True)
+        host[name] = buffer
+    torch.cuda.current_stream(cuda[0].device).synchronize()
+    return {name: t.numpy() for name, t in host.items()}
 
 
 def frame_key(frame: Frame) -> tuple:
