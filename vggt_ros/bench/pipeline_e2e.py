@@ -28,8 +28,8 @@ import torch
 
 from vggt_ros.bench.models import build_config, random_model
 from vggt_ros.inference.builder import build_predictor
-from vggt_ros.model.fast import TRACKER_PRECISIONS
 from vggt_ros.inference.predictor import VGGTPredictor
+from vggt_ros.model.fast import TRACKER_PRECISIONS
 from vggt_ros.pipeline.pipeline import Pipeline, PipelineConfig, WindowFailed
 from vggt_ros.pipeline.timings import NETWORK_STAGES, network_seconds
 from vggt_ros.pipeline.types import Frame
