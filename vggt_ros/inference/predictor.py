@@ -224,8 +224,9 @@ def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     into its own page-locked buffer without waiting, then the stream is waited for once: one
     synchronisation instead of one per output, and DMA straight into the arrays instead of
     through the driver's staging buffers (about 18 MB per 8-frame window at 518x392). The
-    buffers are fresh per call (torch's pinned-memory cache recycles them once the arrays are
-    dropped), since the arrays outlive the call."""
+    buffers are fresh per call, since the arrays outlive it: a caller that keeps a window's
+    arrays (the track history, the chainer's keyframes) keeps its page-locked buffers, and
+    torch's pinned-memory cache recycles them once they are dropped."""
     cuda = [t for t in tensors.values() if t.is_cuda]
     if not cuda:
         return {name: t.numpy() for name, t in tensors.items()}
