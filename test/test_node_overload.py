@@ -9,6 +9,7 @@ go to docs/PERFORMANCE.md.
 """
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -24,6 +25,10 @@ RATE_HZ, W, H = 30.0, 640, 480
 STREAM_S = float(os.environ.get("VGGT_OVERLOAD_SECONDS", "90"))
 # Memory may grow while buffers fill (the first minute); after that it must stay flat.
 MEMORY_FROM_S = min(60.0, STREAM_S * 2 / 3)
+# RSS swings by 100-150 MB within a window (inference buffers, one sample a second catches a
+# peak now and then), so a leak is judged on the level the samples sit at (their median),
+# and a single peak only against a wider bound.
+MAX_LEVEL_GROWTH, MAX_PEAK_GROWTH = 0.10, 0.30
 
 
 def _rss_mb(pid: int) -> float:
@@ -75,16 +80,20 @@ def test_overload_at_30_hz_640x480_is_accounted_warned_and_bounded(tmp_path):
     in_pauses = delta("frames.in_pauses")  # the camera never pauses: the node got nothing for 1 s
     parts = {key: delta(f"frames.{key}") for key in
              ("skipped_by_policy", "queue_drops", "rejected", "keyframes", "waiting")}
-    # Peak against peak: RSS swings by ~15 % within each window (inference buffers).
-    growth = (max(mb for t, mb in rss if t >= MEMORY_FROM_S)
-              / max(mb for t, mb in rss if t < MEMORY_FROM_S) - 1)
+    # The level after the first minute against the level in its second half (buffers filled);
+    # peak against peak with more room.
+    settled = [mb for t, mb in rss if MEMORY_FROM_S / 2 <= t < MEMORY_FROM_S]
+    later = [mb for t, mb in rss if t >= MEMORY_FROM_S]
+    growth = statistics.median(later) / statistics.median(settled) - 1
+    peak_growth = max(later) / max(mb for t, mb in rss if t < MEMORY_FROM_S) - 1
     numbers = {"published": published, "publish_s": round(publish_s, 1), "received": received,
                "transport_gaps": gaps, "in_pauses": in_pauses,
                "longest_pause_s": end["frames.longest_pause_s"], **parts, "keyframes_published":
                end["keyframes_published"], "warn_periods": sum(lvl == 1 for lvl in levels),
                "diagnostics_periods": len(levels),
                "rss_mb": [(round(t), round(mb)) for t, mb in rss],
-               "memory_growth_after_60s": round(growth, 4)}
+               "memory_growth_after_60s": round(growth, 4),
+               "memory_peak_growth_after_60s": round(peak_growth, 4)}
     (tmp_path / "overload.json").write_text(json.dumps(numbers, indent=1))
     print("overload numbers:", json.dumps(numbers))
     assert abs(received + gaps + in_pauses - published) <= 0.02 * published, numbers
@@ -93,4 +102,4 @@ def test_overload_at_30_hz_640x480_is_accounted_warned_and_bounded(tmp_path):
     assert any("falling behind" in m for m in messages_seen) and 1 in levels, numbers
     assert in_pauses == 0 or "no image for over 1 s" in text, text[-3000:]
     assert "cannot keep up" in text and "keyframe_min_interval" in text, text[-3000:]
-    assert growth <= 0.10, numbers
+    assert growth <= MAX_LEVEL_GROWTH and peak_growth <= MAX_PEAK_GROWTH, numbers
