@@ -14,7 +14,8 @@ import statistics
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from vggt_ros.bench.models import build_config, random_inputs, random_model
+from vggt_ros.bench.models import (build_config, random_inputs, random_model,
+                                    random_query_points)
 from vggt_ros.bench.timing import wall_samples_ms
 from vggt_ros.model.fast import FastOptions, FastVGGT
 
@@ -38,9 +39,7 @@ def main() -> None:
         tokens = fast.aggregate(fast.patch_tokens(images, None), *grid)
         for precision in ("fp32", "tf32"):
             for queries in (64, 256):
-                gen = torch.Generator().manual_seed(queries)
-                points = (torch.rand(1, queries, 2, generator=gen)
-                          * torch.tensor([WIDTH - 1.0, HEIGHT - 1.0])).to(device)
+                points = random_query_points(queries, WIDTH, HEIGHT, device, queries)
                 request = lambda: fast.track(tokens, images, points)  # noqa: E731
                 for graphed in (True, False):
                     fast.options = dataclasses.replace(fast.options, tracker_precision=precision,

@@ -51,6 +51,14 @@ def random_model(cfg: VGGTConfig, seed: int, device: torch.device) -> VGGT:
     return model.eval()
 
 
+def random_query_points(n: int, w: int, h: int, device: torch.device, seed: int
+                        ) -> torch.Tensor:
+    """[1,n,2] seeded query pixels anywhere in a w x h frame (the tracker benchmarks' queries,
+    seeded by their count so every variant tracks the same points)."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return (torch.rand(1, n, 2, generator=gen) * torch.tensor([w - 1.0, h - 1.0])).to(device)
+
+
 def random_inputs(s: int, h: int, w: int, n: int, device: torch.device, seed: int
                   ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Seeded images [1,s,3,h,w] in [0,1] and n query pixels in frame 0 (None when n is 0)."""

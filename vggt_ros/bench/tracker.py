@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from vggt_ros.bench.models import (add_window_arguments, build_config, random_inputs,
-                                    random_model)
+                                    random_model, random_query_points)
 from vggt_ros.bench.timing import wall_samples_ms
 from vggt_ros.model.fast import TRACKER_PRECISIONS, FastOptions, FastVGGT
 
@@ -72,9 +72,7 @@ def bench_random(args, device: torch.device, sync) -> dict[str, Any]:
             lambda: fast.dpt(head.feature_extractor, tokens, images), args.repeats, sync,
             WARMUP_CALLS)
         for queries in args.queries:
-            gen = torch.Generator().manual_seed(queries)
-            points = (torch.rand(1, queries, 2, generator=gen)
-                      * torch.tensor([args.width - 1.0, args.height - 1.0])).to(device)
+            points = random_query_points(queries, args.width, args.height, device, queries)
             reference = None
             for variant in selected_variants(args):
                 fast.options = dataclasses.replace(fast.options, **variant)

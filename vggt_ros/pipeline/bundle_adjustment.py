@@ -200,6 +200,7 @@ class _State:
         jac = np.zeros((count, 6, num_frames, 6))
         scale = 2.0 / (dt[m] + dt[m - 1])  # [T] per second of the acceleration's time base
         eye = np.eye(3)[None]
+        centre = p.centre_matrices(m)  # [T,3,3], the same for all three frames of a triple
         # d(rate[m] - rate[m-1]) and d(velocity[m] - velocity[m-1]) for frames m-1, m, m+1
         for frames, rot_coef, centre_coef in (
                 (m - 1, self.step_rot[m - 1] / dt[m - 1, None, None], 1.0 / dt[m - 1]),
@@ -208,7 +209,7 @@ class _State:
                 (m + 1, eye / dt[m, None, None], 1.0 / dt[m])):
             block = np.zeros((count, 6, 6))
             block[:, :3, :3] = rot_coef * (scale * p.smooth_rot)[:, None, None]
-            weight = (-centre_coef * scale)[:, None, None] * p.centre_matrices(m)
+            weight = (-centre_coef * scale)[:, None, None] * centre
             r_t = np.swapaxes(self.rot[frames], 1, 2)
             block[:, 3:, :3] = weight @ (r_t @ _skew(self.trans[frames]))
             block[:, 3:, 3:] = weight @ r_t

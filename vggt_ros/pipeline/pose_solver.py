@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import cv2
@@ -646,23 +646,25 @@ class PoseSolver:
             if frame_depth is not None:
                 depth_target = pad(depth_target, depth_target[0] * 0.0)
                 depth_weight = pad(depth_weight, depth_weight[0] * 0.0)
+        scene_depth = float(np.median(tracks.depth))
+        smooth_centre = (smooth_trust / (cfg.smooth_centre_s2 * scene_depth)
+                         if cfg.smooth_centre_s2 else 0.0)
+        centre_whitening = (_centre_whitening(poses, smooth_centre,
+                                              cfg.smooth_centre_s2 / cfg.smooth_speed_s2)
+                            if cfg.smooth_centre_s2 and cfg.smooth_speed_s2 else None)
         problem = AdjustmentProblem(
             k=k, rays=rays, anchor=tracks.anchor + g, net_depth=tracks.depth,
             target=target, weight=weight, head=head,
             # the window's frame 0 (and a ghost) stays: it defines the window frame
             free=np.flatnonzero(solved[g + 1:]) + g + 1,
             prior_rot=1.0 / math.radians(cfg.prior_rot_deg),
-            prior_trans=1.0 / (cfg.prior_trans * float(np.median(tracks.depth))),
+            prior_trans=1.0 / (cfg.prior_trans * scene_depth),
             depth_sigma=cfg.depth_sigma, huber=HUBER_SCALE, max_depth_change=MAX_DEPTH_CHANGE,
             smooth_rot=(smooth_trust / math.radians(cfg.smooth_rot_deg_s2)
                         if cfg.smooth_rot_deg_s2 else 0.0),
-            smooth_centre=(smooth_trust / (cfg.smooth_centre_s2 * float(np.median(tracks.depth)))
-                           if cfg.smooth_centre_s2 else 0.0),
+            smooth_centre=smooth_centre, centre_whitening=centre_whitening,
             smooth_frames=solved, times=times, frame_log_depth=depth_target,
             frame_depth_weight=depth_weight)
-        if cfg.smooth_centre_s2 and cfg.smooth_speed_s2:
-            problem = replace(problem, centre_whitening=_centre_whitening(
-                poses, problem.smooth_centre, cfg.smooth_centre_s2 / cfg.smooth_speed_s2))
         adjusted, new_depth = adjust(problem, poses, depth, cfg.max_iterations)
         adjusted, poses = adjusted[g:], poses[g:]
         if not (np.all(np.isfinite(adjusted)) and np.all(np.isfinite(new_depth))):
