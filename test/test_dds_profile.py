@@ -71,7 +71,12 @@ def test_4k_rgb_frames_arrive_best_effort_across_processes():
         node.destroy_node()
         rclpy.shutdown(context=ctx)
     assert all(size == FRAME_4K for _, size in got)
-    # The first frame after matching was lost in every run, with any segment size; after it,
-    # every frame must arrive (with 32 MiB segments some did not).
-    assert sorted(stamp for stamp, _ in got if stamp > 1) == list(range(2, 13)), got
+    # The first frame after matching was lost in every run, with any segment size. Of the 11
+    # after it, too small a segment loses most (measured 2026-12-01: 0 arrived with Fast DDS's
+    # default 0.5 MiB, 0-2 with 1 MiB, 7-11 with 2 MiB over four runs, all from 4 MiB up).
+    # Best effort may drop one or two on a starved CPU (the CI machine lost frame 4 once, with
+    # the 128 MiB profile), so nine of eleven must arrive, and none twice.
+    stamps = [stamp for stamp, _ in got if stamp > 1]
+    assert len(stamps) == len(set(stamps)) and set(stamps) <= set(range(2, 13)), got
+    assert len(stamps) >= 9, got
 
