@@ -34,6 +34,8 @@ ARGUMENTS = {
     "cameras": ("", "Comma-separated camera namespaces: one node per camera (overrides "
                     "namespace); relative topics resolve in each camera's namespace"),
     "image_topic": ("image", "Camera image topic (sensor_msgs/Image)"),
+    "image_transport": ("", "raw | compressed: sensor_msgs/CompressedImage on "
+                            "<image_topic>/compressed; empty = the params file's (raw)"),
     "camera_info_topic": ("camera_info", "Matching sensor_msgs/CameraInfo topic"),
     "checkpoint": ("", "VGGT weights (.pt/.safetensors); empty = demo model"),
     "device": ("auto", "auto | cpu | cuda | cuda:N"),
@@ -66,6 +68,8 @@ def _nodes(context, *args, **kwargs):
             overrides["odom_frame"] = odom
         if value["base_frame"] and index == 0:
             overrides["base_frame"] = value["base_frame"]
+        if value["image_transport"]:
+            overrides["image_transport"] = value["image_transport"]
         if value["camera_frame"] and not several:
             overrides["camera_frame"] = value["camera_frame"]
         nodes.append(LifecycleNode(

@@ -1,14 +1,17 @@
-"""decode_image / 32FC1 helpers against hand-built buffers."""
+"""decode_image / decode_compressed / 32FC1 helpers against hand-built buffers."""
 from array import array
 
+import cv2
 import numpy as np
 import pytest
 
 from vggt_ros.io.images import (
     ImageDecodeError,
     decode_32fc1,
+    decode_compressed,
     decode_image,
     encode_32fc1,
+    encode_compressed,
     encode_rgb8,
 )
 
@@ -152,3 +155,63 @@ def test_32fc1_round_trip_keeps_nan_and_inf():
         encode_32fc1(np.zeros((2, 2), np.int32))
     with pytest.raises(ValueError):
         encode_32fc1(np.zeros((0, 2), np.float32))
+
+
+# --- sensor_msgs/CompressedImage ---------------------------------------------------------------
+
+def test_png_compressed_image_decodes_to_the_exact_rgb(rgb):
+    image_format, data = encode_compressed(rgb, "png")
+    assert image_format == "rgb8; png compressed bgr8"  # image_transport's format string
+    out = decode_compressed(image_format, array("B", data))  # rclpy hands over an array
+    assert out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_jpeg_compressed_image_keeps_the_colours_in_rgb_order():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 200
+    out = decode_compressed(*encode_compressed(red, "jpeg"))
+    assert out.shape == (16, 16, 3)
+    assert np.abs(out.astype(int) - red).max() <= 4  # lossy, but red stays red
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png", "mono8; png compressed mono8", ""])
+def test_the_codec_is_read_from_the_bytes_not_the_format_string(rgb, image_format):
+    _, data = encode_compressed(rgb, "png")
+    np.testing.assert_array_equal(decode_compressed(image_format, data), rgb)
+
+
+def test_grey_16_bit_and_alpha_images_become_rgb():
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    _, png = cv2.imencode(".png", grey)
+    np.testing.assert_array_equal(decode_compressed("png", png.tobytes()),
+                                  np.repeat(grey[:, :, None], 3, axis=2))
+    grey16 = (np.arange(48, dtype=np.uint16).reshape(6, 8) * 1000)
+    _, png16 = cv2.imencode(".png", grey16)
+    np.testing.assert_array_equal(decode_compressed("mono16; png compressed mono16",
+                                                    png16.tobytes())[..., 0],
+                                  (grey16 >> 8).astype(np.uint8))
+    bgra = np.zeros((4, 4, 4), np.uint8)
+    bgra[..., 0], bgra[..., 2], bgra[..., 3] = 10, 30, 255  # blue 10, red 30, opaque
+    _, png_alpha = cv2.imencode(".png", bgra)
+    out = decode_compressed("bgra8; png compressed bgra8", png_alpha.tobytes())
+    assert out.shape == (4, 4, 3) and tuple(out[0, 0]) == (30, 0, 10)
+
+
+@pytest.mark.parametrize("image_format, data, kind", [
+    ("16UC1; compressedDepth png", b"\x00" * 12 + b"png", "unsupported_format"),
+    ("jpeg", b"", "zero_size"),
+    ("jpeg", bytes(range(256)) * 4, "undecodable"),
+    ("png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "undecodable"),
+])
+def test_unusable_compressed_images_are_refused_by_kind(image_format, data, kind):
+    with pytest.raises(ImageDecodeError) as err:
+        decode_compressed(image_format, data)
+    assert err.value.kind == kind and image_format in str(err.value)
+
+
+def test_encode_compressed_refuses_what_it_cannot_write(rgb):
+    with pytest.raises(ValueError, match="codec"):
+        encode_compressed(rgb, "webp")
+    with pytest.raises(ValueError, match="HxWx3"):
+        encode_compressed(rgb[..., 0], "png")

@@ -85,11 +85,12 @@ def test_arguments_reach_the_node(launch_file):
                       image_topic="/camera/image_rect", camera_info_topic="/camera/info",
                       checkpoint="/w/model.pt", device="cuda", odom_frame="odom",
                       base_frame="base_link", camera_frame="cam_optical", use_sim_time="true",
-                      log_level="debug", autostart="false")
+                      log_level="debug", autostart="false", image_transport="compressed")
     assert node["namespace"] == "cam"
     assert node["parameters"] == ["/robot/vggt.yaml", {
         "checkpoint": "/w/model.pt", "device": "cuda", "use_sim_time": True, "autostart": False,
-        "odom_frame": "odom", "base_frame": "base_link", "camera_frame": "cam_optical"}]
+        "odom_frame": "odom", "base_frame": "base_link", "camera_frame": "cam_optical",
+        "image_transport": "compressed"}]
     assert node["remappings"] == [("image", "/camera/image_rect"),
                                   ("camera_info", "/camera/info")]
     assert node["ros_arguments"] == ["--log-level", "debug"]

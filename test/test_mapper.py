@@ -22,7 +22,7 @@ from vggt_ros.io.tum import read_tum
 from vggt_ros.offline.mapper import MappingError, run_offline_mapping
 from vggt_ros.pipeline.pipeline import PipelineConfig
 from vggt_ros.synth import make_sequence
-from vggt_ros.synth.cli import IMAGE_TOPIC, image_message
+from vggt_ros.synth.cli import IMAGE_TOPIC, compressed_image_message, image_message
 from vggt_ros.synth.gt_double import GroundTruthPredictor
 
 from synth_runs import (MAPPING_FRAMES, MAPPING_HEIGHT, MAPPING_SEED, MAPPING_WIDTH,
@@ -110,6 +110,25 @@ def test_undecodable_images_are_skipped_and_counted(tmp_path):
     assert summary["skipped_messages"] == {"unsupported_encoding": 2}
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped_messages"] == {
         "unsupported_encoding": 2}
+
+
+def test_compressed_images_are_mapped_and_bad_ones_skipped_and_counted(tmp_path):
+    seq = make_sequence(12, 32, 24, 3)
+    bag, topic = tmp_path / "bag", IMAGE_TOPIC + "/compressed"
+    with BagWriter(bag) as writer:
+        for i, stamp in enumerate(int(s) for s in seq.stamps_ns):
+            msg = compressed_image_message(seq.render(i)[0], stamp, "png")
+            if i == 4:
+                msg["data"] = msg["data"][: len(msg["data"]) // 4]  # cut short
+            if i == 5:
+                msg["format"] = "16UC1; compressedDepth png"
+            writer.write(topic, "sensor_msgs/msg/CompressedImage", msg, stamp)
+    summary = run_offline_mapping(bag, topic, tmp_path / "out", GroundTruthPredictor(seq),
+                                  _config(window_size=4, overlap=1), progress=False)
+    assert summary["frames_read"] == 12 and summary["keyframes"] == 10
+    assert summary["skipped_messages"] == {"undecodable": 1, "unsupported_format": 1}
+    stamps, _ = read_tum(tmp_path / "out" / "trajectory_tum.txt")
+    assert len(stamps) == 10
 
 
 @pytest.mark.slow

@@ -191,6 +191,11 @@ SETTINGS: tuple[Setting, ...] = (
             "camera-body frame (x forward, z up) the node owns.", "ros"),
     Setting("camera_frame", "", "Camera optical frame id; empty = the image header frame_id.",
             "ros"),
+    Setting("image_transport", "raw", "How the camera images arrive, as image_transport names "
+            "it: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
+            "JPEG or PNG, on image's compressed sub-topic, e.g. /camera/image_raw/compressed "
+            "when image is remapped to /camera/image_raw).", "ros",
+            choices=("raw", "compressed")),
     Setting("publish_tf", True, "Publish the camera (or base) pose on /tf.", "ros"),
     Setting("tf_mode", "odom_tree", "Which pose edge goes on /tf: odom_tree (odom_frame -> "
             "base or camera body), separate_odom (the inverse, body -> odom_frame: for a robot "

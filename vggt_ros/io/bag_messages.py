@@ -20,6 +20,7 @@ from rosbags.typesys.store import Typestore
 from vggt_ros.io.stamps import split_ns
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 _NUMPY_DTYPES = {
     "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "uint8": np.uint8, "int8": np.int8,

@@ -23,6 +23,8 @@ from vggt_ros.io.read_report import Damage, RawMessage, ReadReport
 from vggt_ros.io.sqlite_recovery import SqliteRecovery
 
 _RECOVERY = {"mcap": McapRecovery, "sqlite3": SqliteRecovery}
+# What a topic may carry: one message type, any of several, or None for any type.
+Accepted = Optional[str | tuple[str, ...]]
 
 
 class Bag:
@@ -33,10 +35,11 @@ class Bag:
         self.layout: BagLayout = resolve_bag(self.path)
         self.report = ReadReport(has_metadata=self.layout.metadata is not None)
 
-    def messages(self, topics: Mapping[str, Optional[str]]) -> Iterator[RawMessage]:
-        """Intact messages on ``topics`` (topic -> expected type, or None for any) in recording
-        order. BagError when a topic is not in the bag or carries another type: at once when
-        metadata.yaml lists the topics, else once the first message (or the end) shows it."""
+    def messages(self, topics: Mapping[str, Accepted]) -> Iterator[RawMessage]:
+        """Intact messages on ``topics`` (topic -> expected type, a tuple of accepted types, or
+        None for any) in recording order. BagError when a topic is not in the bag or carries
+        another type: at once when metadata.yaml lists the topics, else once the first message
+        (or the end) shows it."""
         self.report = ReadReport(has_metadata=self.layout.metadata is not None)
         known = self.layout.topics()
         if known is not None:
@@ -51,7 +54,7 @@ class Bag:
         if known is None:
             self._check(topics, self.report.topics)
 
-    def _storage_messages(self, topics: Mapping[str, Optional[str]]) -> Iterator[RawMessage]:
+    def _storage_messages(self, topics: Mapping[str, Accepted]) -> Iterator[RawMessage]:
         if self.layout.compression_mode:
             self.report.files.extend(str(file) for file in self.layout.files)
             yield from _compressed_bag_messages(self.layout.path, topics, self.report)
@@ -59,19 +62,20 @@ class Bag:
         for file in self.layout.files:
             yield from _RECOVERY[self.layout.storage](file, self.report).messages(topics)
 
-    def _check(self, topics: Mapping[str, Optional[str]], found: Mapping[str, str]) -> None:
-        for topic, msgtype in topics.items():
+    def _check(self, topics: Mapping[str, Accepted], found: Mapping[str, str]) -> None:
+        for topic, accepted in topics.items():
             if topic not in found:
                 damage = "" if self.report.intact else (
                     f" (only the readable part was searched: {self.report.warning()})")
                 raise BagError(f"topic {topic!r} not in bag {self.path}; available: "
                                f"{sorted(found)}{damage}")
-            if msgtype and found[topic] != msgtype:
+            accepted = (accepted,) if isinstance(accepted, str) else accepted
+            if accepted and found[topic] not in accepted:
                 raise BagError(f"topic {topic!r} in bag {self.path} carries "
-                               f"{[found[topic]]}, expected {msgtype}")
+                               f"{[found[topic]]}, expected {' or '.join(accepted)}")
 
 
-def _compressed_bag_messages(path: Path, topics: Mapping[str, Optional[str]],
+def _compressed_bag_messages(path: Path, topics: Mapping[str, Accepted],
                              report: ReadReport) -> Iterator[RawMessage]:
     """Bags compressed by rosbag2 (compression_mode file or message): rosbags decompresses
     them. No recovery here: reading stops at the first damage, which is reported."""

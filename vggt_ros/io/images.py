@@ -1,10 +1,12 @@
 """Raw ROS image buffers <-> NumPy arrays (no rclpy, so the offline tools can use it too).
 
 ``decode_image`` turns the fields of a ``sensor_msgs/Image`` into the HxWx3 uint8 RGB array the
-pipeline expects. It validates the buffer first (a camera driver or a bag can hand us anything)
-and raises :class:`ImageDecodeError` with a machine-readable ``kind`` so the node can count and
-throttle each failure class separately. When the bytes already are unpadded rgb8 the result is a
-view of the message buffer (no copy); every other encoding costs exactly one conversion.
+pipeline expects, ``decode_compressed`` those of a ``sensor_msgs/CompressedImage`` (JPEG or PNG,
+what most robots record to save bandwidth and disk). Both validate the buffer first (a camera
+driver or a bag can hand us anything) and raise :class:`ImageDecodeError` with a
+machine-readable ``kind`` so the node can count and throttle each failure class separately.
+When the bytes already are unpadded rgb8 the result is a view of the message buffer (no copy);
+every other encoding costs exactly one conversion.
 """
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ __all__ = [
     "ImageDecodeError",
     "SUPPORTED_ENCODINGS",
     "decode_image",
+    "decode_compressed",
     "decode_32fc1",
     "DEPTH_ENCODINGS",
     "decode_depth",
     "encode_16uc1",
     "encode_32fc1",
     "encode_rgb8",
+    "encode_compressed",
 ]
 
 Buffer = Union[bytes, bytearray, memoryview, np.ndarray, array]
@@ -60,7 +64,8 @@ DEPTH_ENCODINGS: tuple[str, ...] = ("16UC1", "mono16", "32FC1")
 
 class ImageDecodeError(ValueError):
     """A buffer that cannot be read as an image. ``kind`` is one of
-    ``unsupported_encoding``, ``zero_size``, ``bad_step``, ``short_data``."""
+    ``unsupported_encoding``, ``zero_size``, ``bad_step``, ``short_data`` and, for compressed
+    images, ``unsupported_format`` and ``undecodable``."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -118,12 +123,68 @@ def decode_image(encoding: str, height: int, width: int, step: int, data: Buffer
     return np.ascontiguousarray(pixels[:, :, :3])  # rgba8
 
 
+def decode_compressed(image_format: str, data: Buffer) -> np.ndarray:
+    """CompressedImage fields -> C-contiguous HxWx3 uint8 RGB.
+
+    ``image_format`` (the message's ``format``) is what image_transport's compressed plugin
+    writes ("jpeg", "png", or e.g. "rgb8; jpeg compressed bgr8"). The codec is read from the
+    bytes themselves, and the decoded channel order is always OpenCV's BGR: the plugin
+    converts colour images to bgr8 before compressing, whatever the camera's encoding was.
+    Grey images become three equal channels, 16-bit ones keep their high byte (as ``mono16``
+    in ``decode_image``), alpha is dropped.
+    compressedDepth (depth_image_transport's format) is refused: it is depth, not colour.
+    """
+    if "compresseddepth" in image_format.lower().replace(" ", ""):
+        raise ImageDecodeError("unsupported_format",
+                               f"compressed image format '{image_format}' is depth "
+                               f"(compressedDepth), not a colour image")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size == 0:
+        raise ImageDecodeError("zero_size",
+                               f"compressed image ('{image_format}') has no data")
+    pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.size == 0:
+        raise ImageDecodeError("undecodable",
+                               f"compressed image ('{image_format}', {buf.size} bytes) does "
+                               f"not decode as JPEG or PNG (truncated or corrupt?)")
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        raise ImageDecodeError("unsupported_format",
+                               f"compressed image ('{image_format}') decodes to {pixels.dtype} "
+                               f"pixels; 8 or 16 bit expected")
+    if pixels.ndim == 2:
+        return np.ascontiguousarray(np.repeat(pixels[:, :, None], 3, axis=2))
+    if pixels.shape[2] == 1:
+        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    return np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR or BGRA -> RGB
+
+
 def encode_rgb8(image: np.ndarray) -> bytes:
     """HxWx3 uint8 RGB -> the ``data`` of an unpadded rgb8 image (step = 3*width)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"rgb8 needs an HxWx3 uint8 array, got {image.shape} {image.dtype}")
     return np.ascontiguousarray(image).tobytes()
+
+
+def encode_compressed(image: np.ndarray, codec: str, jpeg_quality: int = 95
+                      ) -> tuple[str, bytes]:
+    """HxWx3 uint8 RGB -> (``format``, ``data``) of a CompressedImage, as image_transport's
+    compressed plugin writes it from an rgb8 image (its default JPEG quality is 95). ``codec``:
+    "jpeg" or "png" (lossless)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"needs an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}")
+    options = {"jpeg": (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]),
+               "png": (".png", [])}
+    if codec not in options:
+        raise ValueError(f"codec must be one of {sorted(options)}, got {codec!r}")
+    extension, params = options[codec]
+    ok, data = cv2.imencode(extension, np.ascontiguousarray(image[:, :, ::-1]), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {image.shape} image as {codec}")
+    return f"rgb8; {codec} compressed bgr8", data.tobytes()
 
 
 def encode_32fc1(image: np.ndarray) -> bytes:

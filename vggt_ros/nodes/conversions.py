@@ -15,11 +15,11 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose, PoseStamped, Transform, TransformStamped
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from vggt_ros.geometry.camera import translation_quaternion_to_pose
-from vggt_ros.io.images import decode_32fc1, decode_depth, decode_image
+from vggt_ros.io.images import decode_32fc1, decode_compressed, decode_depth, decode_image
 from vggt_ros.io.stamps import join_ns
 from vggt_ros.nodes.rclpy_messages import to_rclpy
 from vggt_ros.pipeline.types import CameraIntrinsics
@@ -74,8 +74,11 @@ def make_header(stamp_ns: int, frame_id: str) -> Header:
 
 # --- images ---------------------------------------------------------------------------------
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> HxWx3 uint8 RGB; raises ``ImageDecodeError`` (with ``kind``)."""
+def image_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage -> HxWx3 uint8 RGB; raises ``ImageDecodeError``
+    (with ``kind``)."""
+    if isinstance(msg, CompressedImage):
+        return decode_compressed(msg.format, msg.data)
     return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
                         bool(msg.is_bigendian))
 

@@ -47,7 +47,8 @@ from rclpy.logging import get_logger
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.service import Service
-from sensor_msgs.msg import CameraInfo, Image
+from rclpy.subscription import Subscription
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import settings
@@ -301,8 +302,7 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             self._worker = threading.Thread(target=self._work, name="vggt_worker", daemon=True)
             self._worker.start()
             inputs = MutuallyExclusiveCallbackGroup()
-            self.image_sub = self.create_subscription(
-                Image, "image", self._on_image, qos_profile_sensor_data, callback_group=inputs)
+            self.image_sub = self._subscribe_camera(inputs)
             self.camera_info_sub = self.create_subscription(
                 CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
                 callback_group=inputs)
@@ -335,9 +335,19 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
             super().on_deactivate(state)
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(ready_line(
-            self.resolve_topic_name("image"), self.values, self._model_description,
+            self.image_sub.topic_name, self.values, self._model_description,
             self.pipeline.stats["scale_status"], self._pose_frames()))
         return TransitionCallbackReturn.SUCCESS
+
+    def _subscribe_camera(self, group: MutuallyExclusiveCallbackGroup) -> Subscription:
+        """The camera subscription. compressed follows image_transport's naming: the image
+        topic, after remapping, plus "/compressed", so remapping image moves both."""
+        if self.values["image_transport"] == "compressed":
+            return self.create_subscription(
+                CompressedImage, self.resolve_topic_name("image") + "/compressed",
+                self._on_image, qos_profile_sensor_data, callback_group=group)
+        return self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
+                                        callback_group=group)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop taking frames and processing; keep the pipeline, the queued frames and the
@@ -559,7 +569,7 @@ class VGGTNode(params.ExplainedRefusals, LifecycleNode):
         with self._state_lock:
             self._static_tf.add(msg.transforms)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         """Cheap work first: count the frame, and skip it before decoding when it comes sooner
         than keyframe_min_interval after the last candidate."""
         stamp = conv.time_to_ns(msg.header.stamp)

@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "output bag, report, summary) offline from a ROS 2 bag, with the same "
                      "pipeline and settings as the live vggt node.")
     parser.add_argument("bag", type=Path, help="rosbag2 directory or .mcap/.db3 file")
-    parser.add_argument("--image-topic", required=True, help="sensor_msgs/Image topic")
+    parser.add_argument("--image-topic", required=True,
+                        help="sensor_msgs/Image or sensor_msgs/CompressedImage (JPEG, PNG) topic")
     parser.add_argument("--camera-info-topic", default=None,
                         help="sensor_msgs/CameraInfo topic (optional; checks the calibration)")
     parser.add_argument("--out", type=Path, default=None,

@@ -38,7 +38,7 @@ from vggt_ros.export.health_text import health_lines, warning_line
 from vggt_ros.export.outputs import FILES, MapOutputs
 from vggt_ros.io.bag_reader import Bag
 from vggt_ros.io.image_stream import read_image_stream
-from vggt_ros.io.images import ImageDecodeError, decode_image
+from vggt_ros.io.images import ImageDecodeError
 from vggt_ros.io.tum import read_tum
 from vggt_ros.offline.sensor_feed import BagSensors, OdometrySource
 from vggt_ros.pipeline.pipeline import FrameRejected, Pipeline, PipelineConfig, WindowFailed
@@ -113,8 +113,7 @@ class OfflineMapper:
             self.frames_read += 1
             start = time.perf_counter()
             try:
-                image = decode_image(record.encoding, record.height, record.width,
-                                     record.step, record.data, record.is_bigendian)
+                image = record.rgb()
             except ImageDecodeError as exc:
                 self._skip(exc.kind, f"image at {record.stamp_ns} ns: {exc}")
                 continue
@@ -405,7 +404,8 @@ class OfflineMapper:
 
 def check_bag(bag: str | Path, image_topic: str, camera_info_topic: Optional[str] = None) -> None:
     """Fail fast (before a model is loaded) unless the bag opens and ``image_topic`` holds at
-    least one intact Image message; raises BagError or MappingError naming the problem."""
+    least one intact Image or CompressedImage message; raises BagError or MappingError naming
+    the problem."""
     source = Bag(bag)
     stream = read_image_stream(source, image_topic, camera_info_topic)
     try:

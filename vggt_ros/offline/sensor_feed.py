@@ -20,7 +20,7 @@ import numpy as np
 
 from vggt_ros.geometry.camera import translation_quaternion_to_pose
 from vggt_ros.geometry.frames import StaticFrames
-from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, BagError
+from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
 from vggt_ros.io.bag_reader import Bag, decoded_messages, list_topics
 from vggt_ros.io.image_stream import ImageRecord, read_image_stream
 from vggt_ros.io.images import ImageDecodeError, decode_depth
@@ -110,7 +110,8 @@ class BagSensors:
                 raise BagError(f"depth_info_topic {info_topic!r} ({CAMERA_INFO_TYPE}) is not in "
                                f"bag {bag}")
             self._depth_records = read_image_stream(Bag(bag), depth_topic,
-                                                    info_topic if has_info else None)
+                                                    info_topic if has_info else None,
+                                                    accepted_types=(IMAGE_TYPE,))
         if odometry is not None:
             track = _read_odometry(bag, odometry, max_gap_s)
         self._depth = depth

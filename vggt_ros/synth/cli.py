@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.io.bag_messages import CAMERA_INFO_TYPE, IMAGE_TYPE, BagError
-from vggt_ros.io.images import encode_16uc1
+from vggt_ros.io.bag_messages import (CAMERA_INFO_TYPE, COMPRESSED_IMAGE_TYPE, IMAGE_TYPE,
+                                      BagError)
+from vggt_ros.io.images import encode_16uc1, encode_compressed
 from vggt_ros.io.bag_writer import STORAGES, BagWriter
 from vggt_ros.io.mcap_storage import DEFAULT_CHUNK_SIZE
 from vggt_ros.io.tum import write_tum
@@ -39,6 +40,8 @@ from vggt_ros.synth.trajectory import TRAJECTORIES
 from vggt_ros.topics.messages import header, tf_message as pose_tf_message
 
 IMAGE_TOPIC = "/camera/image_raw"
+COMPRESSED_IMAGE_TOPIC = f"{IMAGE_TOPIC}/compressed"  # image_transport's name for it
+IMAGE_FORMATS = ("raw", "jpeg", "png")
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 TF_TOPIC = "/tf"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
@@ -68,6 +71,12 @@ def image_message(rgb: np.ndarray, stamp_ns: int) -> dict:
     height, width, _ = rgb.shape
     return {"header": header(stamp_ns, FRAME_ID), "height": height, "width": width,
             "encoding": "rgb8", "is_bigendian": 0, "step": 3 * width, "data": rgb.ravel()}
+
+
+def compressed_image_message(rgb: np.ndarray, stamp_ns: int, codec: str) -> dict:
+    image_format, data = encode_compressed(rgb, codec)
+    return {"header": header(stamp_ns, FRAME_ID), "format": image_format,
+            "data": np.frombuffer(data, np.uint8)}
 
 
 def tf_message(world_from_cam: np.ndarray, stamp_ns: int) -> dict:
@@ -129,7 +138,8 @@ def _single_threaded_worker() -> None:
 def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "mcap",
                        workers: int = 1, chunk_size: int = DEFAULT_CHUNK_SIZE,
                        depth: bool = True, odometry: bool = True, seed: int = 0,
-                       depth_cam: Optional[DepthCamera] = None) -> None:
+                       depth_cam: Optional[DepthCamera] = None,
+                       image_format: str = "raw") -> None:
     """Render every frame of ``seq`` into a new bag (image, camera info and /tf per frame;
     with ``depth`` the depth image, registered to the colour camera or, with ``depth_cam``,
     that camera's own; with ``odometry`` the wheel odometry, their errors drawn from
@@ -138,7 +148,12 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
     ``workers`` > 1 renders in that many processes (large sequences on a many-core machine);
     frames are written in order either way, so the bag is identical. ``chunk_size`` (bytes)
     is the MCAP chunk size: small chunks make finer-grained test bags for damage recovery.
+    ``image_format`` jpeg or png writes the colour images as image_transport's compressed
+    plugin publishes them (CompressedImage on ``COMPRESSED_IMAGE_TOPIC``), as most robots
+    record their cameras, instead of raw Images on ``IMAGE_TOPIC``.
     """
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {image_format!r}")
     world_from_cam = seq.world_from_cam
     indices = range(len(seq))
     depth_rng, odometry_rng = (np.random.default_rng(s)
@@ -171,7 +186,11 @@ def write_sequence_bag(seq: SyntheticSequence, bag_path: Path, storage: str = "m
                 bag.write(ODOM_TOPIC, ODOM_TYPE, odometry_message(
                     odom_from_base[i], odom_from_base[max(i - 1, 0)], dt, stamp), stamp)
             bag.write(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(seq, stamp), stamp)
-            bag.write(IMAGE_TOPIC, IMAGE_TYPE, image_message(rgb, stamp), stamp)
+            if image_format == "raw":
+                bag.write(IMAGE_TOPIC, IMAGE_TYPE, image_message(rgb, stamp), stamp)
+            else:
+                bag.write(COMPRESSED_IMAGE_TOPIC, COMPRESSED_IMAGE_TYPE,
+                          compressed_image_message(rgb, stamp, image_format), stamp)
             if depth:
                 bag.write(DEPTH_INFO_TOPIC, CAMERA_INFO_TYPE, camera_info_message(
                     depth_source, stamp, depth_frame), stamp)
@@ -200,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="write the depth of a separate depth camera (own K, size and "
                         "optical frame, 5 cm beside the colour camera, its extrinsic on "
                         "/tf_static) instead of depth registered to the colour camera")
+    parser.add_argument("--image-format", choices=IMAGE_FORMATS, default="raw",
+                        help=f"raw: sensor_msgs/Image on {IMAGE_TOPIC}; jpeg or png: "
+                        f"sensor_msgs/CompressedImage on {COMPRESSED_IMAGE_TOPIC}, as "
+                        "image_transport's compressed plugin publishes them")
     parser.add_argument("--no-odom", action="store_true",
                         help=f"leave out the wheel odometry ({ODOM_TOPIC}, /tf {ODOM_FRAME} -> "
                         f"{BASE_FRAME}, /tf_static {BASE_FRAME} -> {FRAME_ID})")
@@ -219,7 +242,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            chunk_size=args.chunk_kib * 1024, depth=not args.no_depth,
                            odometry=not args.no_odom, seed=args.seed,
                            depth_cam=depth_camera(args.width, args.height)
-                           if args.depth_unregistered else None)
+                           if args.depth_unregistered else None,
+                           image_format=args.image_format)
         write_tum(args.out_dir / TUM_NAME, seq.stamps_ns, seq.world_from_cam)
     except (BagError, ValueError, OSError) as exc:
         print(f"vggt_synth: error: {exc}", file=sys.stderr)
