@@ -91,6 +91,11 @@ def _rows(height: int, width: int, step: int, data: Buffer, channels: int,
     return buf[: height * step].reshape(height, step)[:, :row_bytes]
 
 
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    """HxW uint8 -> C-contiguous HxWx3 with three equal channels."""
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
 def decode_image(encoding: str, height: int, width: int, step: int, data: Buffer,
                  is_bigendian: bool = False) -> np.ndarray:
     """Image fields -> C-contiguous HxWx3 uint8 RGB.
@@ -109,15 +114,14 @@ def decode_image(encoding: str, height: int, width: int, step: int, data: Buffer
     rows = _rows(int(height), int(width), int(step), data, channels, itemsize, encoding)
     if encoding == "mono16":
         dtype = np.dtype(">u2" if is_bigendian else "<u2")
-        gray = (np.ascontiguousarray(rows).view(dtype) >> 8).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+        return _grey_to_rgb((np.ascontiguousarray(rows).view(dtype) >> 8).astype(np.uint8))
     if encoding in _BAYER_TO_RGB:
         return cv2.cvtColor(np.ascontiguousarray(rows), _BAYER_TO_RGB[encoding])
     pixels = rows.reshape(rows.shape[0], int(width), channels)
     if encoding == "rgb8":
         return np.ascontiguousarray(pixels)
     if encoding == "mono8":
-        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+        return _grey_to_rgb(pixels[:, :, 0])
     if encoding in ("bgr8", "bgra8"):
         return np.ascontiguousarray(pixels[:, :, 2::-1])
     return np.ascontiguousarray(pixels[:, :, :3])  # rgba8
@@ -153,10 +157,8 @@ def decode_compressed(image_format: str, data: Buffer) -> np.ndarray:
         raise ImageDecodeError("unsupported_format",
                                f"compressed image ('{image_format}') decodes to {pixels.dtype} "
                                f"pixels; 8 or 16 bit expected")
-    if pixels.ndim == 2:
-        return np.ascontiguousarray(np.repeat(pixels[:, :, None], 3, axis=2))
-    if pixels.shape[2] == 1:
-        return np.ascontiguousarray(np.repeat(pixels, 3, axis=2))
+    if pixels.ndim == 2:  # OpenCV decodes a grey image as HxW, never HxWx1
+        return _grey_to_rgb(pixels)
     return np.ascontiguousarray(pixels[:, :, 2::-1])  # BGR or BGRA -> RGB
 
 
